@@ -1,0 +1,79 @@
+"""Where the course keeps its files, and the fast mode that shrinks long work.
+
+Everything that a notebook writes goes under ``artifacts/`` next to ``data/``, in the
+course folder: the checkout that holds ``pyproject.toml`` (found from the working
+directory upwards), or the working directory itself (``/content`` on Colab), or
+whatever ``COURSE_ROOT`` names.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_NAME = "deploy-without-tears"
+CLASS_NAMES: tuple[str, ...] = ("Microalgae",)
+
+# File names of the artifacts that one notebook leaves for the next.
+CHECKPOINT_NAME = "model.pt"
+ONNX_NAME = "model.onnx"
+
+FAST_ENV = "COURSE_FAST"
+
+
+def course_root() -> Path:
+    """The course folder: ``COURSE_ROOT``, else the checkout above the cwd, else the cwd."""
+    env = os.environ.get("COURSE_ROOT")
+    if env:
+        return Path(env).expanduser().resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and f'name = "{PROJECT_NAME}"' in pyproject.read_text(
+            encoding="utf-8", errors="ignore"
+        ):
+            return folder
+    return here
+
+
+def data_dir() -> Path:
+    """``data/``: the 17 training images and the held-out test set (VOC folders)."""
+    return course_root() / "data"
+
+
+def train_dir() -> Path:
+    return data_dir() / "train"
+
+
+def test_dir() -> Path:
+    return data_dir() / "test"
+
+
+def artifacts_dir() -> Path:
+    """``artifacts/``: checkpoints, ONNX files, plots and benchmark results (created on use)."""
+    path = course_root() / "artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def checkpoint_path() -> Path:
+    return artifacts_dir() / CHECKPOINT_NAME
+
+
+def onnx_path() -> Path:
+    return artifacts_dir() / ONNX_NAME
+
+
+def fast_mode(verbose: bool = True) -> bool:
+    """True when ``COURSE_FAST=1``: fewer epochs, images and timing runs, same code path.
+
+    Tests and CI set it; instructors set it for a live session. Notebooks print it so a
+    reader always knows which mode produced the numbers on screen.
+    """
+    fast = os.environ.get(FAST_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    if verbose:
+        if fast:
+            print(f"Fast mode ON ({FAST_ENV}=1): shorter training and fewer timing runs.")
+        else:
+            print(f"Full mode (set {FAST_ENV}=1 for a quick run in class).")
+    return fast

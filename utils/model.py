@@ -1,0 +1,175 @@
+"""Detectors by name, and the exportable core that every runtime runs.
+
+The default, ``fcos_resnet18``, is torchvision's FCOS (anchor-free, one stage: the parent
+of the talk's VFNet) on a ResNet-18 FPN that keeps only the stride-8 and stride-16
+levels, which suit cells 7-50 px wide: 3.7 M parameters, fast on a laptop CPU.
+``retinanet_resnet18`` is the same backbone with RetinaNet's anchor-based head, for
+comparing the two families.
+
+ImageNet-pretrained backbone weights are used when they can be downloaded (Colab);
+otherwise the backbone starts from random weights with one printed sentence.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torchvision.models import ResNet18_Weights, resnet18
+from torchvision.models.detection import FCOS, RetinaNet
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.image_list import ImageList
+from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
+
+from .processing import IMAGENET_MEAN, IMAGENET_STD, InferenceConfig
+
+DEFAULT_MODEL = "fcos_resnet18"
+
+
+class NoExtraLevels(ExtraFPNBlock):
+    """Keep the FPN at the returned levels (torchvision adds a stride-32 pool level by default)."""
+
+    def forward(self, results, x, names):  # type: ignore[override]
+        return results, names
+
+
+def resnet18_fpn(pretrained: bool | str = "auto", channels: int = 128) -> BackboneWithFPN:
+    """ResNet-18 + a 128-channel FPN on layer2/layer3 (strides 8 and 16).
+
+    BatchNorm stays trainable: torchvision's helpers default to FrozenBatchNorm, which
+    would freeze random statistics when training from scratch. layer4 is never built into
+    the graph, which keeps the model at about 4 M parameters.
+    """
+    weights = _pretrained_weights(pretrained)
+    body = resnet18(weights=weights, norm_layer=nn.BatchNorm2d)
+    return BackboneWithFPN(
+        body, return_layers={"layer2": "0", "layer3": "1"}, in_channels_list=[128, 256],
+        out_channels=channels, extra_blocks=NoExtraLevels(),
+    )
+
+
+def _pretrained_weights(pretrained: bool | str) -> ResNet18_Weights | None:
+    """ImageNet weights if asked for and reachable, else None with a one-line message."""
+    if pretrained is False:
+        return None
+    weights = ResNet18_Weights.IMAGENET1K_V1
+    try:
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(5)
+        try:
+            weights.get_state_dict(progress=False, check_hash=True)
+        finally:
+            socket.setdefaulttimeout(previous)
+        return weights
+    except Exception as error:  # no network, blocked host, broken cache
+        if pretrained is True:
+            raise RuntimeError(f"could not download ImageNet weights: {error}") from error
+        print(
+            "ImageNet weights could not be downloaded (offline?): "
+            "the backbone starts from random weights, which works but needs more epochs."
+        )
+        return None
+
+
+def _fcos(num_classes: int, image_size: int, pretrained: bool | str) -> nn.Module:
+    anchors = AnchorGenerator(sizes=((8,), (16,)), aspect_ratios=((1.0,),) * 2)
+    return FCOS(
+        resnet18_fpn(pretrained), num_classes=num_classes, min_size=image_size,
+        max_size=image_size, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD),
+        anchor_generator=anchors, score_thresh=0.05, nms_thresh=0.6, detections_per_img=300,
+        topk_candidates=1000,
+    )
+
+
+def _retinanet(num_classes: int, image_size: int, pretrained: bool | str) -> nn.Module:
+    sizes = tuple((s, int(s * 1.26), int(s * 1.59)) for s in (16, 32))
+    anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * 2)
+    return RetinaNet(
+        resnet18_fpn(pretrained), num_classes=num_classes, min_size=image_size,
+        max_size=image_size, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD),
+        anchor_generator=anchors, score_thresh=0.05, nms_thresh=0.6, detections_per_img=300,
+        topk_candidates=1000,
+    )
+
+
+MODELS: dict[str, Callable[[int, int, bool | str], nn.Module]] = {
+    "fcos_resnet18": _fcos,
+    "retinanet_resnet18": _retinanet,
+}
+
+
+def build_model(
+    name: str = DEFAULT_MODEL,
+    num_classes: int = 1,
+    image_size: int = 384,
+    pretrained: bool | str = "auto",
+) -> nn.Module:
+    """A torchvision detector by name; ``num_classes`` excludes the background.
+
+    Training targets use labels 1..num_classes (0 is torchvision's background slot).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    if image_size % 32:
+        raise ValueError(f"image_size must be a multiple of 32, got {image_size}")
+    return MODELS[name](num_classes + 1, image_size, pretrained)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class DetectorCore(nn.Module):
+    """Network + box decoding at a fixed input size: what gets exported and what every runtime runs.
+
+    Input: a normalised ``[N, 3, S, S]`` batch (see ``processing.preprocess``). Output:
+    ``boxes [N, A, 4]`` in input pixels and ``scores [N, A, C]`` per class (background
+    dropped). Thresholds, NMS and rescaling happen in ``processing.postprocess``.
+    """
+
+    def __init__(self, detector: nn.Module, image_size: int):
+        super().__init__()
+        self.backbone = detector.backbone
+        self.head = detector.head
+        self.box_coder = detector.box_coder
+        self.is_fcos = isinstance(detector, FCOS)
+        self.image_size = image_size
+        self.register_buffer("anchors", self._anchors(detector, image_size), persistent=False)
+
+    @torch.no_grad()
+    def _anchors(self, detector: nn.Module, size: int) -> torch.Tensor:
+        was_training = detector.training
+        detector.eval()
+        dummy = torch.zeros(1, 3, size, size)
+        features = list(detector.backbone(dummy).values())
+        anchors = detector.anchor_generator(ImageList(dummy, [(size, size)]), features)[0]
+        detector.train(was_training)
+        return anchors
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = list(self.backbone(images).values())
+        out = self.head(features)
+        batch = images.shape[0]
+        regression = out["bbox_regression"].reshape(-1, 4)
+        anchors = self.anchors.repeat(batch, 1)
+        if self.is_fcos:  # BoxLinearCoder: distances to the four sides, scaled by anchor size
+            boxes = self.box_coder.decode(regression, anchors)
+        else:  # BoxCoder: centre shift and log-scale of the anchor box
+            boxes = self.box_coder.decode_single(regression, anchors)
+        boxes = boxes.reshape(batch, -1, 4)
+        probs = torch.sigmoid(out["cls_logits"])
+        if self.is_fcos:
+            probs = torch.sqrt(probs * torch.sigmoid(out["bbox_ctrness"]))
+        return boxes, probs[:, :, 1:]
+
+
+def core_outputs(core: DetectorCore, batch: Sequence | torch.Tensor) -> OrderedDict:
+    """Run the core on a NumPy or torch batch and return NumPy ``boxes`` and ``scores``."""
+    tensor = torch.as_tensor(batch, dtype=torch.float32)
+    with torch.inference_mode():
+        boxes, scores = core(tensor)
+    return OrderedDict(boxes=boxes.numpy(), scores=scores.numpy())

@@ -77,3 +77,12 @@ def fast_mode(verbose: bool = True) -> bool:
         else:
             print(f"Full mode (set {FAST_ENV}=1 for a quick run in class).")
     return fast
+
+
+def display_path(path: str | Path) -> str:
+    """A path as learners should see it: relative to the course folder, never this machine's."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(course_root()).as_posix()
+    except ValueError:
+        return path.name

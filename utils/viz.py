@@ -1,0 +1,245 @@
+"""Pictures: boxes on images (PIL, fast enough for the Gradio app), grids and dataset histograms.
+
+``draw_detections``/``draw``/``compare`` use only PIL so the app and the Space never import
+matplotlib; ``show_grid`` and ``plot_dataset_stats`` return small matplotlib figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .processing import Detections, to_rgb_array
+
+if TYPE_CHECKING:  # matplotlib only where a figure is made
+    from matplotlib.figure import Figure
+
+    from .annotations import AnnotationSet
+
+BOX_COLOR = "#ff2a6d"  # magenta-red: stands out on a grey field and on green cells
+GT_COLOR = "#00b4ff"  # cyan-blue: ground truth
+MISSED_COLOR = "#ffb000"  # amber: a labelled cell the model did not find
+FALSE_COLOR = "#ff2a6d"  # red: a detection with no labelled cell under it
+MATCH_COLOR = "#2ee86b"  # green: a correct detection
+
+ImageLike = Image.Image | np.ndarray
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has a single bitmap size
+        return ImageFont.load_default()
+
+
+def _as_pil(image: ImageLike) -> Image.Image:
+    return Image.fromarray(to_rgb_array(image)).copy()
+
+
+def draw_detections(
+    image: ImageLike,
+    boxes: np.ndarray | Sequence[Sequence[float]],
+    scores: np.ndarray | Sequence[float] | None = None,
+    labels: Sequence[str] | None = None,
+    color: str | tuple[int, int, int] = BOX_COLOR,
+    show_scores: bool = True,
+    show_boxes: bool = True,
+    width: int | None = None,
+) -> Image.Image:
+    """A copy of ``image`` with boxes (x1, y1, x2, y2 pixels) and optional score/label text.
+
+    ``width`` defaults to about 1/320 of the image side (2 px at 640). With ``show_boxes``
+    off, a small dot marks each object, so counts stay visible.
+    """
+    out = _as_pil(image)
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    if len(boxes) == 0:
+        return out
+    side = max(out.size)
+    width = width if width is not None else max(1, round(side / 320))
+    draw = ImageDraw.Draw(out)
+    font = _font(max(9, round(side / 55)))
+    for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+        if show_boxes:
+            draw.rectangle((x1, y1, x2, y2), outline=color, width=width)
+        else:
+            cx, cy, r = (x1 + x2) / 2, (y1 + y2) / 2, max(2, width + 1)
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=color)
+        parts = []
+        if labels is not None and i < len(labels):
+            parts.append(str(labels[i]))
+        if show_scores and scores is not None and i < len(scores):
+            parts.append(f"{float(scores[i]):.2f}")
+        if parts:
+            text = " ".join(parts)
+            ty = y1 - font.size - 2 if y1 - font.size - 2 >= 0 else y2 + 1
+            left, top, right, bottom = draw.textbbox((x1, ty), text, font=font)
+            draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=color)
+            draw.text((x1, ty), text, fill="white", font=font)
+    return out
+
+
+def draw(
+    image: ImageLike,
+    detections: Detections,
+    threshold: float | None = None,
+    show_labels: bool = False,
+    **kwargs: Any,
+) -> Image.Image:
+    """``draw_detections`` for a :class:`~utils.processing.Detections` (optionally thresholded)."""
+    if threshold is not None:
+        detections = detections.above(threshold)
+    labels = None
+    if show_labels:
+        names = detections.class_names
+        labels = [names[int(i)] if int(i) < len(names) else str(int(i)) for i in detections.labels]
+    return draw_detections(image, detections.boxes, detections.scores, labels, **kwargs)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of XYXY boxes, ``[len(a), len(b)]``."""
+    a = np.asarray(a, np.float32).reshape(-1, 4)
+    b = np.asarray(b, np.float32).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def match_boxes(
+    gt_boxes: np.ndarray,
+    pred_boxes: np.ndarray,
+    scores: np.ndarray | None = None,
+    iou_threshold: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy one-to-one matching, best score first (as COCO does).
+
+    Returns (indices of matched predictions, of false positives, of missed ground truths).
+    """
+    gt_boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
+    pred_boxes = np.asarray(pred_boxes, np.float32).reshape(-1, 4)
+    order = np.arange(len(pred_boxes))
+    if scores is not None and len(scores):
+        order = np.argsort(-np.asarray(scores), kind="stable")
+    iou = box_iou(pred_boxes, gt_boxes)
+    taken = np.zeros(len(gt_boxes), bool)
+    matched, false_pos = [], []
+    for p in order.tolist():
+        candidates = np.where(~taken & (iou[p] >= iou_threshold))[0] if len(gt_boxes) else []
+        if len(candidates):
+            g = candidates[np.argmax(iou[p, candidates])]
+            taken[g] = True
+            matched.append(p)
+        else:
+            false_pos.append(p)
+    missed = np.where(~taken)[0]
+    return np.asarray(matched, np.int64), np.asarray(false_pos, np.int64), missed.astype(np.int64)
+
+
+def compare(
+    image: ImageLike,
+    gt_boxes: np.ndarray,
+    pred_boxes: np.ndarray,
+    scores: np.ndarray | None = None,
+    iou_threshold: float = 0.5,
+    width: int | None = None,
+) -> Image.Image:
+    """Predictions against labels: green = found, red = false positive, amber = missed cell.
+
+    The counts go into the image's ``info`` dict (``matched``, ``false_positives``, ``missed``).
+    """
+    matched, false_pos, missed = match_boxes(gt_boxes, pred_boxes, scores, iou_threshold)
+    pred_boxes = np.asarray(pred_boxes, np.float32).reshape(-1, 4)
+    gt_boxes = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
+    out = draw_detections(image, pred_boxes[matched], color=MATCH_COLOR, width=width)
+    out = draw_detections(out, pred_boxes[false_pos], color=FALSE_COLOR, width=width)
+    out = draw_detections(out, gt_boxes[missed], color=MISSED_COLOR, width=width)
+    out.info.update(matched=len(matched), false_positives=len(false_pos), missed=len(missed))
+    return out
+
+
+# ---------------------------------------------------------------- matplotlib figures
+
+
+def _items(source: AnnotationSet | Sequence[tuple[ImageLike, np.ndarray]], n: int):
+    if hasattr(source, "images"):
+        return [(img.load_image(), img.boxes, img.name) for img in source.images[:n]]
+    return [(image, boxes, "") for image, boxes in list(source)[:n]]
+
+
+def show_grid(
+    source: AnnotationSet | Sequence[tuple[ImageLike, np.ndarray]],
+    n: int = 6,
+    cols: int = 3,
+    color: str = GT_COLOR,
+    size: float = 3.2,
+) -> Figure:
+    """The first ``n`` images with their boxes, titled with the file name and box count."""
+    import matplotlib.pyplot as plt
+
+    items = _items(source, n)
+    rows = max(1, -(-len(items) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size), dpi=90, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (image, boxes, name) in zip(axes.flat, items):
+        ax.imshow(draw_detections(image, boxes, color=color, width=2))
+        count = len(np.asarray(boxes).reshape(-1, 4))
+        ax.set_title(f"{name}  {count} cells" if name else f"{count} cells", fontsize=9)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def box_stats(aset: AnnotationSet) -> dict[str, np.ndarray]:
+    """Per-box width and height as fractions of the image size, long/short ratio; cells per image."""
+    widths, heights = [], []
+    for img in aset.images:
+        widths.append((img.boxes[:, 2] - img.boxes[:, 0]) / img.width)
+        heights.append((img.boxes[:, 3] - img.boxes[:, 1]) / img.height)
+    w = np.concatenate(widths) if widths else np.zeros(0, np.float32)
+    h = np.concatenate(heights) if heights else np.zeros(0, np.float32)
+    ratio = np.maximum(w, h) / np.maximum(np.minimum(w, h), 1e-9)
+    counts = np.asarray([len(img.boxes) for img in aset.images])
+    return {"width": w, "height": h, "ratio": ratio, "counts": counts}
+
+
+def plot_dataset_stats(aset: AnnotationSet, reference: dict | None = None) -> Figure:
+    """Histograms of box width/height (fraction of the image), aspect ratio and cells per image.
+
+    ``reference`` (default: ``utils.synth.REAL_PROFILE``, the measured real photos) draws
+    its percentiles as dashed lines so the two can be compared at a glance.
+    """
+    import matplotlib.pyplot as plt
+
+    if reference is None:
+        from .synth import REAL_PROFILE as reference
+    stats = box_stats(aset)
+    fig, axes = plt.subplots(1, 4, figsize=(13, 2.9), dpi=90)
+    panels = [
+        ("width", "box width / image width", "width_pct"),
+        ("height", "box height / image height", "height_pct"),
+        ("ratio", "long side / short side", "ratio_pct"),
+        ("counts", "cells per image", "counts_range"),
+    ]
+    for ax, (key, title, ref_key) in zip(axes, panels):
+        values = stats[key]
+        bins = 12 if key == "counts" else 30
+        ax.hist(values, bins=bins, color="#4c9f70", alpha=0.85)
+        for value in reference.get(ref_key, ()):
+            ax.axvline(value, color="#333333", ls="--", lw=1)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=8)
+    axes[0].set_ylabel("boxes", fontsize=8)
+    fig.suptitle(
+        f"{len(aset)} images, {aset.num_boxes} boxes (dashed: real photos' percentiles)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

@@ -47,8 +47,11 @@ def resnet18_fpn(pretrained: bool | str = "auto", channels: int = 128) -> Backbo
     weights = _pretrained_weights(pretrained)
     body = resnet18(weights=weights, norm_layer=nn.BatchNorm2d)
     return BackboneWithFPN(
-        body, return_layers={"layer2": "0", "layer3": "1"}, in_channels_list=[128, 256],
-        out_channels=channels, extra_blocks=NoExtraLevels(),
+        body,
+        return_layers={"layer2": "0", "layer3": "1"},
+        in_channels_list=[128, 256],
+        out_channels=channels,
+        extra_blocks=NoExtraLevels(),
     )
 
 
@@ -78,9 +81,16 @@ def _pretrained_weights(pretrained: bool | str) -> ResNet18_Weights | None:
 def _fcos(num_classes: int, image_size: int, pretrained: bool | str) -> nn.Module:
     anchors = AnchorGenerator(sizes=((8,), (16,)), aspect_ratios=((1.0,),) * 2)
     return FCOS(
-        resnet18_fpn(pretrained), num_classes=num_classes, min_size=image_size,
-        max_size=image_size, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD),
-        anchor_generator=anchors, score_thresh=0.05, nms_thresh=0.6, detections_per_img=300,
+        resnet18_fpn(pretrained),
+        num_classes=num_classes,
+        min_size=image_size,
+        max_size=image_size,
+        image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD),
+        anchor_generator=anchors,
+        score_thresh=0.05,
+        nms_thresh=0.6,
+        detections_per_img=300,
         topk_candidates=1000,
     )
 
@@ -89,9 +99,16 @@ def _retinanet(num_classes: int, image_size: int, pretrained: bool | str) -> nn.
     sizes = tuple((s, int(s * 1.26), int(s * 1.59)) for s in (16, 32))
     anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * 2)
     return RetinaNet(
-        resnet18_fpn(pretrained), num_classes=num_classes, min_size=image_size,
-        max_size=image_size, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD),
-        anchor_generator=anchors, score_thresh=0.05, nms_thresh=0.6, detections_per_img=300,
+        resnet18_fpn(pretrained),
+        num_classes=num_classes,
+        min_size=image_size,
+        max_size=image_size,
+        image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD),
+        anchor_generator=anchors,
+        score_thresh=0.05,
+        nms_thresh=0.6,
+        detections_per_img=300,
         topk_candidates=1000,
     )
 

@@ -188,7 +188,8 @@ def postprocess_one(
     floor = max(threshold, config.min_score)
     anchor_idx, class_idx = np.nonzero(scores >= floor)
     kept_scores = scores[anchor_idx, class_idx].astype(np.float32)
-    kept_boxes = boxes[anchor_idx].astype(np.float32)
+    # Clip to the input frame before NMS, as torchvision does, so IoUs match across runtimes.
+    kept_boxes = np.clip(boxes[anchor_idx].astype(np.float32), 0, config.image_size)
     # Class-aware NMS: shift each class to its own region so boxes of different classes never overlap.
     offset = class_idx[:, None].astype(np.float32) * (config.image_size * 4.0)
     keep = nms(kept_boxes + offset, kept_scores, config.nms_iou)[: config.max_detections]

@@ -1,0 +1,98 @@
+"""The shared pre/post-processing path: letterbox, normalisation, NMS, rescaling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.ops import nms as torch_nms
+
+from utils.processing import (
+    Detections,
+    InferenceConfig,
+    letterbox,
+    nms,
+    postprocess_one,
+    preprocess,
+    to_rgb_array,
+)
+
+CONFIG = InferenceConfig("fcos_resnet18", ("Microalgae",), 64, score_threshold=0.5, nms_iou=0.5)
+
+
+def random_boxes(rng: np.random.Generator, n: int) -> np.ndarray:
+    xy = rng.uniform(0, 50, (n, 2))
+    wh = rng.uniform(2, 20, (n, 2))
+    return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nms_matches_torchvision(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    boxes, scores = random_boxes(rng, 200), rng.uniform(0, 1, 200).astype(np.float32)
+    for iou in (0.3, 0.5, 0.7):
+        expected = torch_nms(torch.from_numpy(boxes), torch.from_numpy(scores), iou).numpy()
+        np.testing.assert_array_equal(nms(boxes, scores, iou), expected)
+
+
+def test_letterbox_keeps_aspect_and_pads_bottom_right() -> None:
+    image = Image.new("RGB", (200, 100), (255, 255, 255))
+    boxed, scale = letterbox(image, 64)
+    assert boxed.size == (64, 64) and scale == pytest.approx(0.32)
+    array = np.asarray(boxed)
+    assert array[:31, :, :].min() == 255  # the image, resized to 64 x 32
+    assert array[33:, :, :].max() == 0  # black padding below
+
+
+def test_to_rgb_array_accepts_gray_rgba_and_rejects_garbage() -> None:
+    assert to_rgb_array(np.zeros((5, 6), np.uint8)).shape == (5, 6, 3)
+    assert to_rgb_array(np.zeros((5, 6, 4), np.uint8)).shape == (5, 6, 3)
+    assert to_rgb_array(Image.new("L", (6, 5))).shape == (5, 6, 3)
+    with pytest.raises(ValueError, match="uint8"):
+        to_rgb_array(np.zeros((5, 6, 3), np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        to_rgb_array(np.zeros((5, 6, 2), np.uint8))
+
+
+def test_preprocess_normalises_with_config_mean_std() -> None:
+    image = np.full((32, 32, 3), 255, np.uint8)
+    batch, scales, sizes = preprocess([image, image], CONFIG)
+    assert batch.shape == (2, 3, 64, 64) and batch.dtype == np.float32
+    expected = (1.0 - np.array(CONFIG.mean)) / np.array(CONFIG.std)
+    np.testing.assert_allclose(batch[0, :, 0, 0], expected, rtol=1e-6)
+    assert scales == [2.0, 2.0] and sizes == [(32, 32), (32, 32)]
+
+
+def test_postprocess_thresholds_suppresses_and_rescales() -> None:
+    boxes = np.array(
+        [[10, 10, 20, 20], [11, 11, 21, 21], [40, 40, 50, 60], [0, 0, 5, 5]], np.float32
+    )
+    scores = np.array([[0.9], [0.8], [0.7], [0.2]], np.float32)
+    dets = postprocess_one(boxes, scores, CONFIG, scale=0.5, original_size=(128, 100))
+    assert dets.count == 2  # the overlapping 0.8 is suppressed, the 0.2 is below threshold
+    np.testing.assert_allclose(dets.boxes[0], [20, 20, 40, 40])
+    np.testing.assert_allclose(dets.boxes[1], [80, 80, 100, 100])  # y2 clipped to 100
+    assert postprocess_one(boxes, scores, CONFIG, 0.5, (128, 100), threshold=0.1).count == 3
+
+
+def test_postprocess_keeps_overlapping_boxes_of_different_classes() -> None:
+    config = InferenceConfig("m", ("a", "b"), 64, score_threshold=0.5)
+    boxes = np.array([[10, 10, 20, 20]], np.float32)
+    scores = np.array([[0.9, 0.8]], np.float32)
+    dets = postprocess_one(boxes, scores, config, 1.0, (64, 64))
+    assert sorted(dets.labels.tolist()) == [0, 1]
+    assert {r["label"] for r in dets.to_records()} == {"a", "b"}
+
+
+def test_inference_config_round_trip_and_missing_fields() -> None:
+    assert InferenceConfig.from_dict(CONFIG.to_dict()) == CONFIG
+    with pytest.raises(ValueError, match="image_size"):
+        InferenceConfig.from_dict({"model_name": "m", "class_names": ["a"]})
+
+
+def test_detections_above_filters() -> None:
+    dets = Detections(
+        np.zeros((3, 4), np.float32), np.array([0.1, 0.5, 0.9], np.float32), np.zeros(3, np.int64)
+    )
+    assert dets.above(0.5).count == 2 and dets.count == 3

@@ -66,7 +66,11 @@ def library_versions() -> dict[str, str]:
     """Versions that matter when a checkpoint misbehaves on another machine."""
     import torchvision
 
-    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "utils": __version__}
+    return {
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "utils": str(__version__),
+    }
 
 
 def plain(value: Any) -> Any:
@@ -149,6 +153,12 @@ def read_payload(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # UnpicklingError, RuntimeError from a damaged zip, ...
+        if "weights only load failed" in str(error).lower():
+            raise CheckpointError(
+                f"{shown} is a PyTorch file that holds pickled Python objects (a whole model?), "
+                "not a course checkpoint; safe loading refuses it. Save models with "
+                "utils.checkpoint.save_checkpoint"
+            ) from error
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(
             f"{shown} could not be read as a checkpoint (corrupt, truncated, or saved with "

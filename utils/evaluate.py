@@ -55,7 +55,10 @@ def _label_ids(labels: Sequence[str], class_names: Sequence[str]) -> np.ndarray:
 
 
 def mean_average_precision(
-    detections: Sequence[Detections], items: Sequence, class_names: Sequence[str], max_dets: int = 300
+    detections: Sequence[Detections],
+    items: Sequence,
+    class_names: Sequence[str],
+    max_dets: int = 300,
 ) -> dict[str, float]:
     """COCO mAP@[.5:.95], mAP@.5 and mAP@.75 with torchmetrics (pycocotools backend).
 
@@ -82,7 +85,9 @@ def mean_average_precision(
         )
         targets.append(
             {
-                "boxes": torch.as_tensor(np.asarray(item.boxes), dtype=torch.float32).reshape(-1, 4),
+                "boxes": torch.as_tensor(np.asarray(item.boxes), dtype=torch.float32).reshape(
+                    -1, 4
+                ),
                 "labels": torch.as_tensor(_label_ids(item.labels, class_names)),
             }
         )
@@ -216,8 +221,12 @@ def plot_history(history: Sequence[dict[str, Any]], ax=None):
     epochs = [row["epoch"] for row in history]
     loss_keys = [k for k in history[0] if k.startswith("loss")] if history else []
     for key in loss_keys:
-        ax[0].plot(epochs, [row[key] for row in history], label=key.replace("loss_", ""),
-                   lw=2 if key == "loss" else 1)
+        ax[0].plot(
+            epochs,
+            [row[key] for row in history],
+            label=key.replace("loss_", ""),
+            lw=2 if key == "loss" else 1,
+        )
     ax[0].set(xlabel="epoch", ylabel="training loss", yscale="log", title="Loss")
     ax[0].legend(fontsize=8)
     evaluated = [row for row in history if row.get("val_map") is not None]
@@ -227,8 +236,9 @@ def plot_history(history: Sequence[dict[str, Any]], ax=None):
         ax[1].plot(xs, [row["val_map"] for row in evaluated], "o-", label="mAP@[.5:.95]")
         ax[1].set(xlabel="epoch", ylabel="validation mAP", ylim=(0, 1), title="Validation")
         twin = ax[1].twinx()
-        twin.plot(xs, [row["val_count_mae"] for row in evaluated], "s--", color="gray",
-                  label="count MAE")
+        twin.plot(
+            xs, [row["val_count_mae"] for row in evaluated], "s--", color="gray", label="count MAE"
+        )
         twin.set_ylabel("count MAE (cells, threshold 0.5)")
         lines = ax[1].get_lines() + twin.get_lines()
         ax[1].legend(lines, [line.get_label() for line in lines], fontsize=8, loc="center right")
@@ -271,8 +281,14 @@ def plot_count_scatter(records: Sequence[dict[str, Any]], ax=None, title: str = 
     top = max(int(true.max(initial=1)), int(pred.max(initial=1))) * 1.08
     ax.plot([0, top], [0, top], color="gray", lw=1)
     ax.scatter(true, pred, s=18)
-    ax.set(xlim=(0, top), ylim=(0, top), xlabel="true count", ylabel="predicted count",
-           title=title, aspect="equal")
+    ax.set(
+        xlim=(0, top),
+        ylim=(0, top),
+        xlabel="true count",
+        ylabel="predicted count",
+        title=title,
+        aspect="equal",
+    )
     fig.tight_layout()
     return fig
 
@@ -291,8 +307,9 @@ def show_predictions(predictor, aset, n: int = 3, threshold: float | None = None
     for ax, item, det in zip(axes.flat, items, detections):
         picture = viz.compare(item.load_image(), item.boxes, det.boxes)
         ax.imshow(picture)
-        ax.set_title(f"{Path(item.image_path).name}: {det.count} found / {len(item.boxes)} true",
-                     fontsize=9)
+        ax.set_title(
+            f"{Path(item.image_path).name}: {det.count} found / {len(item.boxes)} true", fontsize=9
+        )
     for ax in axes.flat:
         ax.set_axis_off()
     fig.tight_layout()

@@ -84,7 +84,11 @@ class TrainResult:
 
         path = Path(path) if path is not None else course_config.checkpoint_path()
         return save_checkpoint(
-            path, self.detector, self.config, self.metrics, self.history,
+            path,
+            self.detector,
+            self.config,
+            self.metrics,
+            self.history,
             extra={"plan": self.plan, "sweep": self.sweep, "best_epoch": self.best_epoch},
         )
 
@@ -142,7 +146,9 @@ def make_optimizer(
     """AdamW (default: forgiving from random weights) or SGD with momentum 0.9."""
     params = [p for p in model.parameters() if p.requires_grad]
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=1e-4 if weight_decay is None else weight_decay)
+        return torch.optim.AdamW(
+            params, lr=lr, weight_decay=1e-4 if weight_decay is None else weight_decay
+        )
     if name == "sgd":
         return torch.optim.SGD(
             params, lr=lr, momentum=0.9, weight_decay=1e-4 if weight_decay is None else weight_decay
@@ -221,7 +227,9 @@ def fit(
 
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
-    names = tuple(class_names or getattr(train_set, "class_names", None) or course_config.CLASS_NAMES)
+    names = tuple(
+        class_names or getattr(train_set, "class_names", None) or course_config.CLASS_NAMES
+    )
     seed_everything(seed)
     device_ = pick_device(device)
     amp = device_.type == "cuda"
@@ -246,8 +254,9 @@ def fit(
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
         seen = 0
-        batch_bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False,
-                         disable=not progress)
+        batch_bar = tqdm(
+            loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress
+        )
         for images, targets in batch_bar:
             images, targets = _to_device(images, targets, device_)
             loss, parts = _train_step(model, images, targets, opt, scaler, amp, grad_clip)
@@ -269,12 +278,15 @@ def fit(
         if val_set is not None and (epoch % eval_every == 0 or epoch == epochs):
             metrics = _validate(model, inference, val_set, device_)
             row.update(
-                val_map=metrics["map"], val_map_50=metrics["map_50"],
+                val_map=metrics["map"],
+                val_map_50=metrics["map_50"],
                 val_count_mae=metrics["count_mae"],
             )
             if metrics["map"] > best_score:
                 best_score, best_epoch = metrics["map"], epoch
-                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+                best_state = copy.deepcopy(
+                    {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                )
         history.append(row)
         epoch_bar.set_postfix(
             loss=f"{row['loss']:.3f}",
@@ -288,11 +300,15 @@ def fit(
     model.eval()
 
     metrics: dict[str, Any] = {
-        "model_name": model_name, "image_size": image_size, "epochs": epochs,
-        "best_epoch": best_epoch, "train_images": len(dataset),
+        "model_name": model_name,
+        "image_size": image_size,
+        "epochs": epochs,
+        "best_epoch": best_epoch,
+        "train_images": len(dataset),
         "train_seconds": round(train_seconds, 1),
         "seconds_per_epoch": round(train_seconds / epochs, 2),
-        "parameters": count_parameters(model), "device": str(device_),
+        "parameters": count_parameters(model),
+        "device": str(device_),
     }
     sweep: list[dict[str, float]] = []
     if val_set is not None:
@@ -305,14 +321,24 @@ def fit(
         predictor.config = inference
         val = ev.evaluate(predictor, val_set, detections=detections)
         metrics.update(
-            val_images=val["images"], val_map=val["map"], val_map_50=val["map_50"],
-            val_map_75=val["map_75"], val_count_mae=val["count_mae"],
-            val_count_mape=val["count_mape"], threshold=inference.score_threshold,
+            val_images=val["images"],
+            val_map=val["map"],
+            val_map_50=val["map_50"],
+            val_map_75=val["map_75"],
+            val_count_mae=val["count_mae"],
+            val_count_mape=val["count_mape"],
+            threshold=inference.score_threshold,
         )
     plan = {
-        "model_name": model_name, "image_size": image_size, "epochs": epochs,
-        "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
-        "warmup_epochs": warmup_epochs, "grad_clip": grad_clip, "seed": seed,
+        "model_name": model_name,
+        "image_size": image_size,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "optimizer": optimizer,
+        "warmup_epochs": warmup_epochs,
+        "grad_clip": grad_clip,
+        "seed": seed,
     }
     result = TrainResult(model, inference, history, best_epoch, metrics, sweep, plan)
     if save_to is not None:

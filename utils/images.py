@@ -248,7 +248,11 @@ def _read_tiff(data: bytes, label: str, max_pixels: int, notes: list[str]) -> np
             if len(tif.pages) > 1:
                 notes.append(f"{label} has {len(tif.pages)} pages; counted the first one.")
             array = page.asarray()
-            if getattr(page, "planarconfig", 1) == 2 and array.ndim == 3 and array.shape[0] in (3, 4):
+            if (
+                getattr(page, "planarconfig", 1) == 2
+                and array.ndim == 3
+                and array.shape[0] in (3, 4)
+            ):
                 array = np.moveaxis(array, 0, -1)  # separate colour planes -> H x W x C
             return array
     except ImageError:
@@ -284,7 +288,9 @@ def _apply_exif(image: Image.Image, notes: list[str], label: str) -> Image.Image
     except Exception:
         notes.append(f"{label}: the EXIF orientation tag could not be applied; shown as stored.")
         return image
-    notes.append(f"{label}: rotated upright using the photo's EXIF orientation tag ({orientation}).")
+    notes.append(
+        f"{label}: rotated upright using the photo's EXIF orientation tag ({orientation})."
+    )
     return rotated
 
 

@@ -54,6 +54,7 @@ class Cell:
 
     outline: np.ndarray  # [K, 2] x, y in 0..1
     spine: np.ndarray  # [M, 2] centre line, for the pale inner stripe
+    granules: np.ndarray  # [G, 3] x, y, radius of the darker chloroplast granules
     fill: tuple[int, int, int]
     edge: tuple[int, int, int]
     blur: float  # 0 = in focus; else Gaussian radius as a fraction of the frame
@@ -90,7 +91,7 @@ def _spindle(
     s = (t - 0.5) * length
     bend = rng.normal(0.0, 0.35) if rng.random() < 0.3 else rng.normal(0.0, 0.06)
     offset = bend * (s**2 - (length / 2) ** 2) / length  # a parabola: 0 at both tips
-    taper = np.sin(np.pi * t) ** rng.uniform(0.8, 1.2)
+    taper = np.sin(np.pi * t) ** rng.uniform(0.9, 1.4)
     half = 0.5 * width * taper
     # Normal of the bent spine (derivative of the offset) so the body bends with it.
     slope = 2 * bend * s / length
@@ -105,18 +106,27 @@ def _spindle(
 
 
 def _sample_cell(rng: np.random.Generator, centre: np.ndarray) -> Cell:
-    length = float(np.clip(rng.lognormal(math.log(0.07), 0.24), 0.03, 0.11))
-    aspect = float(np.clip(rng.lognormal(math.log(5.5), 0.25), 3.2, 9.0))
+    length = float(np.clip(rng.lognormal(math.log(0.07), 0.2), 0.035, 0.1))
+    aspect = float(np.clip(rng.lognormal(math.log(4.6), 0.25), 2.8, 9.0))
     width = max(length / aspect, 0.0075)
-    angle = float(rng.vonmises(0.0, 0.3)) / 2 % math.pi  # axial, slightly more horizontal
+    angle = float(rng.vonmises(0.0, 0.15)) / 2 % math.pi  # axial, slightly more horizontal
     outline, spine = _spindle(rng, centre, length, width, angle)
+    n_gran = int(rng.integers(3, 9))
+    granules = np.concatenate(
+        [
+            spine[rng.integers(0, len(spine), n_gran)] + rng.normal(0, 0.0012, (n_gran, 2)),
+            rng.uniform(0.0008, 0.0017, (n_gran, 1)),
+        ],
+        1,
+    )
     out_of_focus = rng.random() < 0.16
-    g = rng.uniform(0.85, 1.15)
-    fill = (int(118 * g), int(150 * g), int(78 * g))
-    edge = (int(rng.uniform(28, 55)), int(rng.uniform(42, 70)), int(rng.uniform(25, 45)))
+    g = rng.uniform(0.9, 1.12)
+    fill = (int(rng.uniform(100, 125) * g), int(138 * g), int(rng.uniform(68, 90) * g))
+    edge = (int(rng.uniform(30, 55)), int(rng.uniform(45, 70)), int(rng.uniform(28, 45)))
     if out_of_focus:
-        return Cell(outline, spine, fill, edge, rng.uniform(0.0018, 0.0035), rng.uniform(0.5, 0.75))
-    return Cell(outline, spine, fill, edge, 0.0, rng.uniform(0.85, 1.0))
+        blur = rng.uniform(0.0018, 0.0035)
+        return Cell(outline, spine, granules, fill, edge, blur, rng.uniform(0.5, 0.75))
+    return Cell(outline, spine, granules, fill, edge, 0.0, rng.uniform(0.85, 1.0))
 
 
 def _overlap(box: np.ndarray, boxes: list[np.ndarray], limit: float) -> bool:
@@ -144,8 +154,13 @@ def _pointer(rng: np.random.Generator, centre: tuple[float, float], radius: floa
     half = rng.uniform(0.010, 0.016)
     shoulder = base + (tip - base) * 0.85
     return np.array(
-        [base + normal * half, shoulder + normal * half * 0.7, tip, shoulder - normal * half * 0.7,
-         base - normal * half]
+        [
+            base + normal * half,
+            shoulder + normal * half * 0.7,
+            tip,
+            shoulder - normal * half * 0.7,
+            base - normal * half,
+        ]
     )
 
 
@@ -231,27 +246,36 @@ def _poly(points: np.ndarray, scale: float) -> list[tuple[float, float]]:
 
 
 def _draw_cell(draw: ImageDraw.ImageDraw, cell: Cell, scale: float, alpha: int) -> None:
-    edge_w = max(1, round(0.0022 * scale))
-    draw.polygon(
-        _poly(cell.outline, scale), fill=(*cell.fill, alpha), outline=(*cell.edge, alpha),
-        width=edge_w,
-    )
-    pale = tuple(min(255, int(v * 1.28)) for v in cell.fill)
-    draw.line(_poly(cell.spine, scale), fill=(*pale, alpha // 2), width=max(1, edge_w // 2))
+    """A bright halo, a translucent greenish body with granules, a thin dark wall."""
+    edge_w = max(1, round(0.0015 * scale))
+    outline = _poly(cell.outline, scale)
+    closed = outline + outline[:1]
+    draw.line(closed, fill=(238, 236, 222, int(alpha * 0.35)), width=3 * edge_w, joint="curve")
+    draw.polygon(outline, fill=(*cell.fill, int(alpha * 0.6)))
+    pale = tuple(min(255, int(v * 1.3)) for v in cell.fill)
+    draw.line(_poly(cell.spine, scale), fill=(*pale, int(alpha * 0.45)), width=edge_w)
+    dark = tuple(int(v * 0.55) for v in cell.fill)
+    for x, y, r in cell.granules * scale:
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(*dark, int(alpha * 0.4)))
+    draw.line(closed, fill=(*cell.edge, alpha), width=edge_w, joint="curve")
 
 
 def render(scene: Scene, size: int, seed: int = 0) -> Image.Image:
-    """Pixels of a scene at ``size`` x ``size`` (rendered at 2x, then downsampled)."""
+    """Pixels of a scene at ``size`` x ``size``.
+
+    Smooth things (illumination, grid, field stop) are computed at ``size``; the cells are
+    drawn at twice the size and downsampled, which anti-aliases their thin walls.
+    """
     ss = 2 if size <= 1024 else 1
     big = size * ss
     rng = np.random.default_rng([seed, size])
-    yy, xx = np.mgrid[0:big, 0:big].astype(np.float32) / big
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     cx, cy = scene.centre
     rr = np.hypot(xx - cx, yy - cy) / scene.radius
 
     # Illumination: warm grey, darker towards the rim, slow blotches.
     shade = Image.fromarray(scene.shading.astype(np.float32), mode="F").resize(
-        (big, big), Image.Resampling.BICUBIC
+        (size, size), Image.Resampling.BICUBIC
     )
     light = 1.0 - scene.vignette * rr**2 + 0.025 * np.asarray(shade)
     base = np.asarray(scene.background, np.float32)[None, None, :] * light[..., None]
@@ -261,9 +285,9 @@ def render(scene: Scene, size: int, seed: int = 0) -> Image.Image:
     ca, sa = math.cos(scene.grid_angle), math.sin(scene.grid_angle)
     u = (xx * ca + yy * sa) / spacing + scene.grid_offset[0]
     v = (-xx * sa + yy * ca) / spacing + scene.grid_offset[1]
-    line_w = 0.0018 / spacing
+    line_w = max(0.0018, 0.8 / size) / spacing
     du, dv = np.abs(u - np.round(u)), np.abs(v - np.round(v))
-    grid = np.maximum(np.exp(-((du / line_w) ** 2)), np.exp(-((dv / line_w) ** 2)))
+    grid = np.exp(-((np.minimum(du, dv) / line_w) ** 2))
     base *= (1.0 - scene.grid_strength * grid)[..., None]
     image = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB")
 
@@ -272,42 +296,48 @@ def render(scene: Scene, size: int, seed: int = 0) -> Image.Image:
     dd = ImageDraw.Draw(dust_layer)
     for x, y, r, dark in scene.dust:
         r_px = max(0.6, r * big)
-        dd.ellipse((x * big - r_px, y * big - r_px, x * big + r_px, y * big + r_px), fill=int(dark * 255))
-    dust_layer = dust_layer.filter(ImageFilter.GaussianBlur(0.6 * ss))
-    image = Image.composite(Image.new("RGB", (big, big), (70, 66, 60)), image, dust_layer)
+        dd.ellipse(
+            (x * big - r_px, y * big - r_px, x * big + r_px, y * big + r_px), fill=int(dark * 255)
+        )
+    dust_layer = dust_layer.resize((size, size), Image.Resampling.BOX)
+    dust_layer = dust_layer.filter(ImageFilter.GaussianBlur(0.6))
+    image = Image.composite(Image.new("RGB", (size, size), (70, 66, 60)), image, dust_layer)
 
     # Cells: out-of-focus ones first (blurred, fainter), then the sharp ones on top.
+    image = image.convert("RGBA")
     for blurred in (True, False):
+        group = [c for c in scene.cells if (c.blur > 0) == blurred]
+        if not group:
+            continue
         layer = Image.new("RGBA", (big, big), (0, 0, 0, 0))
         draw = ImageDraw.Draw(layer)
-        group = [c for c in scene.cells if (c.blur > 0) == blurred]
         for cell in group:
             _draw_cell(draw, cell, big, int(255 * cell.opacity))
-        radius = (np.mean([c.blur for c in group]) if blurred and group else 0.0005) * big
-        layer = layer.filter(ImageFilter.GaussianBlur(float(radius)))
-        image = Image.alpha_composite(image.convert("RGBA"), layer).convert("RGB")
+        if ss > 1:
+            layer = layer.resize((size, size), Image.Resampling.BOX)
+        radius = float(np.mean([c.blur for c in group]) if blurred else 0.0008) * size
+        layer = layer.filter(ImageFilter.GaussianBlur(radius))
+        image = Image.alpha_composite(image, layer)
+    image = image.convert("RGB")
 
     # The pointer, dark and slightly soft.
     if scene.pointer is not None:
-        layer = Image.new("L", (big, big), 0)
-        ImageDraw.Draw(layer).polygon(_poly(scene.pointer, big), fill=255)
-        layer = layer.filter(ImageFilter.GaussianBlur(1.2 * ss))
-        image = Image.composite(Image.new("RGB", (big, big), (28, 26, 24)), image, layer)
+        layer = Image.new("L", (size, size), 0)
+        ImageDraw.Draw(layer).polygon(_poly(scene.pointer, size), fill=255)
+        layer = layer.filter(ImageFilter.GaussianBlur(max(1.0, 0.002 * size)))
+        image = Image.composite(Image.new("RGB", (size, size), (28, 26, 24)), image, layer)
 
     # Field stop: black outside the circle, a thin coloured rim just inside it.
     arr = np.asarray(image).astype(np.float32)
-    edge_px = 1.0 / (scene.radius * big)
-    inside = np.clip((1.0 - rr) / (1.5 * edge_px) + 0.5, 0, 1)
-    rim = np.exp(-(((rr - 0.994) / 0.006) ** 2))
-    arr = arr * (1 - 0.7 * rim[..., None]) + np.asarray(scene.rim, np.float32) * 0.7 * rim[..., None]
-    arr = arr * inside[..., None] + 6.0 * (1 - inside[..., None])
-    image = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
-    if ss > 1:
-        image = image.resize((size, size), Image.Resampling.LANCZOS)
+    edge = 1.0 / (scene.radius * size)  # one pixel, in units of the radius
+    inside = np.clip((1.0 - rr) / edge + 0.5, 0, 1)[..., None]
+    rim = 0.7 * np.exp(-(((rr - 0.994) / max(0.006, edge)) ** 2))[..., None]
+    arr = arr * (1 - rim) + np.asarray(scene.rim, np.float32) * rim
+    arr = arr * inside + 6.0 * (1 - inside)
 
     # Sensor noise.
-    noisy = np.asarray(image).astype(np.float32) + rng.normal(0, 2.5, (size, size, 1))
-    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
+    arr += rng.normal(0, 2.5, (size, size, 1)).astype(np.float32)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
 
 def scene_boxes(scene: Scene, size: int) -> tuple[np.ndarray, list[str]]:

@@ -166,6 +166,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _body(self) -> bytes:
+        return self._raw
+
+    def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             return self.rfile.read(length)
@@ -211,6 +214,9 @@ class _Handler(BaseHTTPRequestHandler):
         segments = [unquote(s) for s in parts.path.split("/") if s]
         query = parse_qs(parts.query)
         status = 500
+        # Read the whole body first, even for requests that fail early: on a kept-alive
+        # connection an unread body would be parsed as the next request.
+        self._raw = self._read_body()
         try:
             with self.server.hub.lock:
                 status = self._route(method, segments, query) or 200

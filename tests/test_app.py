@@ -1,0 +1,228 @@
+"""The Gradio app over real HTTP on 127.0.0.1: gradio_client, raw requests, bad uploads.
+
+The model is an untrained detector exported to ONNX (seeded, so deterministic): its counts
+mean nothing, but the app must return exactly what the Predictor computes directly.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from utils import app
+from utils.images import load_image
+
+THRESHOLD = 0.1  # an untrained model scores ~0.1: a threshold that leaves some boxes
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def untrained_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One seeded, untrained model per test session (shared through the session's temp dir)."""
+    path = tmp_path_factory.getbasetemp() / "untrained_fcos.onnx"
+    if not path.exists():
+        import torch
+
+        from utils.export import export_onnx
+        from utils.model import build_model
+        from utils.processing import InferenceConfig
+
+        torch.manual_seed(0)
+        model = build_model(pretrained=False, image_size=320).eval()
+        config = InferenceConfig("fcos_resnet18", ("Microalgae",), 320, score_threshold=0.5)
+        export_onnx(model, config, path=path)
+    return path
+
+
+def held_out_images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Held-out images if the course data is there, else two synthetic pictures."""
+    held_out = sorted((ROOT / "data" / "test").glob("*.jpg"))[:2]
+    if held_out:
+        return held_out
+    folder = tmp_path_factory.mktemp("images")
+    paths = []
+    for seed in (0, 1):
+        array = (np.random.default_rng(seed).random((240, 320, 3)) * 255).astype(np.uint8)
+        paths.append(folder / f"random_{seed}.jpg")
+        Image.fromarray(array).save(paths[-1], quality=92)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    from utils.runtime import OnnxPredictor
+
+    return OnnxPredictor(untrained_onnx(tmp_path_factory), threads=2)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return held_out_images(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bad")
+    text = folder / "notes.jpg"
+    text.write_text("lab notes, not a picture\n")
+    tiny = folder / "tiny.png"
+    Image.new("RGB", (1, 1)).save(tiny)
+    cut = folder / "cut.jpg"
+    array = (np.random.default_rng(0).random((200, 300, 3)) * 255).astype(np.uint8)
+    Image.fromarray(array).save(cut, quality=90)
+    cut.write_bytes(cut.read_bytes()[:3000])
+    return {"text": text, "tiny": tiny, "truncated": cut}
+
+
+@pytest.fixture(scope="module")
+def server(predictor, images):
+    url, close = app.launch_in_background(predictor, examples=images)
+    try:
+        yield url
+    finally:
+        close()
+
+
+def expected(predictor, path: Path, threshold: float | None = THRESHOLD) -> int:
+    return predictor.predict(load_image(path).image, threshold).count
+
+
+def test_count_cells_without_a_server(predictor, images, bad_files):
+    result = app.count_cells(predictor, images[0], THRESHOLD)
+    assert result.count == expected(predictor, images[0])
+    assert len(result.rows) == result.count
+    assert result.image is not None and result.image.mode == "RGB"
+    assert f"**{result.count} cell" in result.notes_markdown()
+    empty = app.count_cells(predictor, None)
+    assert empty.count is None and "Upload a photo" in empty.notes_markdown()
+    bad = app.count_cells(predictor, bad_files["text"])
+    assert bad.count is None and "notes.jpg is not an image file" in bad.error
+    assert "Could not count" in bad.notes_markdown()
+
+
+def test_named_endpoints(server):
+    from gradio_client import Client
+
+    client = Client(server, verbose=False, analytics_enabled=False)
+    try:
+        info = client.view_api(print_info=False, return_format="dict")
+    finally:
+        client.close()
+    names = set(info["named_endpoints"])
+    assert {f"/{app.API_NAME}", f"/{app.BASE64_API_NAME}"} <= names
+    params = [p["parameter_name"] for p in info["named_endpoints"]["/count"]["parameters"]]
+    assert params == ["image", "threshold", "show_boxes", "show_scores"]
+
+
+def test_gradio_client_counts_equal_predictor(server, predictor, images):
+    for path in images:
+        result = app.call_with_client(server, path, THRESHOLD)
+        assert result["count"] == expected(predictor, path), path.name
+        assert len(result["table"]["data"]) == result["count"]
+        assert Path(result["image"]).is_file()  # the client downloaded the annotated picture
+
+
+def test_default_threshold_is_the_models(server, predictor, images):
+    result = app.call_with_client(server, images[0])  # no threshold: the slider's default
+    assert result["count"] == expected(predictor, images[0], None)
+
+
+def test_raw_http_counts_equal_predictor(server, predictor, images):
+    record: list[dict] = []
+    result = app.call_with_requests(server, images[0], THRESHOLD, record=record)
+    assert result["count"] == expected(predictor, images[0])
+    assert [r["request"].split()[0] for r in record] == ["POST", "POST", "GET"]
+    assert "complete" in record[-1]["response"]
+
+
+def test_base64_endpoint_counts_equal_predictor(server, predictor, images):
+    answer = app.call_base64_with_requests(server, images[1], THRESHOLD)
+    assert answer["count"] == expected(predictor, images[1])
+    assert len(answer["detections"]) == answer["count"]
+    assert answer["image"].startswith("data:image/jpeg;base64,")
+    assert answer["error"] is None
+
+
+def test_standalone_requests_client(server, predictor, images):
+    script = ROOT / "clients" / "python_requests.py"
+    for extra in ([], ["--base64"]):
+        done = subprocess.run(
+            [sys.executable, str(script), *extra, server, str(images[0]), str(THRESHOLD)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert f'"count": {expected(predictor, images[0])}' in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("text", "notes.jpg is not an image file"),
+        ("tiny", "tiny.png is only 1 x 1 px"),
+        ("truncated", "cut.jpg looks like a JPEG file but its pixel data is truncated"),
+    ],
+)
+def test_bad_upload_gives_a_message_and_the_server_keeps_serving(
+    server, predictor, images, bad_files, kind, message
+):
+    by_client = app.call_with_client(server, bad_files[kind])
+    assert by_client["count"] is None
+    assert "Could not count this upload" in by_client["notes"] and message in by_client["notes"]
+    by_http = app.call_with_requests(server, bad_files[kind])
+    assert by_http["count"] is None and message in by_http["notes"]
+    good = app.call_with_client(server, images[0], THRESHOLD)
+    assert good["count"] == expected(predictor, images[0])
+
+
+def test_bad_base64_gives_an_error_field(server):
+    import requests
+
+    base = server.rstrip("/")
+    for value in ("data:image/jpeg;base64,bm90IGFuIGltYWdl", "%%% not base64 %%%"):
+        response = requests.post(
+            f"{base}/gradio_api/call/{app.BASE64_API_NAME}", json={"data": [value, 0.5]}, timeout=30
+        )
+        response.raise_for_status()
+        event, data = app.read_sse_result(
+            requests, f"{base}/gradio_api/call/{app.BASE64_API_NAME}/{response.json()['event_id']}"
+        )
+        assert event == "complete"
+        assert data[0]["count"] is None and data[0]["error"]
+
+
+def test_upload_size_limit(server):
+    import requests
+
+    base = server.rstrip("/")
+    big = b"\xff\xd8\xff" + b"\x00" * (26 * 1024 * 1024)
+    response = requests.post(
+        f"{base}/gradio_api/upload", files={"files": ("huge.jpg", big)}, timeout=60
+    )
+    assert response.status_code == 413
+
+
+def test_app_modules_import_without_torch():
+    """The Space copies these modules and has no torch: they must not import it."""
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None\n"
+        "sys.modules['torchvision'] = None\n"
+        "import utils.app, utils.images, utils.runtime, utils.viz, utils.processing, utils.space\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+    )
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]

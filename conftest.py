@@ -2,8 +2,8 @@
 
 * A local Hugging Face Hub (``tests/hub_server.py``) runs for the whole session, and
   ``HF_ENDPOINT`` points huggingface_hub at it. huggingface_hub reads ``HF_ENDPOINT`` once,
-  when it is first imported, so this happens in ``pytest_configure`` before any test module
-  (or notebook kernel) imports it. Kernels started by nbval inherit this environment, so
+  when it is first imported, so this happens when this file is imported (at the latest in
+  ``pytest_configure``), before any test module or notebook kernel imports it. Kernels started by nbval inherit this environment, so
   notebook 04 runs the real upload/download code against the local server.
 * ``HF_TOKEN`` is a fake token that only the local server accepts (never a real secret);
   ``HF_HOME`` is a temporary folder, so a developer's stored token and cache are never used
@@ -25,14 +25,17 @@ _SERVER = None
 _HF_HOME: str | None = None
 
 
-def pytest_configure(config: pytest.Config) -> None:
+def _start_local_hub() -> None:
+    """Start the session's local Hub and point the environment at it (once)."""
     global _SERVER, _HF_HOME
+    if _SERVER is not None:
+        return
     from tests.hub_server import TEST_TOKEN, HubTestServer
 
     if "huggingface_hub" in sys.modules:  # too late for HF_ENDPOINT: fail loudly, not silently
         raise pytest.UsageError(
             "huggingface_hub was imported before conftest.py could set HF_ENDPOINT; "
-            "a plugin or an earlier conftest imports it"
+            "a plugin imports it: run pytest with -p no:<plugin>"
         )
     _SERVER = HubTestServer().start()
     _HF_HOME = tempfile.mkdtemp(prefix="hf_home_")
@@ -48,6 +51,15 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     # Tests and CI run the notebooks in fast mode; COURSE_FAST=0 forces the full mode.
     os.environ.setdefault("COURSE_FAST", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Usually already done when this file was imported (before tests/conftest.py files,
+    # which may import gradio and with it huggingface_hub); kept here for clarity.
+    _start_local_hub()
+
+
+_start_local_hub()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

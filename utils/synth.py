@@ -387,11 +387,12 @@ def write_dataset(
     return aset
 
 
-def make_course_data(data_dir: str | Path | None = None, size: int = DEFAULT_SIZE) -> Path:
+def make_course_data(data_dir: str | Path | None = None, size: int | None = None) -> Path:
     """``data/train`` (17 images, seeds 0-16) and ``data/test`` (30 images, seeds 1000-1029)."""
     from .config import data_dir as default_dir
 
     root = Path(data_dir) if data_dir is not None else default_dir()
+    size = size or DEFAULT_SIZE
     write_dataset(root / "train", TRAIN_SEEDS, size)
     write_dataset(root / "test", TEST_SEEDS, size)
     return root
@@ -418,7 +419,7 @@ def ensure_course_data(data_dir: str | Path | None = None) -> Path:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Generate the course's synthetic microscope data.")
     parser.add_argument("--out", default=None, help="data folder (default: the course's data/)")
-    parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="image side in pixels")
+    parser.add_argument("--size", type=int, default=None, help="image side (default 640)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     root = make_course_data(args.out, args.size)

@@ -1,0 +1,307 @@
+"""VOC / COCO reading, writing and validation: every problem is reported, naming its file."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from utils.annotations import (
+    AnnotatedImage,
+    AnnotationError,
+    AnnotationSet,
+    load_annotations,
+    read_coco,
+    read_voc,
+    write_coco,
+    write_voc,
+)
+
+
+def _image(path: Path, size: tuple[int, int] = (120, 90)) -> Path:
+    rng = np.random.default_rng(len(path.name))
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def aset(tmp_path) -> AnnotationSet:
+    """Three images, two classes, one image without boxes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    images = [
+        AnnotatedImage(
+            _image(src / "a.jpg"),
+            120,
+            90,
+            np.array([[10, 12, 40, 30], [60, 5, 118, 88]], np.float32),
+            ["Microalgae", "Diatom"],
+        ),
+        AnnotatedImage(
+            _image(src / "b.png"), 120, 90, np.array([[0, 0, 120, 90]], np.float32), ["Diatom"]
+        ),
+        AnnotatedImage(_image(src / "empty.jpg"), 120, 90),
+    ]
+    return AnnotationSet(("Diatom", "Microalgae"), images)
+
+
+def _same(a: AnnotationSet, b: AnnotationSet, atol: float = 0.0) -> None:
+    assert a.class_names == b.class_names
+    assert [i.image_path.name for i in a.images] == [i.image_path.name for i in b.images]
+    for x, y in zip(a.images, b.images):
+        assert (x.width, x.height) == (y.width, y.height)
+        np.testing.assert_allclose(x.boxes, y.boxes, atol=atol)
+        assert x.labels == y.labels
+
+
+def _voc(tmp_path: Path, aset: AnnotationSet) -> Path:
+    return write_voc(aset, tmp_path / "voc")
+
+
+# ---------------------------------------------------------------- round trips
+
+
+def test_voc_round_trip_multiclass(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    loaded = read_voc(folder)
+    _same(aset, loaded)
+    assert loaded.num_boxes == 3 and len(loaded) == 3
+    assert loaded.label_ids(loaded.images[0]).tolist() == [1, 0]
+    assert loaded.images[2].boxes.shape == (0, 4)  # no boxes is valid
+
+
+def test_voc_xml_has_labelimg_layout(tmp_path, aset):
+    root = ET.parse(_voc(tmp_path, aset) / "a.xml").getroot()
+    assert [c.tag for c in root] == [
+        "folder",
+        "filename",
+        "path",
+        "source",
+        "size",
+        "segmented",
+        "object",
+        "object",
+    ]
+    assert root.findtext("source/database") == "Unknown"
+    assert root.findtext("size/depth") == "3"
+    obj = root.find("object")
+    assert [c.tag for c in obj] == ["name", "pose", "truncated", "difficult", "bndbox"]
+    assert obj.findtext("pose") == "Unspecified"
+    assert [c.tag for c in obj.find("bndbox")] == ["xmin", "ymin", "xmax", "ymax"]
+    assert obj.findtext("bndbox/xmin") == "10"
+    assert not Path(root.findtext("path")).is_absolute()  # no machine paths in data/
+
+
+def test_voc_writes_integer_pixels_rounded(tmp_path):
+    img = AnnotatedImage(_image(tmp_path / "x.jpg"), 120, 90, [[10.4, 10.6, 50.5, 60.49]], ["A"])
+    loaded = read_voc(write_voc(AnnotationSet(("A",), [img]), tmp_path / "out"))
+    assert loaded.images[0].boxes.tolist() == [[10, 11, 50, 60]]
+
+
+def test_coco_round_trip_multiclass(tmp_path, aset):
+    path = write_coco(aset, tmp_path / "src" / "labels.json")
+    data = json.loads(path.read_text())
+    assert data["annotations"][0]["bbox"] == [10, 12, 30, 18]  # x, y, width, height
+    assert [c["name"] for c in data["categories"]] == ["Diatom", "Microalgae"]
+    _same(aset, read_coco(path), atol=0.01)
+
+
+def test_coco_to_voc_and_back(tmp_path, aset):
+    coco = read_coco(write_coco(aset, tmp_path / "src" / "labels.json"))
+    _same(aset, read_voc(write_voc(coco, tmp_path / "voc")))
+
+
+def test_class_names_given_set_the_order(tmp_path, aset):
+    loaded = read_voc(_voc(tmp_path, aset), class_names=["Microalgae", "Diatom"])
+    assert loaded.class_names == ("Microalgae", "Diatom")
+    assert loaded.label_ids(loaded.images[0]).tolist() == [0, 1]
+
+
+def test_load_annotations_detects_the_format(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    _same(aset, load_annotations(folder))
+    json_path = write_coco(aset, tmp_path / "src" / "labels.json")
+    _same(aset, load_annotations(json_path), atol=0.01)
+    _same(aset, load_annotations(json_path.parent), atol=0.01)
+
+
+def test_load_annotations_refuses_two_json_files(tmp_path, aset):
+    write_coco(aset, tmp_path / "src" / "one.json")
+    write_coco(aset, tmp_path / "src" / "two.json")
+    with pytest.raises(AnnotationError, match="one.json"):
+        load_annotations(tmp_path / "src")
+
+
+def test_label_studio_style_file_names_are_found(tmp_path, aset):
+    path = write_coco(aset, tmp_path / "src" / "result.json")
+    data = json.loads(path.read_text())
+    for entry in data["images"]:
+        entry["file_name"] = f"images/{entry['file_name']}"  # Label Studio's export layout
+    path.write_text(json.dumps(data))
+    assert len(read_coco(path)) == 3
+
+
+def test_box_one_pixel_out_is_clipped_not_an_error(tmp_path):
+    img = AnnotatedImage(_image(tmp_path / "x.jpg"), 120, 90, [[-0.8, 2, 120.9, 90.5]], ["A"])
+    json_path = write_coco(AnnotationSet(("A",), [img]), tmp_path / "c.json")
+    assert read_coco(json_path).images[0].boxes.tolist() == [[0, 2, 120, 90]]
+
+
+# ---------------------------------------------------------------- validation errors
+
+
+def _error(func, *args) -> str:
+    with pytest.raises(AnnotationError) as info:
+        func(*args)
+    return str(info.value)
+
+
+def _edit_xml(path: Path, old: str, new: str) -> None:
+    path.write_text(path.read_text().replace(old, new, 1))
+
+
+def test_corrupt_image_is_named(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    message = _error(read_voc, folder)
+    assert "b.xml" in message and "b.png" in message and "cannot be read" in message
+
+
+def test_truncated_jpeg_is_named(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    data = (folder / "a.jpg").read_bytes()
+    (folder / "a.jpg").write_bytes(data[: len(data) // 2])
+    assert "a.jpg" in _error(read_voc, folder)
+
+
+def test_xml_that_does_not_parse_is_named(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    (folder / "a.xml").write_text("<annotation><filename>a.jpg</filename>")
+    message = _error(read_voc, folder)
+    assert "a.xml" in message and "not valid XML" in message
+
+
+def test_missing_filename_is_named(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    _edit_xml(folder / "a.xml", "<filename>a.jpg</filename>", "")
+    message = _error(read_voc, folder)
+    assert "a.xml" in message and "<filename>" in message
+
+
+def test_missing_bndbox_field_is_named(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    _edit_xml(folder / "a.xml", "<ymax>30</ymax>", "")
+    message = _error(read_voc, folder)
+    assert "a.xml" in message and "object 1" in message and "ymax" in message
+
+
+def test_box_outside_the_image_is_named(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    _edit_xml(folder / "a.xml", "<xmax>40</xmax>", "<xmax>400</xmax>")
+    message = _error(read_voc, folder)
+    assert "a.xml" in message and "outside the 120x90 image" in message
+
+
+def test_zero_area_box_is_named(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    _edit_xml(folder / "a.xml", "<ymax>30</ymax>", "<ymax>12</ymax>")
+    message = _error(read_voc, folder)
+    assert "a.xml" in message and "zero or negative area" in message
+
+
+def test_missing_image_is_named(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    (folder / "empty.jpg").unlink()
+    message = _error(read_voc, folder)
+    assert "empty.xml" in message and "empty.jpg is missing" in message
+
+
+def test_unknown_class_is_named(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    message = _error(read_voc, folder, ["Microalgae"])
+    assert "a.xml" in message and "b.xml" in message and "'Diatom'" in message
+
+
+def test_image_without_xml_is_named(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    _image(folder / "forgotten.jpg")
+    message = _error(read_voc, folder)
+    assert "forgotten.jpg" in message and "without an XML" in message
+
+
+def test_size_mismatch_is_named(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    _edit_xml(folder / "a.xml", "<width>120</width>", "<width>240</width>")
+    message = _error(read_voc, folder)
+    assert "a.xml" in message and "240x90" in message
+
+
+def test_all_problems_are_reported_at_once(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    (folder / "a.xml").write_text("broken")
+    (folder / "empty.jpg").unlink()
+    with pytest.raises(AnnotationError) as info:
+        read_voc(folder)
+    assert len(info.value.problems) == 2
+    assert "a.xml" in str(info.value) and "empty.xml" in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    (tmp_path / "nothing").mkdir()
+    assert "no .xml" in _error(read_voc, tmp_path / "nothing")
+
+
+def test_coco_invalid_json_is_named(tmp_path):
+    path = tmp_path / "labels.json"
+    path.write_text("{not json")
+    message = _error(read_coco, path)
+    assert "labels.json" in message and "not valid JSON" in message
+
+
+def test_coco_missing_field_is_named(tmp_path, aset):
+    path = write_coco(aset, tmp_path / "src" / "labels.json")
+    data = json.loads(path.read_text())
+    del data["annotations"][1]["bbox"]
+    path.write_text(json.dumps(data))
+    message = _error(read_coco, path)
+    assert "labels.json" in message and "annotations[1]" in message and "bbox" in message
+
+
+def test_coco_unknown_category_is_named(tmp_path, aset):
+    path = write_coco(aset, tmp_path / "src" / "labels.json")
+    data = json.loads(path.read_text())
+    data["annotations"][0]["category_id"] = 99
+    path.write_text(json.dumps(data))
+    message = _error(read_coco, path)
+    assert "labels.json" in message and "unknown class" in message and "99" in message
+
+
+def test_coco_missing_image_is_named(tmp_path, aset):
+    path = write_coco(aset, tmp_path / "src" / "labels.json")
+    (tmp_path / "src" / "b.png").unlink()
+    message = _error(read_coco, path)
+    assert "labels.json" in message and "b.png is missing" in message
+
+
+def test_coco_box_outside_is_named(tmp_path, aset):
+    path = write_coco(aset, tmp_path / "src" / "labels.json")
+    data = json.loads(path.read_text())
+    data["annotations"][0]["bbox"] = [100, 80, 50, 50]
+    path.write_text(json.dumps(data))
+    message = _error(read_coco, path)
+    assert "a.jpg" in message and "outside" in message
+
+
+def test_coco_image_without_annotations_is_valid(tmp_path, aset):
+    path = write_coco(aset, tmp_path / "src" / "labels.json")
+    empty = [img for img in read_coco(path).images if img.image_path.name == "empty.jpg"]
+    assert len(empty) == 1 and empty[0].labels == []
+
+
+def test_load_annotations_of_nothing_is_an_error(tmp_path):
+    assert "not a folder" in _error(load_annotations, tmp_path / "nope")

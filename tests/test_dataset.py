@@ -1,0 +1,141 @@
+"""CellDataset: letterboxed tensors, 1-based labels, augmentations that keep boxes valid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+
+from utils import synth
+from utils.annotations import AnnotatedImage, AnnotationError, AnnotationSet
+from utils.dataset import CellDataset, collate, make_loader, rotate90, split
+
+
+@pytest.fixture(scope="module")
+def aset(tmp_path_factory) -> AnnotationSet:
+    folder = tmp_path_factory.mktemp("cells")
+    return synth.write_dataset(folder, seeds=[0, 1, 2, 3, 4], size=160)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _check_item(image, target, size: int) -> None:
+    assert isinstance(image, tv_tensors.Image)
+    assert image.dtype == torch.float32 and tuple(image.shape) == (3, size, size)
+    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+    boxes, labels = target["boxes"], target["labels"]
+    assert isinstance(boxes, tv_tensors.BoundingBoxes)
+    assert boxes.format == tv_tensors.BoundingBoxFormat.XYXY
+    assert tuple(boxes.canvas_size) == (size, size)
+    assert labels.dtype == torch.int64 and len(labels) == len(boxes)
+    assert (labels >= 1).all()
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+    assert float(boxes.min()) >= 0 and float(boxes.max()) <= size
+
+
+def test_eval_item_is_the_letterboxed_image_and_scaled_boxes(aset):
+    ds = CellDataset(aset, image_size=96)
+    image, target = ds[0]
+    _check_item(image, target, 96)
+    np.testing.assert_allclose(target["boxes"].numpy(), aset.images[0].boxes * 96 / 160, rtol=1e-6)
+    assert target["labels"].tolist() == [1] * len(aset.images[0].boxes)
+    again, _ = ds[0]
+    assert torch.equal(image, again)  # no augmentation in eval mode
+
+
+def test_letterbox_keeps_boxes_on_non_square_images(tmp_path):
+    pixels = np.zeros((50, 100, 3), np.uint8)
+    pixels[10:20, 60:90] = 255
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    img = AnnotatedImage(tmp_path / "wide.png", 100, 50, [[60, 10, 90, 20]], ["A"])
+    image, target = CellDataset(AnnotationSet(("A",), [img]), 64)[0]
+    np.testing.assert_allclose(target["boxes"].numpy(), [[38.4, 6.4, 57.6, 12.8]], rtol=1e-5)
+    assert float(image[:, 40:, :].max()) == 0.0  # black padding below the photo
+    assert float(image[:, 8:12, 42:54].min()) > 0.9  # the white patch sits inside its box
+
+
+def test_train_items_stay_valid_under_augmentation(aset):
+    ds = CellDataset(aset, image_size=128, train=True)
+    torch.manual_seed(0)
+    for _ in range(3):
+        for i in range(len(ds)):
+            image, target = ds[i]
+            _check_item(image, target, 128)
+            assert len(target["boxes"]) > 0.5 * len(aset.images[i].boxes)
+
+
+def test_augmentation_is_random_but_seeded(aset):
+    ds = CellDataset(aset, image_size=96, train=True)
+    torch.manual_seed(1)
+    first = [ds[0][0] for _ in range(3)]
+    torch.manual_seed(1)
+    second = [ds[0][0] for _ in range(3)]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert not torch.equal(first[0], first[1]) or not torch.equal(first[1], first[2])
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_rotate90_moves_boxes_with_pixels(k):
+    image = torch.zeros(1, 20, 20, dtype=torch.uint8)
+    image[0, 2:6, 10:18] = 255  # rows y 2..5, columns x 10..17 -> box (10, 2, 18, 6)
+    turned, boxes = rotate90(image, torch.tensor([[10.0, 2.0, 18.0, 6.0]]), k)
+    ys, xs = torch.nonzero(turned[0], as_tuple=True)
+    found = [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
+    assert boxes[0].tolist() == found
+
+
+def test_class_names_map_to_one_based_labels(tmp_path):
+    Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
+    img = AnnotatedImage(tmp_path / "x.png", 32, 32, [[1, 1, 10, 10], [5, 5, 20, 20]], ["B", "A"])
+    aset = AnnotationSet(("A", "B"), [img])
+    assert CellDataset(aset, 32)[0][1]["labels"].tolist() == [2, 1]
+    assert CellDataset(aset, 32, class_names=["B", "A"])[0][1]["labels"].tolist() == [1, 2]
+    with pytest.raises(AnnotationError, match="'B'"):
+        CellDataset(aset, 32, class_names=["A"])
+
+
+def test_collate_and_loader(aset):
+    ds = CellDataset(aset, image_size=64)
+    images, targets = collate([ds[0], ds[1]])
+    assert len(images) == len(targets) == 2 and "boxes" in targets[0]
+    loader = make_loader(ds, batch_size=2, shuffle=True, seed=3)
+    batches = list(loader)
+    assert [len(b[0]) for b in batches] == [2, 2, 1]
+    order = [len(t["boxes"]) for b in batches for t in b[1]]
+    again = [len(t["boxes"]) for b in make_loader(ds, 2, True, 3) for t in b[1]]
+    assert order == again
+
+
+def test_split_is_deterministic_disjoint_and_complete(aset):
+    images = [
+        AnnotatedImage(img.image_path, img.width, img.height, img.boxes, img.labels)
+        for img in aset.images * 4
+    ]
+    big = AnnotationSet(aset.class_names, images)  # 20 distinct objects
+    train, val = split(big, val_fraction=0.2, seed=0)
+    train2, val2 = split(big, val_fraction=0.2, seed=0)
+    ids = {id(img): i for i, img in enumerate(big.images)}
+    t_idx = [ids[id(img)] for img in train.images]
+    v_idx = [ids[id(img)] for img in val.images]
+    assert len(v_idx) == 4 and len(t_idx) == 16
+    assert not set(t_idx) & set(v_idx) and sorted(t_idx + v_idx) == list(range(20))
+    assert [ids[id(img)] for img in val2.images] == v_idx
+    assert [ids[id(img)] for img in train2.images] == t_idx
+    _, other = split(big, val_fraction=0.2, seed=1)
+    assert [ids[id(img)] for img in other.images] != v_idx
+    assert train.class_names == big.class_names
+
+
+def test_split_keeps_one_image_on_each_side(aset):
+    train, val = split(aset.subset([0, 1]), val_fraction=0.9)
+    assert len(train) == len(val) == 1
+    with pytest.raises(ValueError):
+        split(aset.subset([0]))

@@ -1,0 +1,115 @@
+"""Drawing boxes (PIL only), matching predictions to labels, and the dataset figures."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from utils import viz
+from utils.annotations import AnnotatedImage, AnnotationSet
+from utils.processing import Detections
+
+GRAY = (128, 128, 128)
+
+
+def _gray(w: int = 200, h: int = 150) -> Image.Image:
+    return Image.new("RGB", (w, h), GRAY)
+
+
+def test_draw_detections_marks_the_box_edges_only():
+    image = _gray()
+    out = viz.draw_detections(image, [[20, 30, 80, 100]], color=(255, 0, 0), width=2)
+    assert out.size == image.size and out is not image
+    arr = np.asarray(out)
+    assert tuple(arr[30, 50]) == (255, 0, 0)  # top edge
+    assert tuple(arr[60, 20]) == (255, 0, 0)  # left edge
+    assert tuple(arr[60, 50]) == GRAY  # inside stays untouched
+    assert tuple(arr[140, 190]) == GRAY  # far away too
+    assert tuple(np.asarray(image)[30, 50]) == GRAY  # the input is not modified
+
+
+def test_draw_detections_accepts_arrays_scores_and_labels():
+    arr = np.full((150, 200, 3), 128, np.uint8)
+    out = viz.draw_detections(arr, np.array([[50, 60, 90, 100]]), scores=[0.87], labels=["cell"])
+    drawn = np.asarray(out)
+    assert out.size == (200, 150)
+    assert (drawn[40:60, 50:120] != 128).any()  # the score tag above the box
+
+
+def test_no_boxes_returns_an_unchanged_copy():
+    image = _gray()
+    out = viz.draw_detections(image, np.zeros((0, 4)))
+    assert np.array_equal(np.asarray(out), np.asarray(image))
+
+
+def test_hidden_boxes_still_mark_each_object():
+    out = viz.draw_detections(_gray(), [[20, 30, 80, 100]], show_boxes=False, color=(0, 255, 0))
+    arr = np.asarray(out)
+    assert tuple(arr[65, 50]) == (0, 255, 0)  # a dot at the centre
+    assert tuple(arr[30, 50]) == GRAY  # no box edge
+
+
+def test_draw_uses_detections_and_threshold():
+    dets = Detections(
+        boxes=np.array([[10, 10, 50, 50], [100, 60, 150, 120]], np.float32),
+        scores=np.array([0.9, 0.2], np.float32),
+        labels=np.array([0, 0]),
+        class_names=("Microalgae",),
+    )
+    out = np.asarray(viz.draw(_gray(), dets, threshold=0.5, color=(255, 0, 0), show_scores=False))
+    assert tuple(out[10, 30]) == (255, 0, 0)
+    assert tuple(out[60, 125]) == GRAY  # below the threshold: not drawn
+
+
+def test_match_boxes_counts_hits_false_positives_and_misses():
+    gt = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60]], np.float32)
+    pred = np.array([[1, 1, 10, 10], [21, 20, 31, 30], [80, 80, 90, 90], [0, 0, 10, 11]])
+    matched, false_pos, missed = viz.match_boxes(gt, pred, scores=[0.9, 0.8, 0.7, 0.6])
+    assert matched.tolist() == [0, 1]
+    assert false_pos.tolist() == [2, 3]  # the duplicate of a found cell counts as false
+    assert missed.tolist() == [2]
+
+
+def test_compare_colours_each_kind():
+    gt = np.array([[10, 10, 40, 40], [100, 100, 140, 140]], np.float32)
+    pred = np.array([[11, 10, 40, 41], [150, 20, 190, 60]], np.float32)
+    out = viz.compare(_gray(200, 160), gt, pred, width=1)
+    arr = np.asarray(out)
+    hex_rgb = lambda c: tuple(int(c[i : i + 2], 16) for i in (1, 3, 5))  # noqa: E731
+    assert tuple(arr[25, 11]) == hex_rgb(viz.MATCH_COLOR)
+    assert tuple(arr[40, 150]) == hex_rgb(viz.FALSE_COLOR)
+    assert tuple(arr[120, 100]) == hex_rgb(viz.MISSED_COLOR)
+    assert out.info["matched"] == 1 and out.info["false_positives"] == 1
+    assert out.info["missed"] == 1
+
+
+@pytest.fixture
+def small_set(tmp_path) -> AnnotationSet:
+    images = []
+    for i in range(3):
+        path = tmp_path / f"{i}.png"
+        _gray(64, 64).save(path)
+        boxes = np.array([[5, 5, 15, 25], [30, 30, 50, 40]][: i + 1], np.float32)
+        images.append(AnnotatedImage(path, 64, 64, boxes, ["Microalgae"] * len(boxes)))
+    return AnnotationSet(("Microalgae",), images)
+
+
+def test_box_stats_are_fractions_of_the_image(small_set):
+    stats = viz.box_stats(small_set)
+    assert stats["counts"].tolist() == [1, 2, 2]
+    np.testing.assert_allclose(stats["width"][:2], [10 / 64, 10 / 64])
+    np.testing.assert_allclose(stats["ratio"][:2], [2.0, 2.0])
+
+
+def test_figures_are_made(small_set):
+    grid = viz.show_grid(small_set, n=3, cols=2)
+    assert len([ax for ax in grid.axes if ax.images]) == 3
+    stats = viz.plot_dataset_stats(small_set)
+    assert len(stats.axes) == 4
+    pairs = viz.show_grid([(np.zeros((32, 32, 3), np.uint8), [[1, 1, 9, 9]])], n=1, cols=1)
+    assert len(pairs.axes) == 1

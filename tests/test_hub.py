@@ -349,3 +349,25 @@ def test_token_is_masked_and_never_logged(hub_server):
     token, source = hub.token_and_source()
     assert token == TEST_TOKEN and source == "the HF_TOKEN environment variable"
     assert not any(TEST_TOKEN in path for _, path, _ in hub_server.log)
+
+
+def test_a_server_that_is_not_a_hub_counts_as_unreachable():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotFound(BaseHTTPRequestHandler):  # like a captive portal or a proxy's error page
+        def do_GET(self):
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert not hub.hub_reachable(f"http://127.0.0.1:{server.server_address[1]}", timeout=1)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -183,19 +183,32 @@ def endpoint_label(endpoint: str | None = None) -> str:
 
 
 def hub_reachable(endpoint: str | None = None, timeout: float = 2.0) -> bool:
-    """True if the Hub answers an HTTP request within ``timeout`` seconds (any status counts).
+    """True if the Hub answers ``/api/whoami-v2`` (200, or 401 without a token) within ``timeout`` s.
 
-    One request, no retries: huggingface_hub's own calls retry for ~20 s when offline.
+    Other answers (a captive portal, a proxy's 404 or 502) count as unreachable.
+    One request, no retries (huggingface_hub's own calls retry for ~20 s when offline), run
+    in a daemon thread so that even a hanging DNS lookup cannot hold the notebook longer.
     """
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
         return False
+    import threading
+
     import httpx
 
-    try:
-        httpx.get(f"{hub_endpoint(endpoint)}/api/whoami-v2", timeout=timeout)
-        return True
-    except Exception:
-        return False
+    url = f"{hub_endpoint(endpoint)}/api/whoami-v2"
+    answered: list[bool] = []
+
+    def probe() -> None:
+        try:
+            status = httpx.get(url, timeout=timeout).status_code
+            answered.append(status in (200, 401))
+        except Exception:
+            pass
+
+    thread = threading.Thread(target=probe, name="hub-reachable", daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(answered and answered[0])
 
 
 def _api(token: str | None, endpoint: str | None = None) -> HfApi:
@@ -769,14 +782,6 @@ def pull_model(
     return Path(path)
 
 
-def _load_predictor(path: Path) -> Predictor:
-    from . import runtime
-
-    if hasattr(runtime, "load_predictor"):
-        return runtime.load_predictor(path)
-    return runtime.OnnxPredictor(path)  # type: ignore[attr-defined]
-
-
 def verify_roundtrip(
     repo_id: str,
     revision: str,
@@ -788,7 +793,9 @@ def verify_roundtrip(
 ) -> dict[str, Any]:
     """Download the ONNX model at ``revision``, count cells with it, compare with the local counts."""
     path = pull_model(repo_id, revision, token=token, endpoint=endpoint)
-    remote = _load_predictor(path)
+    from .runtime import load_predictor
+
+    remote = load_predictor(path)
     local_counts = [local_predictor.predict(image).count for image in images]
     remote_counts = [remote.predict(image).count for image in images]
     result: dict[str, Any] = {

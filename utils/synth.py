@@ -111,11 +111,11 @@ def _sample_cell(rng: np.random.Generator, centre: np.ndarray) -> Cell:
     width = max(length / aspect, 0.0075)
     angle = float(rng.vonmises(0.0, 0.15)) / 2 % math.pi  # axial, slightly more horizontal
     outline, spine = _spindle(rng, centre, length, width, angle)
-    n_gran = int(rng.integers(3, 9))
+    n_gran = int(rng.integers(5, 12))
     granules = np.concatenate(
         [
             spine[rng.integers(0, len(spine), n_gran)] + rng.normal(0, 0.0012, (n_gran, 2)),
-            rng.uniform(0.0008, 0.0017, (n_gran, 1)),
+            rng.uniform(0.0006, 0.0014, (n_gran, 1)),
         ],
         1,
     )
@@ -183,7 +183,7 @@ def sample_scene(seed: int, unlabeled_prob: float = 0.0) -> Scene:
     rims = [(90, 200, 170), (80, 150, 220), (120, 210, 110), (200, 150, 80)]
     rim = rims[int(rng.integers(len(rims)))]
     n_dust = int(rng.integers(25, 70))
-    dust_r = rng.uniform(0, 1, n_dust) ** 2 * radius
+    dust_r = np.sqrt(rng.uniform(0, 1, n_dust)) * radius * 0.97
     dust_a = rng.uniform(0, 2 * math.pi, n_dust)
     dust = np.stack(
         [
@@ -251,12 +251,12 @@ def _draw_cell(draw: ImageDraw.ImageDraw, cell: Cell, scale: float, alpha: int) 
     outline = _poly(cell.outline, scale)
     closed = outline + outline[:1]
     draw.line(closed, fill=(238, 236, 222, int(alpha * 0.35)), width=3 * edge_w, joint="curve")
-    draw.polygon(outline, fill=(*cell.fill, int(alpha * 0.6)))
+    draw.polygon(outline, fill=(*cell.fill, int(alpha * 0.5)))
     pale = tuple(min(255, int(v * 1.3)) for v in cell.fill)
     draw.line(_poly(cell.spine, scale), fill=(*pale, int(alpha * 0.45)), width=edge_w)
     dark = tuple(int(v * 0.55) for v in cell.fill)
     for x, y, r in cell.granules * scale:
-        draw.ellipse((x - r, y - r, x + r, y + r), fill=(*dark, int(alpha * 0.4)))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(*dark, int(alpha * 0.45)))
     draw.line(closed, fill=(*cell.edge, alpha), width=edge_w, joint="curve")
 
 

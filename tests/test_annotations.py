@@ -305,3 +305,10 @@ def test_coco_image_without_annotations_is_valid(tmp_path, aset):
 
 def test_load_annotations_of_nothing_is_an_error(tmp_path):
     assert "not a folder" in _error(load_annotations, tmp_path / "nope")
+
+
+def test_load_annotations_takes_an_images_dir_for_coco(tmp_path, aset):
+    json_path = write_coco(aset, tmp_path / "elsewhere" / "labels.json")
+    with pytest.raises(AnnotationError, match="a.jpg is missing"):
+        load_annotations(json_path)
+    _same(aset, load_annotations(json_path, images_dir=tmp_path / "src"), atol=0.01)

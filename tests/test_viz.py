@@ -113,3 +113,26 @@ def test_figures_are_made(small_set):
     assert len(stats.axes) == 4
     pairs = viz.show_grid([(np.zeros((32, 32, 3), np.uint8), [[1, 1, 9, 9]])], n=1, cols=1)
     assert len(pairs.axes) == 1
+
+
+def test_to_pil_accepts_dataset_tensors():
+    import torch
+
+    chw = torch.zeros(3, 8, 10)
+    chw[0] = 1.0  # pure red
+    image = viz.to_pil(chw)
+    assert image.size == (10, 8) and image.getpixel((0, 0)) == (255, 0, 0)
+    assert viz.to_pil(np.zeros((8, 10, 3), np.uint8)).size == (10, 8)
+
+
+def test_describe_boxes_puts_this_set_next_to_the_real_photos(small_set):
+    text = viz.describe_boxes(small_set)
+    assert "width / image, real" in text and "0.052" in text
+    assert "cells per image: 1-2" in text
+
+
+def test_show_augmentations_draws_n_panels(small_set):
+    from utils.dataset import CellDataset
+
+    fig = viz.show_augmentations(CellDataset(small_set, 32, train=True), index=1, n=4, cols=2)
+    assert len([ax for ax in fig.axes if ax.images]) == 4

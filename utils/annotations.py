@@ -492,17 +492,24 @@ def write_coco(aset: AnnotationSet, json_path: str | Path) -> Path:
 # ---------------------------------------------------------------- one entry point
 
 
-def load_annotations(path: str | Path, class_names: Sequence[str] | None = None) -> AnnotationSet:
-    """Load whatever you labelled: a VOC folder, a COCO ``.json``, or a folder with one COCO json."""
+def load_annotations(
+    path: str | Path,
+    class_names: Sequence[str] | None = None,
+    images_dir: str | Path | None = None,
+) -> AnnotationSet:
+    """Load whatever you labelled: a VOC folder, a COCO ``.json``, or a folder with one COCO json.
+
+    ``images_dir`` is where a COCO file's images are (default: beside the JSON).
+    """
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".json":
-        aset = read_coco(path)
+        aset = read_coco(path, images_dir)
     elif path.is_dir():
         if any(path.glob("*.xml")):
             return read_voc(path, class_names)
         jsons = sorted(path.glob("*.json"))
         if len(jsons) == 1:
-            aset = read_coco(jsons[0])
+            aset = read_coco(jsons[0], images_dir)
         elif len(jsons) > 1:
             raise AnnotationError(
                 [f"{len(jsons)} JSON files ({', '.join(p.name for p in jsons)}); pass one of them"],

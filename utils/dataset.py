@@ -36,7 +36,7 @@ def train_transforms() -> v2.Transform:
         [
             v2.RandomHorizontalFlip(0.5),
             v2.RandomVerticalFlip(0.5),
-            v2.RandomAffine(degrees=0, translate=(0.08, 0.08), scale=(0.8, 1.25), fill=0),
+            v2.RandomAffine(degrees=0, translate=(0.08, 0.08), scale=(0.8, 1.25), fill=5),
             v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.2),
             v2.RandomApply([v2.GaussianBlur(kernel_size=5, sigma=(0.3, 1.0))], p=0.2),
             v2.ClampBoundingBoxes(),

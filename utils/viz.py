@@ -35,8 +35,22 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _as_pil(image: ImageLike) -> Image.Image:
+def to_pil(image: Any) -> Image.Image:
+    """A PIL RGB copy of a PIL image, a uint8 ``H x W x 3`` array or a float ``3 x H x W`` tensor.
+
+    Float tensors (what ``CellDataset`` returns) are taken as 0..1 and converted to 0..255.
+    """
+    if hasattr(image, "detach"):  # a torch tensor, without importing torch here
+        image = image.detach().cpu().numpy()
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[0] in (1, 3):
+        if image.shape[-1] not in (3, 4) or image.dtype != np.uint8:
+            image = image.transpose(1, 2, 0)
+    if isinstance(image, np.ndarray) and image.dtype != np.uint8:
+        image = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     return Image.fromarray(to_rgb_array(image)).copy()
+
+
+_as_pil = to_pil
 
 
 def draw_detections(
@@ -169,7 +183,7 @@ def compare(
 def _items(source: AnnotationSet | Sequence[tuple[ImageLike, np.ndarray]], n: int):
     if hasattr(source, "images"):
         return [(img.load_image(), img.boxes, img.name) for img in source.images[:n]]
-    return [(image, boxes, "") for image, boxes in list(source)[:n]]
+    return [(to_pil(image), np.asarray(boxes), "") for image, boxes in list(source)[:n]]
 
 
 def show_grid(
@@ -196,6 +210,15 @@ def show_grid(
     return fig
 
 
+def show_augmentations(dataset: Any, index: int = 0, n: int = 6, cols: int = 3) -> Figure:
+    """``n`` draws of the same training image through the dataset's augmentations."""
+    items = []
+    for _ in range(n):
+        image, target = dataset[index]
+        items.append((image, np.asarray(target["boxes"])))
+    return show_grid(items, n=n, cols=cols)
+
+
 def box_stats(aset: AnnotationSet) -> dict[str, np.ndarray]:
     """Per-box width and height as fractions of the image size, long/short ratio; cells per image."""
     widths, heights = [], []
@@ -207,6 +230,38 @@ def box_stats(aset: AnnotationSet) -> dict[str, np.ndarray]:
     ratio = np.maximum(w, h) / np.maximum(np.minimum(w, h), 1e-9)
     counts = np.asarray([len(img.boxes) for img in aset.images])
     return {"width": w, "height": h, "ratio": ratio, "counts": counts}
+
+
+def describe_boxes(aset: AnnotationSet, reference: dict | None = None) -> str:
+    """A small table: this set's box-size percentiles next to the real photos' ones."""
+    if reference is None:
+        from .synth import REAL_PROFILE as reference
+    stats = box_stats(aset)
+    pct = (5, 25, 50, 75, 95)
+    lines = [f"{'':24s}" + "".join(f"{f'p{p}':>8s}" for p in pct)]
+    for key, ref_key, title in (
+        ("width", "width_pct", "width"),
+        ("height", "height_pct", "height"),
+    ):
+        ours = np.percentile(stats[key], pct) if len(stats[key]) else [np.nan] * 5
+        lines.append(f"{title + ' / image, this set':24s}" + "".join(f"{v:8.3f}" for v in ours))
+        lines.append(
+            f"{title + ' / image, real':24s}" + "".join(f"{v:8.3f}" for v in reference[ref_key])
+        )
+    ratio = np.percentile(stats["ratio"], (50, 95)) if len(stats["ratio"]) else [np.nan] * 2
+    real_ratio = reference["ratio_pct"]
+    lines.append(
+        f"long/short side: median {ratio[0]:.1f} (real {real_ratio[0]:.1f}), "
+        f"p95 {ratio[1]:.1f} (real {real_ratio[1]:.1f})"
+    )
+    counts = stats["counts"]
+    low, mid, high = reference["counts_range"]
+    if len(counts):
+        lines.append(
+            f"cells per image: {counts.min()}-{counts.max()}, median {np.median(counts):.0f} "
+            f"(real {low}-{high}, median {mid})"
+        )
+    return "\n".join(lines)
 
 
 def plot_dataset_stats(aset: AnnotationSet, reference: dict | None = None) -> Figure:

@@ -311,7 +311,7 @@ Measured on {{ eval_description }}:
   eyepiece photos), so real photos from another microscope, camera or stain look different
   and the counts will drift. Check a few images by hand before trusting it.
 - **Faint or out-of-focus cells** are often missed; very small cells too.
-- **Cells cut by the image border** may be missed or counted twice across tiles.
+- **Cells cut by the image border** are often missed: only part of them is visible.
 - **Clumps** of touching cells tend to be counted as fewer cells than there are.
 - **Labels are incomplete**: the reference boxes miss some cells, so the mAP above is a
   rough guide, and the counting error is measured against imperfect counts.
@@ -407,10 +407,8 @@ def build_model_card(
         eval_description = (
             f"{eval_description} ({images} images, counting threshold {float(threshold):.2f})"
         )
-    rows = [
-        (names[key][1], f"{value:.3f}" if key != "count_mape" else f"{value:.1f}")
-        for key, value in numbers.items()
-    ]
+    formats = {"count_mae": "{:.2f}", "count_mape": "{:.1f}"}
+    rows = [(names[k][1], formats.get(k, "{:.3f}").format(v)) for k, v in numbers.items()]
     training_rows = [("model", f"`{config.model_name}`, input {config.image_size} px")]
     training_rows += [(str(k), str(v)) for k, v in (training or {}).items()]
     return ModelCard.from_template(

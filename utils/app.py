@@ -48,6 +48,7 @@ BASE64_API_NAME = "count_base64"
 TITLE = "Microalgae cell counter"
 MAX_FILE_SIZE = "25mb"  # a phone photo is 2-8 MB; larger uploads are refused before decoding
 DISPLAY_SIDE = 1600  # the annotated picture is sent at most this big (boxes drawn at that size)
+IMAGE_HEIGHT = 420  # px on screen; the pictures keep their full resolution
 TABLE_COLUMNS = ["#", "score", "x1", "y1", "x2", "y2"]
 
 DESCRIPTION = """\
@@ -248,6 +249,7 @@ def build_demo(
                     label="Microscope photo",
                     type="filepath",
                     sources=["upload", "webcam", "clipboard"],
+                    height=IMAGE_HEIGHT,
                     elem_id="photo",
                 )
                 threshold = gr.Slider(
@@ -271,6 +273,7 @@ def build_demo(
                     type="pil",
                     format="jpeg",
                     interactive=False,
+                    height=IMAGE_HEIGHT,
                     elem_id="annotated",
                 )
                 count = gr.Number(label="Cell count", precision=0, elem_id="count")

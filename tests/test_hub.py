@@ -349,6 +349,9 @@ def test_token_is_masked_and_never_logged(hub_server):
     token, source = hub.token_and_source()
     assert token == TEST_TOKEN and source == "the HF_TOKEN environment variable"
     assert not any(TEST_TOKEN in path for _, path, _ in hub_server.log)
+    for repo in list(hub_server.repos.values()):  # whatever this session uploaded so far
+        for commit in list(repo.commits.values()):
+            assert not any(TEST_TOKEN.encode() in data for data in commit.files.values())
 
 
 def test_a_server_that_is_not_a_hub_counts_as_unreachable():

@@ -306,6 +306,7 @@ def build_demo(
         gr.api(count_base64, api_name=BASE64_API_NAME)
     limit = concurrency_limit or (2 if lock is None else 1)
     demo.queue(default_concurrency_limit=limit, max_size=max_queue)
+    demo.course_concurrency_limit = limit  # read by utils.bench.api
     return demo
 
 

@@ -1,0 +1,268 @@
+"""``python -m utils.bench api``: end-to-end latency and throughput of the demo's API.
+
+Starts the Gradio app on 127.0.0.1 with the ONNX Runtime predictor and measures, after a
+warm-up, what a client waits for one count: ``gradio_client`` (upload + queue + result),
+raw HTTP with ``requests`` (the three calls of ``clients/python_requests.py``) and the
+one-request base64 endpoint; then the throughput of 8 concurrent clients sending a bounded
+number of requests. Loopback only: the numbers are the app's cost, not a network's.
+
+For comparison the talk's Space (Gradio 2.7, PyTorch + IceVision on a free CPU Space) took
+about 1.1 s per request. Results go to ``artifacts/bench_api.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import artifacts_dir, display_path, fast_mode, test_dir
+
+TALK_SPACE_SECONDS = 1.1
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def summarize(seconds: list[float]) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1000
+    return {
+        "n": int(len(ms)),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p95_ms": round(float(np.percentile(ms, 95)), 1),
+        "mean_ms": round(float(ms.mean()), 1),
+        "min_ms": round(float(ms.min()), 1),
+    }
+
+
+def timed(call: Callable[[], Any], n: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        call()
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def throughput(call: Callable[[], Any], clients: int, total: int) -> dict[str, float]:
+    """``total`` requests spread over ``clients`` threads; requests per second and latency."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if next(counter, None) is None:
+                    return
+            start = time.perf_counter()
+            call()
+            with lock:
+                latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(worker) for _ in range(clients)]:
+            future.result()
+    wall = time.perf_counter() - start
+    return {
+        "clients": clients,
+        "requests": total,
+        "wall_s": round(wall, 2),
+        "requests_per_s": round(total / wall, 2),
+        **summarize(latencies),
+    }
+
+
+def pick_image(path: str | None) -> Path:
+    if path:
+        return Path(path)
+    found = sorted(test_dir().glob("*.jpg")) if test_dir().exists() else []
+    if found:
+        return found[0]
+    from PIL import Image
+
+    target = artifacts_dir() / "bench_api_image.jpg"
+    array = (np.random.default_rng(0).random((960, 1280, 3)) * 255).astype(np.uint8)
+    Image.fromarray(array).save(target, quality=90)
+    return target
+
+
+def run(
+    model: str | None = None,
+    n: int | None = None,
+    warmup: int = 3,
+    clients: int = 8,
+    total: int | None = None,
+    image: str | None = None,
+    threads: int | None = None,
+    concurrency: int | None = None,
+    out: str | None = None,
+) -> dict[str, Any]:
+    import requests
+    from gradio_client import Client, handle_file
+
+    from ..app import (
+        build_demo,
+        call_base64_with_requests,
+        call_with_requests,
+        launch_in_background,
+    )
+    from ..runtime import OnnxPredictor
+
+    fast = fast_mode(verbose=False)
+    n = n or (10 if fast else 40)
+    total = total or (16 if fast else 64)
+    if model is None:
+        from ..export import ensure_onnx
+
+        model_path = ensure_onnx()
+    else:
+        model_path = Path(model)
+    predictor = OnnxPredictor(model_path, threads=threads)
+    picture = pick_image(image)
+    threshold = float(predictor.config.score_threshold)
+
+    from ..images import load_image
+
+    loaded = load_image(picture).image
+    direct = timed(lambda: predictor.predict(loaded, threshold), n, warmup)
+
+    demo = build_demo(predictor, concurrency_limit=concurrency)
+    url, close = launch_in_background(demo)
+    try:
+        client = Client(url, verbose=False, analytics_enabled=False)
+        session = requests.Session()
+
+        def by_client() -> Any:
+            return client.predict(
+                image=handle_file(str(picture)), threshold=threshold, api_name="/count"
+            )
+
+        results: dict[str, Any] = {
+            "model_only": summarize(direct),
+            "gradio_client": summarize(timed(by_client, n, warmup)),
+            "requests": summarize(
+                timed(lambda: call_with_requests(url, picture, threshold, session=session), n, 1)
+            ),
+            "requests_base64": summarize(
+                timed(
+                    lambda: call_base64_with_requests(url, picture, threshold, session=session),
+                    n,
+                    1,
+                )
+            ),
+        }
+        client.close()
+        local = threading.local()
+
+        def one_request() -> Any:
+            if not hasattr(local, "session"):
+                local.session = requests.Session()
+            return call_with_requests(url, picture, threshold, session=local.session)
+
+        results["concurrent"] = throughput(one_request, clients, total)
+    finally:
+        close()
+
+    c = predictor.config
+    report = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "model": display_path(model_path),
+        "model_name": c.model_name,
+        "image_size": c.image_size,
+        "runtime": predictor.runtime,
+        "ort_threads": threads,
+        "queue_concurrency": getattr(demo, "course_concurrency_limit", concurrency),
+        "image": display_path(picture),
+        "image_px": list(loaded.size),
+        "fast_mode": fast,
+        "warmup": warmup,
+        "talk_space_s": TALK_SPACE_SECONDS,
+        **results,
+    }
+    path = Path(out) if out else artifacts_dir() / "bench_api.json"
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    report["written_to"] = display_path(path)
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"CPU: {report['cpu']} ({report['cores']} cores, load {report['load_avg_1min']})")
+    print(
+        f"Model: {report['model']} ({report['model_name']}, {report['image_size']} px, "
+        f"{report['runtime']}); image {report['image']} {report['image_px'][0]}x"
+        f"{report['image_px'][1]}"
+    )
+    print(f"{'sequential, after warm-up':34s} {'p50 ms':>8s} {'p95 ms':>8s} {'n':>4s}")
+    for key, label in (
+        ("model_only", "predictor.predict (no server)"),
+        ("gradio_client", "gradio_client /count"),
+        ("requests", "requests: upload + call + SSE"),
+        ("requests_base64", "requests: /count_base64"),
+    ):
+        row = report[key]
+        print(f"{label:34s} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {row['n']:4d}")
+    c = report["concurrent"]
+    print(
+        f"{c['clients']} concurrent clients, {c['requests']} requests: "
+        f"{c['requests_per_s']:.2f} req/s, p50 {c['p50_ms']:.0f} ms, p95 {c['p95_ms']:.0f} ms"
+    )
+    speedup = report["talk_space_s"] * 1000 / report["gradio_client"]["p50_ms"]
+    print(
+        f"The talk's Space: ~{report['talk_space_s']:.1f} s per request; "
+        f"this app: {report['gradio_client']['p50_ms']:.0f} ms p50 ({speedup:.1f}x faster)."
+    )
+    print(f"Written to {report['written_to']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m utils.bench api", description=__doc__)
+    parser.add_argument("--model", help="ONNX model (default: artifacts/model.onnx)")
+    parser.add_argument("--n", type=int, help="sequential calls per client (10 fast, 40 full)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
+    parser.add_argument("--requests", type=int, help="requests in the concurrent run")
+    parser.add_argument("--image", help="image to send (default: first of data/test)")
+    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--concurrency", type=int, help="the app's queue concurrency limit")
+    parser.add_argument("--out", help="JSON output (default: artifacts/bench_api.json)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    report = run(
+        model=args.model,
+        n=args.n,
+        warmup=args.warmup,
+        clients=args.clients,
+        total=args.requests,
+        image=args.image,
+        threads=args.threads,
+        concurrency=args.concurrency,
+        out=args.out,
+    )
+    print_report(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""ONNX export: checker, metadata round trip, graph summary, parity with PyTorch, ensure_onnx."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from utils import export
+from utils.model import build_model
+from utils.processing import InferenceConfig, preprocess
+from utils.runtime import ModelFileError, OnnxPredictor, OpenVinoPredictor, TorchPredictor
+
+SIZE = 128
+
+
+def tiny_detector() -> torch.nn.Module:
+    """An untrained FCOS whose scores straddle 0.5, so counts are non-zero and can differ."""
+    torch.manual_seed(0)
+    detector = build_model("fcos_resnet18", 1, SIZE, pretrained=False)
+    with torch.no_grad():
+        detector.head.classification_head.cls_logits.bias.fill_(1.5)
+    return detector.eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, torch.nn.Module, InferenceConfig]:
+    detector = tiny_detector()
+    config = InferenceConfig("fcos_resnet18", ("Microalgae",), SIZE, score_threshold=0.55)
+    path = export.export_onnx(detector, config, tmp_path_factory.mktemp("onnx") / "m.onnx")
+    return path, detector, config
+
+
+@pytest.fixture(scope="module")
+def images() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (90 + 20 * i, 140, 3), dtype=np.uint8) for i in range(3)]
+
+
+def test_export_passes_checker_and_keeps_names(exported) -> None:
+    path, _, _ = exported
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    assert [i.name for i in model.graph.input] == ["images"]
+    assert [o.name for o in model.graph.output] == ["boxes", "scores"]
+    assert not path.with_name(path.name + ".tmp").exists()
+
+
+def test_metadata_round_trip(exported) -> None:
+    path, _, config = exported
+    assert export.read_onnx_config(path) == config
+    props = export.metadata(path)
+    assert props["torch_version"] == torch.__version__
+    assert props[export.VERSION_KEY]
+
+
+def test_graph_summary_counts_ops(exported) -> None:
+    path, _, _ = exported
+    summary = export.graph_summary(path)
+    assert summary["op_types"]["Conv"] >= 20
+    assert "NonMaxSuppression" not in summary["op_types"]  # NMS stays outside the graph
+    assert summary["nodes"] == sum(summary["op_types"].values())
+    assert summary["inputs"]["images"] == ["batch", 3, SIZE, SIZE]
+    anchors = (SIZE // 8) ** 2 + (SIZE // 16) ** 2
+    assert summary["outputs"]["boxes"] == ["batch", anchors, 4]
+    assert summary["outputs"]["scores"] == ["batch", anchors, 1]
+    assert 5 < summary["size_mb"] < 40
+    assert summary["file"] == "m.onnx"  # never this machine's absolute path
+
+
+def test_parity_torch_vs_onnxruntime_and_openvino(exported, images) -> None:
+    path, detector, config = exported
+    torch_pred = TorchPredictor(detector, config)
+    for other in (OnnxPredictor(path, threads=1), OpenVinoPredictor(path, threads=1)):
+        result = export.parity(torch_pred, other, images)
+        assert result["boxes_max_abs"] < 1e-3, result
+        assert result["scores_max_abs"] < 1e-4, result
+        assert result["counts_identical"] == len(images), result
+        assert any(row["pytorch"] > 0 for row in result["per_image"]), "test needs non-zero counts"
+
+
+def test_dynamic_batch(exported, images) -> None:
+    path, detector, config = exported
+    batch, _, _ = preprocess(images, config)
+    boxes, scores = OnnxPredictor(path).run(batch)
+    ref_boxes, ref_scores = TorchPredictor(detector, config).run(batch)
+    assert boxes.shape == ref_boxes.shape and boxes.shape[0] == len(images)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-4)
+
+
+def test_export_from_checkpoint_file(tmp_path) -> None:
+    from utils.checkpoint import save_checkpoint
+
+    config = InferenceConfig("fcos_resnet18", ("Microalgae",), SIZE, score_threshold=0.3)
+    ckpt = save_checkpoint(tmp_path / "model.pt", tiny_detector(), config)
+    path = export.export_onnx(ckpt, path=tmp_path / "from_ckpt.onnx")
+    assert export.read_onnx_config(path) == config
+
+
+def test_bare_detector_needs_config(tmp_path) -> None:
+    with pytest.raises(ValueError, match="InferenceConfig"):
+        export.export_onnx(tiny_detector(), None, tmp_path / "x.onnx")
+
+
+def test_parity_detects_a_different_model(exported, images, tmp_path) -> None:
+    path, detector, config = exported
+    other = tiny_detector()
+    with torch.no_grad():
+        other.head.classification_head.cls_logits.bias.fill_(0.0)
+    result = export.parity(TorchPredictor(detector, config), TorchPredictor(other, config), images)
+    assert result["scores_max_abs"] > 0.01
+    assert result["counts_identical"] < len(images)
+
+
+def test_ensure_onnx_keeps_an_existing_file(exported, monkeypatch) -> None:
+    from utils import train
+
+    monkeypatch.setattr(train, "ensure_checkpoint", lambda *a, **k: pytest.fail("trained"))
+    path, _, _ = exported
+    assert export.ensure_onnx(path) == path
+
+
+def test_ensure_onnx_exports_from_the_checkpoint(tmp_path, monkeypatch, capsys) -> None:
+    from utils import train
+    from utils.checkpoint import save_checkpoint
+
+    config = InferenceConfig("fcos_resnet18", ("Microalgae",), SIZE)
+    ckpt = save_checkpoint(tmp_path / "model.pt", tiny_detector(), config)
+    monkeypatch.setattr(train, "ensure_checkpoint", lambda path=None: ckpt)
+    out = export.ensure_onnx(tmp_path / "model.onnx")
+    assert out.exists() and export.read_onnx_config(out) == config
+    assert "not found" in capsys.readouterr().out
+
+
+def test_read_config_of_foreign_onnx_says_how_to_reexport(exported, tmp_path) -> None:
+    path, _, _ = exported
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, str(bare))
+    with pytest.raises(ModelFileError, match="export_onnx"):
+        export.read_onnx_config(bare)

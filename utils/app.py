@@ -280,7 +280,7 @@ def build_demo(
                 notes = gr.Markdown(elem_id="notes")
         table = gr.Dataframe(
             headers=TABLE_COLUMNS,
-            label="Detections (original image pixels)",
+            label="Detections (box corners in image pixels)",
             interactive=False,
             elem_id="detections",
         )
@@ -351,16 +351,20 @@ def launch_in_background(
     port: int | None = None,
     host: str = "127.0.0.1",
     examples: Sequence[str | Path] | None = None,
+    inline: bool = False,
     **kwargs: Any,
 ) -> tuple[str, Callable[[], None]]:
-    """Start the app without blocking; returns (url, close). Loopback by default."""
+    """Start the app without blocking; returns (url, close). Loopback by default.
+
+    ``inline=True`` also shows the app inside the notebook (an IFrame output).
+    """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     demo = predictor_or_demo
     if not hasattr(demo, "launch"):
         demo = build_demo(predictor_or_demo, examples=examples)
     options = launch_kwargs(host, port or free_port(host))
     options.update(kwargs)
-    demo.launch(prevent_thread_lock=True, inline=False, **options)
+    demo.launch(prevent_thread_lock=True, inline=inline, **options)
     url = f"http://{host}:{options['server_port']}/"
     return url, demo.close
 
@@ -507,17 +511,51 @@ def _record(record: list | None, method: str, route: str, body: Any, answer: Any
         record.append({"request": f"{method} {route}", "body": body, "response": answer})
 
 
-def shorten(value: Any, limit: int = 80) -> Any:
-    """A JSON value with long strings (base64, paths) cut, for printing requests."""
+def shorten(value: Any, limit: int = 80, rows: int = 3) -> Any:
+    """A JSON value made printable: long strings (base64) cut, server paths and URLs
+    replaced by placeholders (they name this machine's folders and a volatile port),
+    long lists (detections) cut to ``rows`` items."""
     if isinstance(value, str):
-        if value.startswith(("/", "\\")) or (len(value) > 2 and value[1] == ":"):
+        if "/gradio_api/file=" in value:
+            return "<app url>/gradio_api/file=<server path>/" + value.rsplit("/", 1)[-1]
+        if value.startswith(("http://127.0.0.1", "http://localhost")):
+            return "<app url>/" + value.split("/", 3)[-1]
+        if value.startswith(("/", "\\")) or (len(value) > 2 and value[1:3] in (":\\", ":/")):
             return "<server path>/" + Path(value).name
         return value if len(value) <= limit else value[:limit] + f"...(+{len(value) - limit} chars)"
     if isinstance(value, dict):
-        return {k: shorten(v, limit) for k, v in value.items()}
+        return {k: shorten(v, limit, rows) for k, v in value.items()}
     if isinstance(value, list):
-        return [shorten(v, limit) for v in value]
+        head = [shorten(v, limit, rows) for v in value[:rows]]
+        if len(value) > rows and all(isinstance(v, (list, dict)) for v in value[:rows]):
+            return head + [f"... {len(value) - rows} more"]
+        return head + [shorten(v, limit, rows) for v in value[rows:]]
     return value
+
+
+def call_with_node(
+    url: str, image_path: str | Path, threshold: float | None = None, timeout: float = 120.0
+) -> dict | None:
+    """Run ``clients/js/count.mjs`` (``@gradio/client``); None, with the install line, if absent."""
+    import shutil
+    import subprocess
+
+    from .config import course_root
+
+    folder = course_root() / "clients" / "js"
+    if not shutil.which("node"):
+        print("Node.js is not installed: install Node 18+ to run the JavaScript client.")
+        return None
+    if not (folder / "node_modules" / "@gradio" / "client").is_dir():
+        print("The JavaScript client is not installed yet: run `cd clients/js && npm ci` once.")
+        return None
+    args = ["node", "count.mjs", url, str(Path(image_path).resolve())]
+    if threshold is not None:
+        args.append(str(threshold))
+    done = subprocess.run(args, cwd=folder, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"node count.mjs failed: {done.stderr.strip()[-1000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -403,3 +403,61 @@ def _limit_side(image: Image.Image, max_side: int, notes: list[str]) -> Image.Im
         f"(longer side limited to {max_side} px); boxes refer to the smaller image."
     )
     return image.resize(size, Image.Resampling.LANCZOS if scale > 0.5 else Image.Resampling.BOX)
+
+
+# --- samples for the demo notebook ---------------------------------------------------------
+
+
+def write_odd_uploads(
+    folder: str | Path, source: str | Path, huge_side: int = 6000
+) -> dict[str, Path]:
+    """Write the kinds of files people upload, made from one real photo, for trying the app.
+
+    Returns ``{description: path}``: a sideways phone photo with an EXIF tag, a 16-bit
+    camera TIFF, a transparent PNG, a palette GIF, a huge photo, and four files that are
+    not usable (text renamed .jpg, a 1 x 1 PNG, a truncated JPEG, a PDF).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    photo = load_image(source).image
+    out: dict[str, Path] = {}
+
+    def path(name: str, description: str) -> Path:
+        out[description] = folder / name
+        return out[description]
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view": how phones store portrait shots
+    photo.transpose(Image.Transpose.ROTATE_90).save(
+        path("phone_rotated.jpg", "phone photo stored sideways + EXIF tag"),
+        quality=92,
+        exif=exif.tobytes(),
+    )
+    gray = np.asarray(photo.convert("L"), np.float32)
+    camera = (gray / 255.0 * 3000 + 500).astype(np.uint16)  # 12-bit data in a 16-bit file
+    try:
+        import tifffile
+
+        tifffile.imwrite(path("camera_16bit.tif", "16-bit grayscale camera TIFF"), camera)
+    except ImportError:
+        Image.fromarray(camera).save(path("camera_16bit.png", "16-bit grayscale camera PNG"))
+    rgba = photo.convert("RGBA")
+    alpha = Image.new("L", photo.size, 255)
+    alpha.paste(0, (0, 0, photo.width // 4, photo.height))
+    rgba.putalpha(alpha)
+    rgba.save(path("cutout.png", "PNG with a transparent strip"))
+    photo.convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(
+        path("palette.gif", "GIF with a 64-colour palette")
+    )
+    scale = huge_side / max(photo.size)
+    big = photo.resize((round(photo.width * scale), round(photo.height * scale)))
+    big.save(path("huge.jpg", f"huge photo ({big.width} x {big.height} px)"), quality=85)
+    path("notes.jpg", "a text file renamed .jpg").write_text("counts: 12, 15, 9\n")
+    Image.new("RGB", (1, 1)).save(path("tiny.png", "a 1 x 1 px image"))
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=92)
+    path("truncated.jpg", "a JPEG cut off mid-download").write_bytes(
+        buffer.getvalue()[: buffer.tell() // 3]
+    )
+    path("report.pdf", "a PDF document").write_bytes(b"%PDF-1.7\n% not a photo\n")
+    return out

@@ -92,6 +92,25 @@ def throughput(call: Callable[[], Any], clients: int, total: int) -> dict[str, f
     }
 
 
+def client_latency(
+    url: str, image: str | Path, threshold: float | None = None, n: int = 10, warmup: int = 2
+) -> dict[str, float]:
+    """p50/p95 of ``gradio_client`` calls to ``/count`` (one connected client, after warm-up)."""
+    from gradio_client import Client, handle_file
+
+    client = Client(url, verbose=False, analytics_enabled=False)
+    kwargs: dict[str, Any] = {} if threshold is None else {"threshold": threshold}
+    try:
+        seconds = timed(
+            lambda: client.predict(image=handle_file(str(image)), api_name="/count", **kwargs),
+            n,
+            warmup,
+        )
+    finally:
+        client.close()
+    return summarize(seconds)
+
+
 def pick_image(path: str | None) -> Path:
     if path:
         return Path(path)

@@ -136,3 +136,10 @@ def test_show_augmentations_draws_n_panels(small_set):
 
     fig = viz.show_augmentations(CellDataset(small_set, 32, train=True), index=1, n=4, cols=2)
     assert len([ax for ax in fig.axes if ax.images]) == 4
+
+
+def test_show_image_and_jpeg_switch_outside_ipython():
+    fig = viz.show_image(np.zeros((20, 40, 3), np.uint8), title="x")
+    width, height = fig.get_size_inches()
+    assert abs(width / height - 2.0) < 0.01
+    viz.use_jpeg_figures()  # plain Python: nothing to switch, no error

@@ -180,6 +180,35 @@ def compare(
 # ---------------------------------------------------------------- matplotlib figures
 
 
+def use_jpeg_figures(quality: int = 80) -> None:
+    """Show notebook figures as JPEG: microscope photos saved as PNG make notebooks megabytes big.
+
+    Does nothing outside IPython.
+    """
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats("jpeg", pil_kwargs={"quality": quality})
+
+
+def show_image(image: Any, title: str = "", size: float = 4.0) -> Figure:
+    """One image (PIL, array or dataset tensor) as a small figure."""
+    import matplotlib.pyplot as plt
+
+    pil = to_pil(image)
+    fig, ax = plt.subplots(figsize=(size, size * pil.height / pil.width), dpi=90)
+    ax.imshow(pil)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
 def _items(source: AnnotationSet | Sequence[tuple[ImageLike, np.ndarray]], n: int):
     if hasattr(source, "images"):
         return [(img.load_image(), img.boxes, img.name) for img in source.images[:n]]

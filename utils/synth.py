@@ -106,10 +106,10 @@ def _spindle(
 
 
 def _sample_cell(rng: np.random.Generator, centre: np.ndarray) -> Cell:
-    length = float(np.clip(rng.lognormal(math.log(0.07), 0.2), 0.035, 0.1))
-    aspect = float(np.clip(rng.lognormal(math.log(4.6), 0.25), 2.8, 9.0))
+    length = float(np.clip(rng.lognormal(math.log(0.072), 0.2), 0.035, 0.1))
+    aspect = float(np.clip(rng.lognormal(math.log(4.3), 0.25), 2.8, 9.0))
     width = max(length / aspect, 0.0075)
-    angle = float(rng.vonmises(0.0, 0.15)) / 2 % math.pi  # axial, slightly more horizontal
+    angle = rng.uniform(0.0, math.pi)  # a slide has no "up"
     outline, spine = _spindle(rng, centre, length, width, angle)
     n_gran = int(rng.integers(5, 12))
     granules = np.concatenate(

@@ -312,3 +312,18 @@ def test_load_annotations_takes_an_images_dir_for_coco(tmp_path, aset):
     with pytest.raises(AnnotationError, match="a.jpg is missing"):
         load_annotations(json_path)
     _same(aset, load_annotations(json_path, images_dir=tmp_path / "src"), atol=0.01)
+
+
+def test_coco_non_numeric_bbox_is_named(tmp_path, aset):
+    path = write_coco(aset, tmp_path / "src" / "labels.json")
+    data = json.loads(path.read_text())
+    data["annotations"][2]["bbox"] = [1, 2, "wide", 4]
+    path.write_text(json.dumps(data))
+    message = _error(read_coco, path)
+    assert "labels.json" in message and "annotations[2]" in message and "4 numbers" in message
+
+
+def test_voc_size_zero_means_unknown(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    _edit_xml(folder / "a.xml", "<width>120</width>", "<width>0</width>")
+    assert len(read_voc(folder)) == 3

@@ -186,6 +186,14 @@ def _text(node: ET.Element, path: str) -> str | None:
     return child.text.strip()
 
 
+def _number(value: object) -> float | None:
+    """A number from XML text or JSON, or None when it is not one."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
 def _parse_voc_xml(
     xml_path: Path, class_names: Sequence[str] | None, problems: list[str]
 ) -> AnnotatedImage | None:
@@ -234,9 +242,10 @@ def _parse_voc_xml(
     if size is None or not ok:
         return None
     width, height = size
-    xml_w, xml_h = _text(root, "size/width"), _text(root, "size/height")
-    if xml_w and xml_h and int(float(xml_w)) > 0 and int(float(xml_h)) > 0:
-        if (int(float(xml_w)), int(float(xml_h))) != (width, height):
+    xml_size = _number(_text(root, "size/width")), _number(_text(root, "size/height"))
+    if all(v is not None and v > 0 for v in xml_size):  # labelImg writes 0 when unknown
+        xml_w, xml_h = (int(v) for v in xml_size)  # type: ignore[arg-type]
+        if (xml_w, xml_h) != (width, height):
             problems.append(
                 f"{label}: <size> says {xml_w}x{xml_h} but {image_path.name} is "
                 f"{width}x{height}; the boxes were drawn on another version of the image"
@@ -381,7 +390,7 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
         if not isinstance(cat, dict) or "id" not in cat or "name" not in cat:
             problems.append(f"{label}: categories[{k}] is missing required field 'id' or 'name'")
         else:
-            categories[int(cat["id"])] = str(cat["name"])
+            categories[int(_number(cat["id"]) or 0)] = str(cat["name"])
     class_names = tuple(categories[i] for i in sorted(categories))
 
     entries: dict[int, dict] = {}
@@ -390,7 +399,7 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
         if missing:
             problems.append(f"{label}: images[{k}] is missing required field(s) {missing}")
         else:
-            entries[int(entry["id"])] = entry
+            entries[int(_number(entry["id"]) or 0)] = entry
 
     per_image: dict[int, tuple[list, list]] = {i: ([], []) for i in entries}
     for k, ann in enumerate(data["annotations"]):
@@ -402,7 +411,16 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
         if missing:
             problems.append(f"{label}: annotations[{k}] is missing required field(s) {missing}")
             continue
-        image_id, cat_id, bbox = int(ann["image_id"]), int(ann["category_id"]), ann["bbox"]
+        image_id, cat_id, bbox = _number(ann["image_id"]), _number(ann["category_id"]), ann["bbox"]
+        if image_id is None or cat_id is None:
+            problems.append(f"{label}: annotations[{k}] image_id and category_id must be numbers")
+            continue
+        image_id, cat_id = int(image_id), int(cat_id)
+        if not isinstance(bbox, list) or len(bbox) != 4 or any(_number(v) is None for v in bbox):
+            problems.append(
+                f"{label}: annotations[{k}] bbox must be 4 numbers [x, y, width, height]"
+            )
+            continue
         if image_id not in per_image:
             problems.append(f"{label}: annotations[{k}] refers to unknown image_id {image_id}")
             continue
@@ -411,9 +429,6 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
                 f"{label}: annotations[{k}] has unknown class (category_id {cat_id}); "
                 f"known ids {sorted(categories)}"
             )
-            continue
-        if not isinstance(bbox, list) or len(bbox) != 4:
-            problems.append(f"{label}: annotations[{k}] bbox must be [x, y, width, height]")
             continue
         x, y, w, h = (float(v) for v in bbox)
         per_image[image_id][0].append((x, y, x + w, y + h))

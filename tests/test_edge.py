@@ -1,0 +1,164 @@
+"""Edge formats: ORT static/dynamic INT8, OpenVINO FP16/INT8, and the scorecard (small runs)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+
+from utils import edge, export
+from utils.annotations import AnnotatedImage, AnnotationSet
+from utils.model import build_model
+from utils.processing import InferenceConfig, preprocess
+from utils.runtime import OnnxPredictor, OpenVinoPredictor, TorchPredictor
+
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> tuple[Path, torch.nn.Module, InferenceConfig]:
+    torch.manual_seed(0)
+    detector = build_model("fcos_resnet18", 1, SIZE, pretrained=False).eval()
+    with torch.no_grad():
+        detector.head.classification_head.cls_logits.bias.fill_(1.5)
+    config = InferenceConfig("fcos_resnet18", ("Microalgae",), SIZE, score_threshold=0.55)
+    path = export.export_onnx(detector, config, tmp_path_factory.mktemp("edge") / "model.onnx")
+    return path, detector, config
+
+
+@pytest.fixture(scope="module")
+def images() -> list[Image.Image]:
+    rng = np.random.default_rng(2)
+    return [
+        Image.fromarray(rng.integers(0, 255, (100 + 10 * i, 130, 3), dtype=np.uint8))
+        for i in range(3)
+    ]
+
+
+@pytest.fixture(scope="module")
+def test_set(tmp_path_factory, images) -> AnnotationSet:
+    folder = tmp_path_factory.mktemp("set")
+    items = []
+    for i, image in enumerate(images):
+        path = folder / f"img{i}.png"
+        image.save(path)
+        boxes = np.array([[10, 10, 40, 40], [50, 20, 90, 70]], np.float32)
+        items.append(AnnotatedImage(path, image.width, image.height, boxes, ["Microalgae"] * 2))
+    return AnnotationSet(("Microalgae",), items)
+
+
+def _raw(predictor, images, config):
+    batch, _, _ = preprocess(images, config)
+    return predictor.run(batch)
+
+
+def test_static_qdq_is_smaller_quantized_and_leaves_no_temp_files(
+    model, images, tmp_path, monkeypatch
+) -> None:
+    path, _, config = model
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    out = edge.quantize_static(path, images[:2], tmp_path / "int8.onnx")
+    assert os.listdir(workdir) == [], "quantization left files in the working directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "int8.onnx"]
+    assert out.stat().st_size < 0.5 * path.stat().st_size
+    nodes = edge.quantized_node_count(out)
+    assert nodes["QuantizeLinear"] > 10 and nodes["DequantizeLinear"] > 10
+    # Only Conv is quantized: the sigmoid scores and box decoding stay float.
+    graph = onnx.load(str(out)).graph
+    dq_outputs = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    fed_int8 = {n.op_type for n in graph.node if dq_outputs & set(n.input)}
+    assert "Conv" in fed_int8
+    assert not fed_int8 & {"Sigmoid", "Sqrt", "Sub", "Tile"}, fed_int8
+    # Metadata survives, and the INT8 model is close to FP32 on the same tensor.
+    quant = OnnxPredictor(out)
+    assert quant.config == config
+    assert "quantize_static" in quant.metadata["deploy_without_tears.quantization"]
+    fp32_boxes, fp32_scores = _raw(OnnxPredictor(path), images, config)
+    q_boxes, q_scores = _raw(quant, images, config)
+    assert np.abs(q_scores - fp32_scores).max() < 0.15
+    assert np.abs(q_scores - fp32_scores).mean() < 0.03
+
+
+def test_dynamic_uses_integer_convolutions(model, tmp_path) -> None:
+    path, _, config = model
+    out = edge.quantize_dynamic(path, tmp_path / "dyn.onnx")
+    assert edge.quantized_node_count(out)["ConvInteger"] > 10
+    assert OnnxPredictor(out).config == config
+
+
+def test_openvino_fp16_ir_loads_and_agrees_with_fp32(model, images, tmp_path) -> None:
+    path, _, config = model
+    fp32 = edge.to_openvino(path, tmp_path / "fp32.xml")
+    fp16 = edge.to_openvino(path, tmp_path / "fp16.xml", fp16=True)
+    size32 = sum(f.stat().st_size for f in edge.ir_files(fp32))
+    size16 = sum(f.stat().st_size for f in edge.ir_files(fp16))
+    assert size16 < 0.6 * size32
+    p32, p16 = OpenVinoPredictor(fp32), OpenVinoPredictor(fp16)
+    assert p16.config == config
+    b32, s32 = _raw(p32, images, config)
+    b16, s16 = _raw(p16, images, config)
+    assert np.abs(s16 - s32).max() < 5e-3
+    assert np.abs(b16 - b32).max() < 0.5  # pixels at 128 px input
+    assert [d.count for d in p32.predict_batch(images)] == [
+        d.count for d in p16.predict_batch(images)
+    ]
+
+
+def test_nncf_int8_ir(model, images, tmp_path) -> None:
+    path, _, config = model
+    options = edge.NncfOptions(ignore_head_outputs=True)
+    out = edge.quantize_openvino(path, images[:2], tmp_path / "int8.xml", options)
+    text = out.read_text()
+    assert "FakeQuantize" in text or "FakeConvert" in text or "i8" in text
+    predictor = OpenVinoPredictor(out, precision=None)
+    assert predictor.config == config
+    _, s32 = _raw(OnnxPredictor(path), images, config)
+    _, s8 = _raw(predictor, images, config)
+    assert np.abs(s8 - s32).mean() < 0.05
+
+
+def test_scorecard_rows_are_sane(model, test_set, tmp_path) -> None:
+    path, detector, config = model
+    formats = [
+        edge.ModelFormat("ONNX Runtime FP32", path, "onnxruntime"),
+        edge.ModelFormat(
+            "OpenVINO FP16", edge.to_openvino(path, tmp_path / "f16.xml", True), "openvino"
+        ),
+    ]
+    rows = edge.scorecard(
+        formats,
+        test_set,
+        TorchPredictor(detector, config),
+        threads=1,
+        warmup=1,
+        runs=3,
+        batch_size=2,
+        progress=False,
+    )
+    assert [r["format"] for r in rows] == [
+        "PyTorch eager FP32",
+        "ONNX Runtime FP32",
+        "OpenVINO FP16",
+    ]
+    for row in rows:
+        assert row["run_p50_ms"] > 0 and row["run_p95_ms"] >= row["run_p50_ms"]
+        assert (
+            row["e2e_p50_ms"] > 0 and 0 <= row["pre_post_share"] < 1 or row["pre_post_share"] < 0.5
+        )
+        assert row["throughput_ips"] > 0
+        assert 0 <= row["mAP"] <= row["mAP50"] <= 1
+        assert row["images"] == len(test_set)
+        assert row["counts_same"] == len(test_set)  # float formats count like PyTorch
+    assert rows[0]["speedup"] == 1.0 and rows[0]["size_mb"] is None
+    assert rows[1]["size_mb"] > 5
+    table = edge.format_table(rows)
+    assert "OpenVINO FP16" in table and "mAP" in table
+    fig = edge.plot_scorecard(rows, edge.machine_caption(1))
+    assert len(fig.axes) == 2

@@ -115,24 +115,33 @@ def test_parity_detects_a_different_model(exported, images, tmp_path) -> None:
     assert result["counts_identical"] < len(images)
 
 
-def test_ensure_onnx_keeps_an_existing_file(exported, monkeypatch) -> None:
+def test_ensure_onnx_keeps_an_existing_file(exported, tmp_path, monkeypatch) -> None:
     from utils import train
 
     monkeypatch.setattr(train, "ensure_checkpoint", lambda *a, **k: pytest.fail("trained"))
     path, _, _ = exported
-    assert export.ensure_onnx(path) == path
+    assert export.ensure_onnx(path, checkpoint=tmp_path / "absent.pt") == path
 
 
 def test_ensure_onnx_exports_from_the_checkpoint(tmp_path, monkeypatch, capsys) -> None:
+    import os
+
     from utils import train
     from utils.checkpoint import save_checkpoint
 
     config = InferenceConfig("fcos_resnet18", ("Microalgae",), SIZE)
     ckpt = save_checkpoint(tmp_path / "model.pt", tiny_detector(), config)
-    monkeypatch.setattr(train, "ensure_checkpoint", lambda path=None: ckpt)
-    out = export.ensure_onnx(tmp_path / "model.onnx")
+    monkeypatch.setattr(train, "ensure_checkpoint", lambda path=None: Path(path))
+    out = export.ensure_onnx(tmp_path / "model.onnx", checkpoint=ckpt)
     assert out.exists() and export.read_onnx_config(out) == config
     assert "not found" in capsys.readouterr().out
+    # Unchanged checkpoint: nothing to do. Newer checkpoint: export again.
+    assert export.ensure_onnx(out, checkpoint=ckpt) == out
+    assert capsys.readouterr().out == ""
+    later = out.stat().st_mtime + 10
+    os.utime(ckpt, (later, later))
+    export.ensure_onnx(out, checkpoint=ckpt)
+    assert "older than" in capsys.readouterr().out
 
 
 def test_read_config_of_foreign_onnx_says_how_to_reexport(exported, tmp_path) -> None:

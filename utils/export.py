@@ -254,14 +254,39 @@ def parity(
 
 
 def ensure_onnx(path: str | Path | None = None, checkpoint: str | Path | None = None) -> Path:
-    """``artifacts/model.onnx``, exported from the checkpoint (trained first if needed) if missing."""
+    """``artifacts/model.onnx``, exported from the checkpoint (trained first if needed) if missing.
+
+    Like ``make``: an ONNX file older than the checkpoint it comes from is exported again,
+    so notebooks after a re-training never compare a new checkpoint with an old ONNX file.
+    """
+    from .config import checkpoint_path
+
     path = Path(path) if path is not None else onnx_path()
+    source = Path(checkpoint) if checkpoint is not None else checkpoint_path()
     if path.exists():
-        return path
+        if not source.exists() or source.stat().st_mtime <= path.stat().st_mtime:
+            return path
+        print(f"{display_path(path)} is older than {display_path(source)}: exporting it again.")
+    else:
+        print(
+            f"{display_path(path)} not found: exporting it from the checkpoint (as notebook 03 does)."
+        )
     from . import train
 
-    print(
-        f"{display_path(path)} not found: exporting it from the checkpoint (as notebook 03 does)."
-    )
-    ckpt = train.ensure_checkpoint(checkpoint)
-    return export_onnx(ckpt, path=path)
+    return export_onnx(train.ensure_checkpoint(source), path=path)
+
+
+def plot_op_types(summary: dict[str, Any], top: int = 12, ax=None):
+    """Bar chart of the most frequent operator types in the graph (from :func:`graph_summary`)."""
+    import matplotlib.pyplot as plt
+
+    items = list(summary["op_types"].items())[:top]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 0.28 * len(items) + 1), dpi=90)
+    names, counts = zip(*items) if items else ((), ())
+    ax.barh(names, counts, color="#3182bd")
+    ax.invert_yaxis()
+    ax.set_xlabel("nodes")
+    ax.set_title(f"{summary['nodes']} nodes, top {len(items)} operator types", fontsize=10)
+    ax.figure.tight_layout()
+    return ax.figure

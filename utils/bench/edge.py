@@ -1,0 +1,165 @@
+"""``python -m utils.bench edge``: every edge format of one checkpoint, side by side.
+
+Exports the checkpoint to ONNX, builds ORT INT8 (static QDQ and dynamic), OpenVINO
+FP32/FP16 IRs and an NNCF INT8 IR (calibrated on ``data/train``), then measures on
+``data/test``: file size, latency p50/p95 at batch 1 (graph only and end to end),
+throughput, mAP@[.5:.95], mAP@.5, count MAE and counts identical to PyTorch. Prints the
+table with the CPU model and thread count and writes ``artifacts/bench_edge.json``.
+
+Latency on a shared or busy machine is noisy: the JSON records the load average before
+and after the run; compare numbers only from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import artifacts_dir, checkpoint_path, display_path, fast_mode, test_dir, train_dir
+
+GOAL_SPEEDUP = 5.0
+GOAL_MAP_DROP = 0.01
+GOAL_COUNTS_SAME = 0.95
+
+
+def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest format that keeps mAP within 0.01 of PyTorch and >= 95% identical counts."""
+    ref = rows[0]
+    ok = [
+        r
+        for r in rows[1:]
+        if r["mAP"] >= ref["mAP"] - GOAL_MAP_DROP
+        and r["counts_same"] >= GOAL_COUNTS_SAME * r["images"]
+    ]
+    if not ok:
+        return {"best": None, "goal_met": False}
+    best = min(ok, key=lambda r: r["run_p50_ms"])
+    return {
+        "best": best["format"],
+        "speedup_graph": best["speedup"],
+        "speedup_e2e": round(ref["e2e_p50_ms"] / best["e2e_p50_ms"], 2),
+        "fps_e2e": best["fps"],
+        "pre_post_share": best["pre_post_share"],
+        "goal_met": best["speedup"] >= GOAL_SPEEDUP,
+    }
+
+
+def run(
+    checkpoint: str | Path | None = None,
+    fast: bool = False,
+    threads: int = 2,
+    runs: int | None = None,
+    warmup: int | None = None,
+    include_dynamic: bool = True,
+    nncf_ignore_head: bool = False,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    from .. import edge, export, synth, train
+    from ..annotations import load_annotations
+    from ..checkpoint import load_checkpoint
+
+    start = time.perf_counter()
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    ckpt_path = Path(checkpoint) if checkpoint else checkpoint_path()
+    if checkpoint is None:
+        ckpt_path = train.ensure_checkpoint(ckpt_path)
+    synth.ensure_course_data()
+    ckpt = load_checkpoint(ckpt_path)
+    work = artifacts_dir() / "edge"
+    onnx_file = export.export_onnx(ckpt, path=work / "model.onnx")
+    train_set = load_annotations(train_dir(), ckpt.config.class_names)
+    test_set = load_annotations(test_dir(), ckpt.config.class_names)
+    options = edge.NncfOptions(ignore_head_outputs=nncf_ignore_head)
+    formats = edge.build_formats(
+        onnx_file, train_set, work, fast=fast, include_dynamic=include_dynamic, nncf_options=options
+    )
+    runs = runs or (10 if fast else 50)
+    warmup = warmup or (3 if fast else 10)
+    rows = edge.scorecard(formats, test_set, ckpt.predictor(), threads, warmup, runs)
+    load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    report = {
+        "machine": {
+            "cpu": edge.cpu_name(),
+            "cores": os.cpu_count(),
+            "threads": threads,
+            "load_avg_before": load_before,
+            "load_avg_after": load_after,
+            "platform": platform.platform(),
+        },
+        "versions": edge.runtime_versions(),
+        "checkpoint": display_path(ckpt_path),
+        "image_size": ckpt.config.image_size,
+        "test_images": len(test_set),
+        "calibration_images": 4 if fast else len(train_set),
+        "fast": fast,
+        "runs": runs,
+        "warmup": warmup,
+        "rows": rows,
+        "verdict": verdict(rows),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    path = Path(out) if out else artifacts_dir() / "bench_edge.json"
+    path.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    report["json"] = display_path(path)
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    from .. import edge
+
+    m = report["machine"]
+    print(
+        f"Edge scorecard: {m['cpu']} ({m['cores']} cores), {m['threads']} threads, "
+        f"batch 1, {report['image_size']} px, {report['test_images']} held-out images, "
+        f"{report['runs']} timed runs after {report['warmup']} warm-up"
+    )
+    print(f"load average before/after: {m['load_avg_before']:.1f} / {m['load_avg_after']:.1f}")
+    print(edge.format_table(report["rows"]))
+    v = report["verdict"]
+    if v["best"]:
+        print(
+            f"Best format within {GOAL_MAP_DROP} mAP and {GOAL_COUNTS_SAME:.0%} identical counts: "
+            f"{v['best']}, {v['speedup_graph']}x faster than PyTorch (graph), "
+            f"{v['speedup_e2e']}x end to end, {v['fps_e2e']} FPS; pre/post-processing is "
+            f"{v['pre_post_share']:.0%} of its end-to-end time. Goal (>= {GOAL_SPEEDUP:.0f}x): "
+            f"{'met' if v['goal_met'] else 'not met'}."
+        )
+    else:
+        print("No format kept the accuracy goal.")
+    print(f"Written {report['json']} ({report['seconds']:.0f} s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m utils.bench edge", description=__doc__)
+    parser.add_argument("--checkpoint", help="course checkpoint (default: artifacts/model.pt)")
+    parser.add_argument("--fast", action="store_true", help="fewer calibration images and runs")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    parser.add_argument("--runs", type=int, help="timed runs per format (10 fast, 50 full)")
+    parser.add_argument("--warmup", type=int, help="warm-up runs per format")
+    parser.add_argument("--no-dynamic", action="store_true", help="skip ORT dynamic INT8")
+    parser.add_argument(
+        "--nncf-ignore-head", action="store_true", help="keep the head's last convs in float"
+    )
+    parser.add_argument("--out", help="JSON output (default: artifacts/bench_edge.json)")
+    args = parser.parse_args(argv)
+    report = run(
+        checkpoint=args.checkpoint,
+        fast=args.fast or fast_mode(verbose=False),
+        threads=args.threads,
+        runs=args.runs,
+        warmup=args.warmup,
+        include_dynamic=not args.no_dynamic,
+        nncf_ignore_head=args.nncf_ignore_head,
+        out=args.out,
+    )
+    print_report(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

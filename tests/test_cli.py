@@ -1,0 +1,210 @@
+"""``python -m utils train | evaluate | count`` on tiny VOC and COCO data, and its errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from utils import cli
+from utils.annotations import AnnotatedImage, AnnotationSet, write_coco, write_voc
+from utils.checkpoint import predictor as checkpoint_predictor
+from utils.checkpoint import save_checkpoint
+from utils.model import build_model
+from utils.processing import InferenceConfig
+from utils.synth import generate_image
+
+SIZE = 128
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tiny(folder: Path, seeds=(3, 4, 5)) -> AnnotationSet:
+    folder.mkdir(parents=True, exist_ok=True)
+    items = []
+    for seed in seeds:
+        image, boxes, labels = generate_image(seed, SIZE)
+        path = folder / f"photo_{seed}.jpg"
+        image.save(path, quality=92)
+        items.append(AnnotatedImage(path, SIZE, SIZE, boxes, labels))
+    return AnnotationSet(("Microalgae",), items)
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("voc")
+    write_voc(_tiny(folder), folder, copy_images=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def coco(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("coco")
+    aset = _tiny(folder / "images", seeds=(6, 7, 8))
+    return write_coco(aset, folder / "labels.json")
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _train(capsys, data: Path, out: Path) -> Path:
+    code, stdout, err = _run(
+        capsys,
+        "train",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--epochs",
+        "1",
+        "--size",
+        SIZE,
+        "--val-fraction",
+        "0.34",
+        "--pretrained",
+        "no",
+        "--quiet",
+    )
+    assert code == 0, err
+    assert "Wrote" in stdout and str(out) not in stdout  # relative paths only
+    return out / "model.pt"
+
+
+@pytest.mark.parametrize("kind", ["voc", "coco"])
+def test_train_evaluate_count(kind, voc, coco, tmp_path, capsys) -> None:
+    data = voc if kind == "voc" else coco
+    model = _train(capsys, data, tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["image_size"] == SIZE
+    assert metrics["train_images"] == 2 and metrics["val_images"] == 1
+    assert len(metrics["history"]) == 1 and metrics["sweep"]
+
+    code, out, err = _run(capsys, "evaluate", "--checkpoint", model, "--data", data)
+    assert code == 0, err
+    first, text = out.strip().splitlines()[:2]
+    scores = json.loads(first)
+    assert {"map", "map_50", "count_mae", "count_mape"} <= set(scores)
+    assert scores["images"] == 3 and 0 <= scores["map"] <= scores["map_50"] <= 1
+    assert "mAP@[.5:.95]" in text and "count MAE" in text
+
+    images = voc if kind == "voc" else coco.parent / "images"
+    code, out, err = _run(capsys, "count", "--checkpoint", model, images, "--threshold", "0.1")
+    assert code == 0, err
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0] == ["file", "count"] and len(rows) == 4
+    predictor = checkpoint_predictor(model)
+    for name, count in rows[1:]:
+        from PIL import Image
+
+        with Image.open(name) as image:
+            assert int(count) == predictor.predict(image.convert("RGB"), 0.1).count
+
+    out_csv = tmp_path / "counts.csv"
+    one = sorted(images.glob("*.jpg"))[0]
+    code, out, err = _run(capsys, "count", "--checkpoint", model, one, "--out", out_csv)
+    assert code == 0, err
+    assert "wrote" in out and out_csv.read_text().splitlines()[0] == "file,count"
+    assert len(out_csv.read_text().splitlines()) == 2
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bad")
+    broken = folder / "broken_voc"
+    broken.mkdir()
+    image, _, _ = generate_image(9, 64)
+    image.save(broken / "a.jpg")
+    (broken / "a.xml").write_text("<annotation><object><name>Microalgae</name>", "utf-8")
+    corrupt = folder / "model.pt"
+    corrupt.write_bytes(np.random.default_rng(1).bytes(2000))
+    text = folder / "notes.txt"
+    text.write_text("not an image", "utf-8")
+    return {"broken": broken, "corrupt": corrupt, "text": text, "folder": folder}
+
+
+def _expect_error(capsys, *argv, words=()) -> str:
+    code, out, err = _run(capsys, *argv)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def test_errors(bad_files, voc, tmp_path, capsys) -> None:
+    b = bad_files
+    _expect_error(
+        capsys, "train", "--data", tmp_path / "nowhere", "--out", tmp_path / "o", words=["nowhere"]
+    )
+    _expect_error(capsys, "train", "--data", b["broken"], "--out", tmp_path / "o", words=["a.xml"])
+    _expect_error(
+        capsys,
+        "evaluate",
+        "--checkpoint",
+        b["corrupt"],
+        "--data",
+        voc,
+        words=["not a PyTorch checkpoint"],
+    )
+    _expect_error(
+        capsys,
+        "evaluate",
+        "--checkpoint",
+        tmp_path / "missing.pt",
+        "--data",
+        voc,
+        words=["missing.pt", "not found"],
+    )
+    _expect_error(capsys, "count", "--checkpoint", b["corrupt"], voc, words=["model.pt"])
+    message = _expect_error(capsys, "count", "--checkpoint", b["corrupt"], b["text"])
+    assert str(b["folder"]) not in message
+
+
+def test_non_image_and_missing_image(bad_files, voc, tmp_path, capsys) -> None:
+    model = tmp_path / "untrained.pt"  # error paths need a valid checkpoint, not a good one
+    detector = build_model("fcos_resnet18", 1, SIZE, pretrained=False)
+    save_checkpoint(model, detector, InferenceConfig("fcos_resnet18", ("Microalgae",), SIZE))
+    _expect_error(capsys, "count", "--checkpoint", model, bad_files["text"], words=["notes.txt"])
+    _expect_error(
+        capsys,
+        "count",
+        "--checkpoint",
+        model,
+        tmp_path / "gone.jpg",
+        words=["gone.jpg", "not found"],
+    )
+    _expect_error(capsys, "count", "--checkpoint", model, voc, "--threshold", "2")
+
+
+def test_real_process_exit_code(bad_files) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "utils",
+            "count",
+            "--checkpoint",
+            str(bad_files["corrupt"]),
+            str(bad_files["text"]),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr

@@ -860,8 +860,9 @@ def share_model(
         )
         return ShareResult(False, "no token", folder, plan)
     if not reachable:
+        label = endpoint_label(endpoint)
         print(
-            f"{endpoint_label(endpoint)} cannot be reached from here (offline?), "
+            f"{label[0].upper()}{label[1:]} cannot be reached from here (offline?), "
             f"so nothing was uploaded; it would upload {describe_plan(plan)}."
         )
         return ShareResult(False, "hub unreachable", folder, plan)

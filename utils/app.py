@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import io
 import json
 import os
@@ -171,6 +172,17 @@ def decode_data_url(text: str) -> bytes:
 # ----------------------------------------------------------------------------- the app
 
 
+def _gradio():
+    """``import gradio``, without tqdm's "IProgress not found" warning in notebooks."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import gradio
+
+    return gradio
+
+
 def _photo_input_class():
     """``gr.Image`` that hands the uploaded file over untouched.
 
@@ -178,7 +190,7 @@ def _photo_input_class():
     fails inside Gradio with a generic error, before our message can say what is wrong.
     ``is_template`` keeps the browser side identical to ``gr.Image``.
     """
-    import gradio as gr
+    gr = _gradio()
 
     global _PHOTO_INPUT
     if _PHOTO_INPUT is not None:
@@ -210,7 +222,7 @@ def build_demo(
     max_queue: int = 64,
 ) -> gr.Blocks:
     """The Blocks app: inputs, outputs, examples, the two API endpoints and the queue."""
-    import gradio as gr
+    gr = _gradio()
 
     default = float(predictor.config.score_threshold)
     lock = None if getattr(predictor, "runtime", "") == "onnxruntime" else threading.Lock()
@@ -366,7 +378,12 @@ def launch_in_background(
     options.update(kwargs)
     demo.launch(prevent_thread_lock=True, inline=inline, **options)
     url = f"http://{host}:{options['server_port']}/"
-    return url, demo.close
+
+    def close() -> None:
+        with contextlib.redirect_stdout(io.StringIO()):  # "Closing server running on port ..."
+            demo.close()
+
+    return url, close
 
 
 def default_examples(limit: int = 6) -> list[Path]:

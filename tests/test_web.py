@@ -1,0 +1,267 @@
+"""The in-browser counter (web/): onnxruntime-web in headless Chromium counts what Python counts.
+
+The site is built into a temporary folder, served on 127.0.0.1 and opened in the system
+Chromium (driven by Playwright's Python package, no browser download). The page reads the
+config from the model's ONNX metadata, letterboxes with its own port of Pillow's resize,
+runs the WASM session and post-processes in JS; every count must equal
+``load_predictor(model).predict(image, threshold).count``.
+
+The model is an untrained, seeded FCOS exported at 128 px: fast and deterministic, and its
+scores crowd around 0.1, so a single pixel of resize difference or an NMS detail that differs
+would change the counts. Without Chromium or ``web/node_modules`` the tests fail (not skip)
+and say what to install: ``make browser`` and ``cd web && npm ci``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from utils import web
+from utils.images import load_image
+from utils.processing import InferenceConfig, letterbox, postprocess_one
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 128
+THRESHOLD = 0.09  # the untrained model scores ~0.08-0.11: a threshold that keeps 10-30 boxes
+N_IMAGES = 4
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def chromium_path() -> str:
+    for candidate in (
+        os.environ.get("CHROMIUM_PATH"),
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        shutil.which("chromium") or "",
+        shutil.which("chromium-browser") or "",
+    ):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    pytest.fail(
+        "Chromium is not installed, so the in-browser counter cannot be tested. Install it "
+        "with `make browser` or `sudo apt-get install -y chromium` (or set CHROMIUM_PATH)."
+    )
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    import torch
+
+    from utils.export import export_onnx
+    from utils.model import build_model
+
+    path = tmp_path_factory.mktemp("web_model") / "untrained_128.onnx"
+    torch.manual_seed(0)
+    detector = build_model(pretrained=False, image_size=SIZE).eval()
+    config = InferenceConfig("fcos_resnet18", ("Microalgae",), SIZE, score_threshold=0.5)
+    return export_onnx(detector, config, path=path)
+
+
+@pytest.fixture(scope="module")
+def predictor(model):
+    from utils.runtime import load_predictor
+
+    return load_predictor(model, threads=2)
+
+
+@pytest.fixture(scope="module")
+def images() -> list[Path]:
+    found = sorted((ROOT / "data" / "test").glob("*.jpg"))[:N_IMAGES]
+    assert len(found) >= 3, "data/test needs held-out photos: run `make data`"
+    return found
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, model, images) -> Path:
+    try:
+        return web.build_site(tmp_path_factory.mktemp("site"), model, examples=images)
+    except web.WebSetupError as error:
+        pytest.fail(str(error))
+
+
+@pytest.fixture(scope="module")
+def url(site):
+    address, stop = web.serve(site)
+    try:
+        yield address
+    finally:
+        stop()
+
+
+@pytest.fixture(scope="module")
+def page(url):
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{url}?threshold={THRESHOLD}")
+            page.wait_for_function(
+                "['ready', 'error'].includes(document.body.dataset.state)", timeout=120_000
+            )
+            status = page.locator("#status").inner_text()
+            assert page.evaluate("document.body.dataset.state") == "ready", (status, errors)
+            yield page
+        finally:
+            browser.close()
+
+
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+
+
+def test_site_layout_and_mime_types(site, model, url):
+    from utils.export import read_onnx_config
+
+    for name in ("index.html", "counter.js", "model.onnx", "examples.json", *web.ORT_FILES):
+        assert (site / name).is_file() or (site / "ort" / name).is_file(), name
+    config = json.loads((site / "config.json").read_text())
+    assert config == read_onnx_config(model).to_dict()
+    examples = json.loads((site / "examples.json").read_text())
+    assert len(examples) == N_IMAGES and all((site / e).is_file() for e in examples)
+    expected = {
+        "ort/ort-wasm-simd-threaded.wasm": "application/wasm",
+        "ort/ort.wasm.min.mjs": "text/javascript",
+        "counter.js": "text/javascript",
+        "config.json": "application/json",
+    }
+    for path, mime in expected.items():
+        with urllib.request.urlopen(url + path, timeout=10) as response:
+            assert response.headers["Content-Type"].split(";")[0] == mime, path
+    html = (site / "index.html").read_text()
+    assert "http://" not in html and "https://" not in html  # no CDN: works offline
+
+
+def test_missing_onnxruntime_web_says_npm_ci(tmp_path, monkeypatch, model):
+    monkeypatch.setattr(web, "ORT_DIST", tmp_path / "nothing")
+    with pytest.raises(web.WebSetupError, match="npm ci"):
+        web.build_site(tmp_path / "site", model)
+
+
+def test_config_read_from_onnx_metadata(page, predictor):
+    info = page.locator("#model-info").inner_text()
+    assert "ONNX metadata" in info and f"{SIZE}x{SIZE}" in info
+    config = page.evaluate("window.microalgae.counter.config")
+    assert config == predictor.config.to_dict()
+
+
+def test_letterbox_is_bit_identical_to_pillow(page):
+    """Down- and up-scaling, odd aspect ratios, Python's round-half-even, black padding."""
+    rng = np.random.default_rng(0)
+    for width, height in [(640, 640), (301, 170), (50, 90), (129, 128), (700, 3), (64, 64)]:
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        expected, scale = letterbox(pixels, SIZE)
+        got = page.evaluate(
+            """async ([data, w, h, size]) => {
+                const m = await import('./counter.js');
+                const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+                const out = m.letterbox(bytes, w, h, size, 3);
+                let s = '';
+                for (const b of out.rgb) s += String.fromCharCode(b);
+                return {rgb: btoa(s), scale: out.scale};
+            }""",
+            [_b64(pixels), width, height, SIZE],
+        )
+        rgb = np.frombuffer(base64.b64decode(got["rgb"]), np.uint8).reshape(SIZE, SIZE, 3)
+        diff = np.abs(rgb.astype(int) - np.asarray(expected, dtype=int))
+        assert diff.max() == 0, f"{width}x{height}: {int((diff > 0).sum())} values differ"
+        assert got["scale"] == scale
+
+
+def test_postprocess_matches_numpy(page, predictor):
+    """Threshold + class-aware NMS + rescale on crowded, overlapping random boxes (2 classes)."""
+    rng = np.random.default_rng(1)
+    anchors, classes = 400, 2
+    config = InferenceConfig("fcos_resnet18", ("a", "b"), SIZE, nms_iou=0.5)
+    centers = rng.uniform(-10, SIZE + 10, (anchors, 2))
+    sizes = rng.uniform(4, 30, (anchors, 2))
+    boxes = np.concatenate([centers - sizes / 2, centers + sizes / 2], 1).astype(np.float32)
+    scores = rng.uniform(0, 1, (anchors, classes)).astype(np.float32)
+    scores[::3] = scores[::3].round(1)  # many ties: the stable order must match too
+    for threshold in (0.05, 0.3, 0.7):
+        expected = postprocess_one(boxes, scores, config, 0.4, (320, 300), threshold)
+        got = page.evaluate(
+            """async ([b, s, c, cfg, t]) => {
+                const m = await import('./counter.js');
+                const f32 = (d) => new Float32Array(Uint8Array.from(atob(d), (x) => x.charCodeAt(0)).buffer);
+                return m.postprocess(f32(b), f32(s), c, m.configFromDict(cfg), 0.4, 320, 300, t);
+            }""",
+            [_b64(boxes), _b64(scores), classes, config.to_dict(), threshold],
+        )
+        assert got["count"] == expected.count, threshold
+        assert got["labels"] == expected.labels.tolist()
+        np.testing.assert_array_equal(np.float32(got["scores"]), expected.scores)
+        np.testing.assert_allclose(np.array(got["boxes"]).reshape(-1, 4), expected.boxes, atol=1e-4)
+
+
+def _count_in_page(page, run: int) -> dict:
+    page.wait_for_function(
+        "n => document.querySelector('#count').dataset.run === String(n)", arg=run, timeout=60_000
+    )
+    return page.evaluate("window.microalgae.last")
+
+
+def test_counts_match_python(page, predictor, images):
+    """Click each example (the last one is uploaded instead): the count Python gets, box for box."""
+    page.locator("#threshold").fill(str(THRESHOLD))
+    rows = []
+    for index, path in enumerate(images):
+        run = int(page.evaluate("window.microalgae.runs")) + 1
+        if index == len(images) - 1:
+            page.locator("#file").set_input_files(str(path))
+        else:
+            page.locator(f"button[data-example='{path.name}']").click()
+        shown = _count_in_page(page, run)
+        assert page.locator("#count").inner_text() == str(shown["count"])
+        assert page.locator("#count").get_attribute("data-image") == path.name
+        expected = predictor.predict(load_image(path).image, THRESHOLD)
+        rows.append((path.name, shown["count"], expected.count, shown["timings"]))
+        assert shown["count"] == expected.count, (
+            f"{path.name}: browser {shown['count']}, Python {expected.count}"
+        )
+        np.testing.assert_allclose(shown["scores"], expected.scores, atol=1e-4)
+        np.testing.assert_allclose(
+            np.array(shown["boxes"]).reshape(-1, 4), expected.boxes, atol=0.05
+        )
+    assert sum(r[2] for r in rows) >= 3 * len(rows), f"too few boxes for a real check: {rows}"
+
+
+def test_threshold_slider_recounts(page, predictor, images):
+    run = int(page.evaluate("window.microalgae.runs")) + 1
+    page.locator(f"button[data-example='{images[0].name}']").click()
+    _count_in_page(page, run)
+    page.locator("#threshold").fill("0.1")
+    shown = _count_in_page(page, run + 1)
+    expected = predictor.predict(load_image(images[0]).image, 0.1)
+    assert shown["count"] == expected.count
+    assert page.locator("#count").get_attribute("data-threshold") == "0.1"
+
+
+def test_non_image_upload_shows_the_message(page, tmp_path):
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("lab notes, not a photo\n")
+    page.locator("#file").set_input_files(str(notes))
+    page.wait_for_function("document.body.dataset.state === 'error'", timeout=30_000)
+    assert "notes.jpg is not an image" in page.locator("#status").inner_text()
+    assert page.locator("#count").inner_text() == "–"

@@ -1,0 +1,613 @@
+// Count microalgae cells in the browser: the course's ONNX model on onnxruntime-web (WASM).
+//
+// A port of utils/processing.py, step for step, so that the page counts the same cells as
+// Python does on the same photo:
+//
+//   image -> letterbox -> normalise -> [graph] -> threshold -> NMS -> rescale -> detections
+//
+// * The inference config (input size, mean/std, thresholds, class names) is read from the
+//   ONNX file's own metadata_props, as utils.runtime.OnnxPredictor does; config.json next to
+//   the model is the fallback for a model exported without it.
+// * The letterbox resize is Pillow's BILINEAR resize re-implemented on the decoded RGBA
+//   pixels (separable triangle filter whose support grows with the downscale factor, the
+//   same fixed-point arithmetic), not canvas drawImage, whose smoothing differs by browser.
+// * Threshold and NMS compare float32 numbers as NumPy does (Math.fround), so a score or an
+//   IoU that sits on the boundary falls on the same side in both.
+//
+// Nothing leaves the page: the photo is decoded, resized and counted locally.
+// The pure functions (no DOM, no onnxruntime) are exported for tests and other apps.
+
+export const CONFIG_KEY = "deploy_without_tears.inference_config";
+export const IMAGENET_MEAN = [0.485, 0.456, 0.406];
+export const IMAGENET_STD = [0.229, 0.224, 0.225];
+const CONFIG_DEFAULTS = {
+  mean: IMAGENET_MEAN,
+  std: IMAGENET_STD,
+  score_threshold: 0.5,
+  nms_iou: 0.6,
+  max_detections: 300,
+  min_score: 0.05,
+};
+
+// ---------------------------------------------------------------------------- the config
+
+/** The metadata_props of an ONNX file ({key: value}), read from its protobuf bytes.
+ *
+ * onnxruntime-web does not expose custom metadata, so we walk the top-level fields of the
+ * ModelProto (field 14 is `repeated StringStringEntryProto metadata_props`), skipping the
+ * graph without decoding it.
+ */
+export function readOnnxMetadata(bytes) {
+  const data = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  const text = new TextDecoder("utf-8");
+  let pos = 0;
+  const varint = (end) => {
+    let value = 0;
+    let factor = 1;
+    for (;;) {
+      if (pos >= end) throw new Error("truncated ONNX file (varint runs past the end)");
+      const byte = data[pos++];
+      value += (byte & 0x7f) * factor;
+      if (byte < 0x80) return value;
+      factor *= 128;
+    }
+  };
+  const skip = (wire, end) => {
+    if (wire === 0) varint(end);
+    else if (wire === 1) pos += 8;
+    else if (wire === 2) {
+      const length = varint(end); // read first: `pos += varint()` would add to the old pos
+      pos += length;
+    }
+    else if (wire === 5) pos += 4;
+    else throw new Error(`not an ONNX file (unexpected protobuf wire type ${wire})`);
+    if (pos > end) throw new Error("truncated ONNX file (a field runs past the end)");
+  };
+  const props = {};
+  const end = data.length;
+  while (pos < end) {
+    const tag = varint(end);
+    const field = Math.floor(tag / 8);
+    const wire = tag % 8;
+    if (field === 14 && wire === 2) {
+      const length = varint(end);
+      const stop = pos + length;
+      if (stop > end) throw new Error("truncated ONNX file (metadata runs past the end)");
+      let key = "";
+      let value = "";
+      while (pos < stop) {
+        const inner = varint(stop);
+        const innerField = Math.floor(inner / 8);
+        const innerWire = inner % 8;
+        if ((innerField === 1 || innerField === 2) && innerWire === 2) {
+          const length = varint(stop);
+          const str = text.decode(data.subarray(pos, pos + length));
+          pos += length;
+          if (innerField === 1) key = str;
+          else value = str;
+        } else {
+          skip(innerWire, stop);
+        }
+      }
+      props[key] = value;
+    } else {
+      skip(wire, end);
+    }
+  }
+  return props;
+}
+
+/** An InferenceConfig object (the fields of utils.processing.InferenceConfig), checked. */
+export function configFromDict(dict, source = "the model") {
+  const missing = ["model_name", "class_names", "image_size"].filter((k) => !(k in dict));
+  if (missing.length) {
+    throw new Error(`${source}: the inference config lacks ${missing.join(", ")}; re-export the model`);
+  }
+  const config = { ...CONFIG_DEFAULTS, ...dict };
+  config.class_names = [...config.class_names];
+  config.image_size = Number(config.image_size);
+  if (!Number.isInteger(config.image_size) || config.image_size <= 0) {
+    throw new Error(`${source}: image_size must be a positive integer, got ${dict.image_size}`);
+  }
+  return config;
+}
+
+/** The config stored in the ONNX metadata, or null when the file carries none. */
+export function configFromOnnx(bytes, source = "the model") {
+  const raw = readOnnxMetadata(bytes)[CONFIG_KEY];
+  return raw === undefined ? null : configFromDict(JSON.parse(raw), source);
+}
+
+// ---------------------------------------------------------------------------- letterbox
+
+const PRECISION_BITS = 32 - 8 - 2; // Pillow's fixed point for 8-bit images
+const ONE = 2 ** PRECISION_BITS;
+
+function bilinearFilter(x) {
+  x = Math.abs(x);
+  return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+/** Pillow's precompute_coeffs + normalize_coeffs_8bpc (Resample.c) for the BILINEAR filter. */
+function precomputeCoeffs(inSize, outSize) {
+  const scale = inSize / outSize;
+  const filterscale = Math.max(scale, 1.0); // downscaling widens the filter: antialiasing
+  const support = 1.0 * filterscale;
+  const ksize = Math.ceil(support) * 2 + 1;
+  const bounds = new Int32Array(outSize * 2);
+  const kk = new Int32Array(outSize * ksize);
+  const weights = new Float64Array(ksize);
+  const ss = 1.0 / filterscale;
+  for (let xx = 0; xx < outSize; xx++) {
+    const center = (xx + 0.5) * scale;
+    let xmin = Math.trunc(center - support + 0.5); // C's (int) cast truncates
+    if (xmin < 0) xmin = 0;
+    let xmax = Math.trunc(center + support + 0.5);
+    if (xmax > inSize) xmax = inSize;
+    xmax -= xmin;
+    let ww = 0.0;
+    for (let x = 0; x < xmax; x++) {
+      const w = bilinearFilter((x + xmin - center + 0.5) * ss);
+      weights[x] = w;
+      ww += w;
+    }
+    for (let x = 0; x < xmax; x++) {
+      const k = ww !== 0.0 ? weights[x] / ww : weights[x];
+      kk[xx * ksize + x] = Math.trunc(k < 0 ? -0.5 + k * ONE : 0.5 + k * ONE);
+    }
+    bounds[xx * 2] = xmin;
+    bounds[xx * 2 + 1] = xmax;
+  }
+  return { ksize, bounds, kk };
+}
+
+function clip8(ss) {
+  const v = Math.floor(ss / ONE); // C's arithmetic shift, then Pillow's clip table
+  return v < 0 ? 0 : v > 255 ? 255 : v;
+}
+
+/** Resize RGB(A) pixels like Pillow's ``Image.resize(size, Image.BILINEAR)`` on an RGB image.
+ *
+ * ``src``: width*height*channels bytes (channels 3 or 4; alpha is ignored). Returns
+ * newWidth*newHeight*3 bytes (RGB). Two passes, horizontal first, each rounded to 8 bits,
+ * exactly as Pillow does, so the result is bit-identical to Pillow's.
+ */
+export function resizeBilinear(src, width, height, newWidth, newHeight, channels = 4) {
+  const needH = newWidth !== width;
+  const needV = newHeight !== height;
+  const vert = precomputeCoeffs(height, newHeight);
+  const first = vert.bounds[0];
+  const last = vert.bounds[newHeight * 2 - 2] + vert.bounds[newHeight * 2 - 1];
+  let tmp;
+  let tmpWidth;
+  let tmpStride;
+  let rowOffset = 0;
+  if (needH) {
+    const horiz = precomputeCoeffs(width, newWidth);
+    const rows = last - first;
+    tmp = new Uint8Array(newWidth * rows * 3);
+    const { ksize, bounds, kk } = horiz;
+    for (let yy = 0; yy < rows; yy++) {
+      const rowStart = (yy + first) * width * channels;
+      for (let xx = 0; xx < newWidth; xx++) {
+        const xmin = bounds[xx * 2];
+        const xmax = bounds[xx * 2 + 1];
+        const kOff = xx * ksize;
+        let s0 = ONE / 2;
+        let s1 = ONE / 2;
+        let s2 = ONE / 2;
+        for (let x = 0; x < xmax; x++) {
+          const k = kk[kOff + x];
+          const p = rowStart + (x + xmin) * channels;
+          s0 += src[p] * k;
+          s1 += src[p + 1] * k;
+          s2 += src[p + 2] * k;
+        }
+        const o = (yy * newWidth + xx) * 3;
+        tmp[o] = clip8(s0);
+        tmp[o + 1] = clip8(s1);
+        tmp[o + 2] = clip8(s2);
+      }
+    }
+    tmpWidth = newWidth;
+    tmpStride = 3;
+    rowOffset = first; // the vertical bounds are shifted to the rows kept in tmp
+  } else {
+    tmp = src;
+    tmpWidth = width;
+    tmpStride = channels;
+  }
+  const out = new Uint8Array(newWidth * newHeight * 3);
+  if (!needV) {
+    for (let i = 0, n = newWidth * newHeight; i < n; i++) {
+      out[i * 3] = tmp[i * tmpStride];
+      out[i * 3 + 1] = tmp[i * tmpStride + 1];
+      out[i * 3 + 2] = tmp[i * tmpStride + 2];
+    }
+    return out;
+  }
+  const { ksize, bounds, kk } = vert;
+  for (let yy = 0; yy < newHeight; yy++) {
+    const ymin = bounds[yy * 2] - rowOffset;
+    const ymax = bounds[yy * 2 + 1];
+    const kOff = yy * ksize;
+    for (let xx = 0; xx < newWidth; xx++) {
+      let s0 = ONE / 2;
+      let s1 = ONE / 2;
+      let s2 = ONE / 2;
+      for (let y = 0; y < ymax; y++) {
+        const k = kk[kOff + y];
+        const p = ((y + ymin) * tmpWidth + xx) * tmpStride;
+        s0 += tmp[p] * k;
+        s1 += tmp[p + 1] * k;
+        s2 += tmp[p + 2] * k;
+      }
+      const o = (yy * newWidth + xx) * 3;
+      out[o] = clip8(s0);
+      out[o + 1] = clip8(s1);
+      out[o + 2] = clip8(s2);
+    }
+  }
+  return out;
+}
+
+/** Python's round(): halves go to the even neighbour (round(2.5) == 2). */
+export function roundHalfEven(x) {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** processing.letterbox: longer side to ``size``, keep the aspect ratio, pad right/bottom black.
+ *
+ * ``pixels``: RGBA (or RGB with channels=3) bytes. Returns {rgb: size*size*3 bytes, scale}.
+ */
+export function letterbox(pixels, width, height, size, channels = 4) {
+  const scale = size / Math.max(width, height);
+  const newWidth = Math.max(1, roundHalfEven(width * scale));
+  const newHeight = Math.max(1, roundHalfEven(height * scale));
+  let resized;
+  if (newWidth === width && newHeight === height) {
+    resized = resizeBilinear(pixels, width, height, width, height, channels); // a plain RGB copy
+  } else {
+    resized = resizeBilinear(pixels, width, height, newWidth, newHeight, channels);
+  }
+  if (newWidth === size && newHeight === size) return { rgb: resized, scale, newWidth, newHeight };
+  const rgb = new Uint8Array(size * size * 3); // black padding, like the eyepiece surround
+  for (let y = 0; y < newHeight; y++) {
+    rgb.set(resized.subarray(y * newWidth * 3, (y + 1) * newWidth * 3), y * size * 3);
+  }
+  return { rgb, scale, newWidth, newHeight };
+}
+
+/** processing.normalize: ``3 x S x S`` float32, /255 then (x - mean) / std, in float32. */
+export function normalize(rgb, size, mean = IMAGENET_MEAN, std = IMAGENET_STD) {
+  const plane = size * size;
+  const out = new Float32Array(3 * plane);
+  const f = Math.fround;
+  for (let c = 0; c < 3; c++) {
+    const m = f(mean[c]);
+    const s = f(std[c]);
+    for (let i = 0; i < plane; i++) {
+      out[c * plane + i] = f(f(f(rgb[i * 3 + c] / 255) - m) / s);
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------- post-processing
+
+/** processing.nms: greedy non-maximum suppression in float32; indices kept, best first.
+ *
+ * ``boxes``: Float32Array of n*4 (x1, y1, x2, y2), ``scores``: Float32Array of n.
+ */
+export function nms(boxes, scores, iouThreshold) {
+  const f = Math.fround;
+  const n = scores.length;
+  const order = Array.from({ length: n }, (_, i) => i);
+  order.sort((a, b) => scores[b] - scores[a] || a - b); // np.argsort(-scores, kind="stable")
+  const areas = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const w = Math.max(f(boxes[i * 4 + 2] - boxes[i * 4]), 0);
+    const h = Math.max(f(boxes[i * 4 + 3] - boxes[i * 4 + 1]), 0);
+    areas[i] = f(w * h);
+  }
+  const limit = f(iouThreshold);
+  const eps = f(1e-9);
+  const suppressed = new Uint8Array(n);
+  const keep = [];
+  for (let a = 0; a < n; a++) {
+    const i = order[a];
+    if (suppressed[i]) continue;
+    keep.push(i);
+    const x1 = boxes[i * 4];
+    const y1 = boxes[i * 4 + 1];
+    const x2 = boxes[i * 4 + 2];
+    const y2 = boxes[i * 4 + 3];
+    for (let b = a + 1; b < n; b++) {
+      const j = order[b];
+      if (suppressed[j]) continue;
+      const w = Math.max(f(Math.min(x2, boxes[j * 4 + 2]) - Math.max(x1, boxes[j * 4])), 0);
+      const h = Math.max(f(Math.min(y2, boxes[j * 4 + 3]) - Math.max(y1, boxes[j * 4 + 1])), 0);
+      const inter = f(w * h);
+      const iou = f(inter / Math.max(f(f(areas[i] + areas[j]) - inter), eps));
+      if (!(iou <= limit)) suppressed[j] = 1;
+    }
+  }
+  return keep;
+}
+
+/** processing.postprocess_one: raw outputs of one image -> detections in original pixels.
+ *
+ * ``boxes``: Float32Array A*4 (input pixels), ``scores``: Float32Array A*C.
+ * Returns {boxes: [[x1, y1, x2, y2]...], scores, labels, count}.
+ */
+export function postprocess(boxes, scores, numClasses, config, scale, width, height, threshold) {
+  const f = Math.fround;
+  const t = threshold === undefined || threshold === null ? config.score_threshold : Number(threshold);
+  const floor = f(Math.max(t, config.min_score)); // NumPy compares float32 scores with float32(floor)
+  const size = config.image_size;
+  const anchors = scores.length / numClasses;
+  const candBoxes = [];
+  const candScores = [];
+  const candLabels = [];
+  for (let a = 0; a < anchors; a++) {
+    for (let c = 0; c < numClasses; c++) {
+      const s = scores[a * numClasses + c];
+      if (s >= floor) {
+        candScores.push(s);
+        candLabels.push(c);
+        for (let k = 0; k < 4; k++) candBoxes.push(Math.min(Math.max(boxes[a * 4 + k], 0), size));
+      }
+    }
+  }
+  const n = candScores.length;
+  const clipped = Float32Array.from(candBoxes);
+  const shifted = new Float32Array(n * 4); // class-aware: each class in its own region
+  for (let i = 0; i < n; i++) {
+    const offset = f(candLabels[i] * (size * 4.0));
+    for (let k = 0; k < 4; k++) shifted[i * 4 + k] = f(clipped[i * 4 + k] + offset);
+  }
+  const keep = nms(shifted, Float32Array.from(candScores), config.nms_iou).slice(0, config.max_detections);
+  const out = { boxes: [], scores: [], labels: [], count: keep.length };
+  for (const i of keep) {
+    const b = [0, 1, 2, 3].map((k) => f(clipped[i * 4 + k] / f(scale))); // float32 / float32(scale), as NumPy
+    out.boxes.push([
+      Math.min(Math.max(b[0], 0), width),
+      Math.min(Math.max(b[1], 0), height),
+      Math.min(Math.max(b[2], 0), width),
+      Math.min(Math.max(b[3], 0), height),
+    ]);
+    out.scores.push(candScores[i]);
+    out.labels.push(candLabels[i]);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------- the model
+
+/** Decode an image file (Blob) to RGBA pixels at its own size, with no colour conversion. */
+export async function decodeImage(blob) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(blob, {
+      colorSpaceConversion: "none",
+      premultiplyAlpha: "none",
+      imageOrientation: "from-image",
+    });
+  } catch (error) {
+    const name = blob.name || "this file";
+    throw new Error(`${name} is not an image the browser can read (JPEG, PNG, WebP, ...)`);
+  }
+  const { width, height } = bitmap;
+  const canvas = new OffscreenCanvas(width, height);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0); // 1:1, no resampling
+  const { data } = ctx.getImageData(0, 0, width, height);
+  return { pixels: data, width, height, bitmap };
+}
+
+/** The counter: an onnxruntime-web session plus the config, with ``predict`` like Predictor. */
+export class Counter {
+  constructor(ort, session, config, configSource) {
+    this.ort = ort;
+    this.session = session;
+    this.config = config;
+    this.configSource = configSource;
+    this.inputName = session.inputNames[0];
+    this.outputNames = session.outputNames;
+  }
+
+  /** Load onnxruntime-web (from ``ortUrl``, served locally) and the model; config from its metadata. */
+  static async create(modelUrl, { ortUrl = "./ort/ort.wasm.min.mjs", configUrl = "./config.json", threads = 1 } = {}) {
+    const ort = await import(new URL(ortUrl, import.meta.url).href);
+    ort.env.wasm.wasmPaths = new URL("./", new URL(ortUrl, import.meta.url)).href;
+    ort.env.wasm.numThreads = threads; // 1: no SharedArrayBuffer, so no cross-origin isolation needed
+    ort.env.wasm.proxy = false;
+    const response = await fetch(modelUrl);
+    if (!response.ok) throw new Error(`could not download the model ${modelUrl}: HTTP ${response.status}`);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    let config = configFromOnnx(bytes, modelUrl);
+    let source = "ONNX metadata";
+    if (config === null) {
+      const sidecar = await fetch(configUrl);
+      if (!sidecar.ok) {
+        throw new Error(`${modelUrl} carries no inference config and ${configUrl} is missing; re-export the model`);
+      }
+      config = configFromDict(await sidecar.json(), configUrl);
+      source = configUrl;
+    }
+    const session = await ort.InferenceSession.create(bytes, {
+      executionProviders: ["wasm"],
+      graphOptimizationLevel: "all",
+    });
+    return new Counter(ort, session, config, source);
+  }
+
+  /** Raw graph outputs for RGBA pixels: {boxes, scores, numClasses, scale, timings}. */
+  async run(pixels, width, height) {
+    const t0 = performance.now();
+    const size = this.config.image_size;
+    const { rgb, scale } = letterbox(pixels, width, height, size, 4);
+    const input = normalize(rgb, size, this.config.mean, this.config.std);
+    const t1 = performance.now();
+    const feeds = { [this.inputName]: new this.ort.Tensor("float32", input, [1, 3, size, size]) };
+    const outputs = await this.session.run(feeds);
+    const t2 = performance.now();
+    const boxes = outputs[this.outputNames[0]];
+    const scores = outputs[this.outputNames[1]];
+    return {
+      boxes: boxes.data,
+      scores: scores.data,
+      numClasses: scores.dims[2],
+      scale,
+      width,
+      height,
+      timings: { preprocess_ms: t1 - t0, session_ms: t2 - t1 },
+    };
+  }
+
+  /** Detections from raw outputs at ``threshold`` (default: the counting threshold). */
+  detections(raw, threshold) {
+    const t0 = performance.now();
+    const result = postprocess(raw.boxes, raw.scores, raw.numClasses, this.config, raw.scale, raw.width, raw.height, threshold);
+    result.timings = { ...raw.timings, postprocess_ms: performance.now() - t0 };
+    return result;
+  }
+
+  async predict(pixels, width, height, threshold) {
+    const t0 = performance.now();
+    const raw = await this.run(pixels, width, height);
+    const result = this.detections(raw, threshold);
+    result.timings.total_ms = performance.now() - t0;
+    return result;
+  }
+}
+
+// ---------------------------------------------------------------------------- the page
+
+/** Draw the photo and a box per detection on ``canvas``. */
+export function drawDetections(canvas, bitmap, result, classNames = []) {
+  canvas.width = bitmap.width;
+  canvas.height = bitmap.height;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(bitmap, 0, 0);
+  const line = Math.max(1, Math.round(Math.max(bitmap.width, bitmap.height) / 320));
+  ctx.lineWidth = line;
+  ctx.strokeStyle = "#ffd400";
+  for (const [x1, y1, x2, y2] of result.boxes) ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+  if (classNames.length > 1) {
+    ctx.fillStyle = "#ffd400";
+    ctx.font = `${10 + 2 * line}px sans-serif`;
+    result.boxes.forEach(([x1, y1], i) => ctx.fillText(classNames[result.labels[i]] ?? "", x1, Math.max(10, y1 - 2)));
+  }
+}
+
+function plural(n) {
+  return `${n} cell${n === 1 ? "" : "s"}`;
+}
+
+/** Wire the page (index.html): model, examples, file input, threshold slider, count, canvas. */
+export async function startApp({ modelUrl = "./model.onnx", examplesUrl = "./examples.json" } = {}) {
+  const $ = (id) => document.getElementById(id);
+  const params = new URLSearchParams(location.search);
+  const body = document.body;
+  const setState = (state, message) => {
+    body.dataset.state = state;
+    if (message !== undefined) $("status").textContent = message;
+  };
+  const state = { counter: null, raw: null, bitmap: null, name: null, last: null, runs: 0 };
+  window.microalgae = state; // for the tests and the curious: state.last.timings
+
+  setState("loading", "Loading the model (onnxruntime-web, WASM)...");
+  try {
+    const threads = Math.max(1, Number(params.get("threads") || 1));
+    state.counter = await Counter.create(params.get("model") || modelUrl, { threads });
+  } catch (error) {
+    setState("error", `Could not load the model: ${error.message}`);
+    throw error;
+  }
+  const config = state.counter.config;
+  const slider = $("threshold");
+  const initial = params.has("threshold") ? Number(params.get("threshold")) : config.score_threshold;
+  slider.min = String(config.min_score);
+  slider.value = String(initial);
+  $("threshold-value").textContent = Number(slider.value).toFixed(2);
+  $("model-info").textContent =
+    `${config.model_name}, ${config.image_size}x${config.image_size} input, ` +
+    `classes: ${config.class_names.join(", ")} (config from ${state.counter.configSource})`;
+
+  const threshold = () => Number(slider.value);
+  const show = () => {
+    const result = state.counter.detections(state.raw, threshold());
+    result.timings.total_ms = state.raw.timings.preprocess_ms + state.raw.timings.session_ms + result.timings.postprocess_ms;
+    state.last = result;
+    drawDetections($("canvas"), state.bitmap, result, config.class_names);
+    const count = $("count");
+    count.textContent = String(result.count);
+    count.dataset.image = state.name;
+    count.dataset.threshold = String(threshold());
+    count.dataset.run = String(++state.runs);
+    const t = result.timings;
+    $("timing").textContent =
+      `model ${t.session_ms.toFixed(0)} ms, resize+normalise ${t.preprocess_ms.toFixed(0)} ms, ` +
+      `NMS ${t.postprocess_ms.toFixed(1)} ms (all in this browser)`;
+    setState("done", `${plural(result.count)} found in ${state.name} at threshold ${threshold().toFixed(2)}.`);
+  };
+
+  const count = async (blob, name) => {
+    setState("running", `Counting ${name}...`);
+    $("count").textContent = "…";
+    try {
+      const t0 = performance.now();
+      const image = await decodeImage(blob);
+      const t1 = performance.now();
+      state.raw = await state.counter.run(image.pixels, image.width, image.height);
+      state.raw.timings.decode_ms = t1 - t0;
+      state.bitmap = image.bitmap;
+      state.name = name;
+      show();
+      state.last.timings.pipeline_ms = performance.now() - t0; // decode + resize + model + NMS + draw
+    } catch (error) {
+      $("count").textContent = "–";
+      $("count").dataset.image = name;
+      setState("error", `Could not count ${name}: ${error.message}`);
+    }
+  };
+
+  slider.addEventListener("input", () => {
+    $("threshold-value").textContent = threshold().toFixed(2);
+    if (state.raw) show(); // only the threshold changed: no need to run the model again
+  });
+  $("file").addEventListener("change", (event) => {
+    const file = event.target.files[0];
+    if (file) count(file, file.name);
+  });
+  const drop = $("drop");
+  drop.addEventListener("dragover", (event) => event.preventDefault());
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    const file = event.dataTransfer.files[0];
+    if (file) count(file, file.name);
+  });
+
+  try {
+    const response = await fetch(examplesUrl);
+    const examples = response.ok ? await response.json() : [];
+    for (const url of examples) {
+      const name = url.split("/").pop();
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = name;
+      button.dataset.example = name;
+      button.addEventListener("click", async () => {
+        const blob = await (await fetch(url)).blob();
+        count(blob, name);
+      });
+      $("examples").appendChild(button);
+    }
+  } catch {
+    // examples are a convenience; the file input always works
+  }
+  setState("ready", "Model ready. Pick a photo or an example: it never leaves this computer.");
+  return state;
+}

@@ -268,9 +268,9 @@ def build_demo(
                     0.0,
                     1.0,
                     value=default,
-                    step=0.05,
+                    step=0.01,
                     label="Detection threshold",
-                    info=f"Count boxes scoring at least this (the model's choice: {default:.2f})",
+                    info=f"Count boxes scoring at least this (the model's choice: {default:.3g})",
                     elem_id="threshold",
                 )
                 with gr.Row():

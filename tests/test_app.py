@@ -226,3 +226,39 @@ def test_app_modules_import_without_torch():
         env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
     )
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
+
+
+def test_command_line_app_serves(predictor, images, tmp_path_factory):
+    """``python -m utils.app --model ... --port ...`` is what ``make demo`` runs."""
+    import time
+
+    import requests
+
+    port = app.free_port()
+    model = untrained_onnx(tmp_path_factory)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "utils.app", "--model", str(model), "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.stdout.read()[-3000:]
+            try:
+                if requests.get(url + "config", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "the app did not start within 2 minutes"
+            time.sleep(0.5)
+        result = app.call_with_requests(url, images[0], THRESHOLD)
+        assert result["count"] == expected(predictor, images[0])
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert "Serving" in output and "onnxruntime" in output

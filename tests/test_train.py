@@ -1,0 +1,167 @@
+"""Training: a tiny overfit learns, fit's bookkeeping, schedule, presets, ensure_checkpoint."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from utils import train
+from utils.annotations import AnnotatedImage, AnnotationSet
+from utils.checkpoint import load_checkpoint
+from utils.dataset import CellDataset
+from utils.synth import generate_image
+
+SIZE = 128
+
+
+def tiny_set(folder: Path, seeds=(0, 1, 2), size: int = SIZE) -> AnnotationSet:
+    folder.mkdir(parents=True, exist_ok=True)
+    items = []
+    for seed in seeds:
+        image, boxes, labels = generate_image(seed, size)
+        path = folder / f"cell_{seed}.png"
+        image.save(path)
+        items.append(AnnotatedImage(path, size, size, boxes, labels))
+    return AnnotationSet(("Microalgae",), items)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> AnnotationSet:
+    return tiny_set(tmp_path_factory.mktemp("tiny"))
+
+
+def test_tiny_overfit_loss_decreases(data) -> None:
+    """One image, no augmentation, ten steps: the loss must fall clearly."""
+    one = CellDataset(AnnotationSet(data.class_names, data.images[:1]), SIZE, train=False)
+    result = train.fit(
+        one,
+        None,
+        image_size=SIZE,
+        epochs=10,
+        batch_size=1,
+        lr=1e-3,
+        pretrained=False,
+        progress=False,
+    )
+    losses = [row["loss"] for row in result.history]
+    cls = [row["loss_classification"] for row in result.history]
+    assert len(losses) == 10 and all(math.isfinite(v) for v in losses)
+    assert np.mean(losses[-3:]) < 0.85 * np.mean(losses[:3]), losses
+    assert np.mean(cls[-3:]) < 0.5 * cls[0], cls
+    assert result.best_epoch == 10  # no validation: the last epoch is kept
+    assert result.config.score_threshold == 0.5
+    assert {"loss_bbox_regression", "loss_bbox_ctrness", "lr", "seconds"} <= set(result.history[0])
+
+
+def test_fit_validates_sweeps_and_saves(data, tmp_path) -> None:
+    train_set = AnnotationSet(data.class_names, data.images[:2])
+    val_set = AnnotationSet(data.class_names, data.images[2:])
+    out = tmp_path / "model.pt"
+    result = train.fit(
+        train_set,
+        val_set,
+        image_size=SIZE,
+        epochs=2,
+        batch_size=2,
+        eval_every=1,
+        pretrained=False,
+        progress=False,
+        save_to=out,
+    )
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    assert all(row["val_map"] is not None for row in result.history)
+    assert result.best_epoch in (1, 2)
+    best_row = result.history[result.best_epoch - 1]
+    assert best_row["val_map"] == max(row["val_map"] for row in result.history)
+    thresholds = [row["threshold"] for row in result.sweep]
+    assert result.config.score_threshold in thresholds
+    assert result.metrics["threshold"] == result.config.score_threshold
+    for key in ("val_map", "val_map_50", "val_count_mae", "train_seconds", "parameters"):
+        assert key in result.metrics
+    assert not result.detector.training
+    loaded = load_checkpoint(out)
+    assert loaded.config == result.config
+    assert loaded.metrics["best_epoch"] == result.best_epoch
+    image = val_set[0].load_image()
+    a = result.predictor().predict(image, 0.05)
+    b = loaded.predictor().predict(image, 0.05)
+    assert a.count == b.count
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+
+
+def test_sgd_and_bad_arguments(data) -> None:
+    result = train.fit(
+        AnnotationSet(data.class_names, data.images[:1]),
+        None,
+        image_size=SIZE,
+        epochs=1,
+        batch_size=1,
+        lr=0.01,
+        optimizer="sgd",
+        pretrained=False,
+        progress=False,
+    )
+    assert math.isfinite(result.history[0]["loss"])
+    with pytest.raises(ValueError, match="optimizer"):
+        train.make_optimizer(result.detector, "adam-ish", 1e-3)
+    with pytest.raises(ValueError, match="epochs"):
+        train.fit(data, None, epochs=0)
+
+
+def test_warmup_cosine_schedule() -> None:
+    factor = train.warmup_cosine(total_steps=100, warmup_steps=10, floor=0.01)
+    assert factor(0) == pytest.approx(0.1)
+    assert factor(9) == pytest.approx(1.0)
+    assert factor(10) == pytest.approx(1.0)
+    assert factor(55) == pytest.approx(0.505, abs=1e-3)
+    assert factor(100) == pytest.approx(0.01)
+    values = [factor(s) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_presets() -> None:
+    fast, full = train.preset(fast=True), train.preset(fast=False)
+    assert fast.epochs < full.epochs
+    assert fast.image_size % 32 == 0 and full.image_size % 32 == 0
+    assert set(fast.kwargs()) <= set(train.fit.__code__.co_varnames)
+
+
+def test_lr_find(data) -> None:
+    lrs, losses = train.lr_find(
+        data,
+        image_size=SIZE,
+        batch_size=2,
+        steps=6,
+        start_lr=1e-5,
+        end_lr=1e-2,
+        pretrained=False,
+        progress=False,
+    )
+    assert 1 < len(lrs) == len(losses) <= 6
+    assert all(b > a for a, b in zip(lrs, lrs[1:]))
+    assert lrs[0] == pytest.approx(1e-5)
+    assert train.plot_lr_find(lrs, losses) is not None
+
+
+def test_ensure_checkpoint(tmp_path, monkeypatch, capsys) -> None:
+    existing = tmp_path / "model.pt"
+    existing.write_bytes(b"x")
+    assert train.ensure_checkpoint(existing) == existing
+    assert capsys.readouterr().out == ""
+
+    calls = []
+
+    def fake_training(fast, save_to, progress=True):
+        calls.append((fast, Path(save_to)))
+        Path(save_to).parent.mkdir(parents=True, exist_ok=True)
+        Path(save_to).write_bytes(b"trained")
+
+    monkeypatch.setattr(train, "train_course_model", fake_training)
+    missing = tmp_path / "new" / "model.pt"
+    assert train.ensure_checkpoint(missing) == missing
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "fast mode" in out
+    assert calls == [(True, missing)]

@@ -3,14 +3,14 @@
 ``write_space(out_dir, onnx_path, examples)`` writes::
 
     app.py            six lines: OnnxPredictor(model.onnx) -> course.app.build_demo -> launch
-    requirements.txt  gradio, onnxruntime, numpy, pillow, tifffile (no torch: a 2 GB install)
+    requirements.txt  gradio, onnxruntime, numpy, pillow, tifffile (no torch: torch + torchvision took 5.5 GB here)
     README.md         the Space card: front matter (sdk, sdk_version, app_file, ...) + usage
     model.onnx        the exported detector with its inference config in the metadata
     examples/         a few held-out images
     course/           the course modules the app imports (copied from ``utils``)
 
-The talk's 2022 Space shipped the 74 MB PyTorch checkpoint and installed IceVision, mmdet
-and torch to serve it; this one installs ONNX Runtime (~15 MB) and the same pre/post-
+The talk's 2022 Space shipped the 74 MB PyTorch checkpoint and installed IceVision and its
+PyTorch stack to serve it; this one installs ONNX Runtime (a ~15 MB wheel) and the same pre/post-
 processing code the course tests. ``push_space`` uploads it with ``utils.hub.push_folder``.
 """
 

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_SIDE = 4096  # longer sides are downsized: the model sees 384-800 px anyway
-MAX_PIXELS = 20_000 * 20_000  # refuse to decode more than this (decompression bombs)
+MAX_PIXELS = 200_000_000  # refuse to decode more (decompression bombs); a 200 MP phone JPEG fits
 MIN_SIDE = 16  # smaller images cannot hold a cell the detector would see
 
 ImageSource = str | os.PathLike | bytes | bytearray | IO[bytes] | np.ndarray | Image.Image

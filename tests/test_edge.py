@@ -160,3 +160,32 @@ def test_scorecard_rows_are_sane(model, test_set, tmp_path) -> None:
     assert "OpenVINO FP16" in table and "mAP" in table
     fig = edge.plot_scorecard(rows, edge.machine_caption(1))
     assert len(fig.axes) == 2
+
+
+def test_bench_verdict_picks_the_fastest_accurate_format() -> None:
+    from utils.bench.edge import verdict
+
+    def row(name, ms, m, same):
+        return {
+            "format": name,
+            "run_p50_ms": ms,
+            "e2e_p50_ms": ms + 5,
+            "mAP": m,
+            "counts_same": same,
+            "images": 20,
+            "speedup": round(100 / ms, 2),
+            "fps": 1000 / (ms + 5),
+            "pre_post_share": 5 / (ms + 5),
+        }
+
+    rows = [
+        row("PyTorch", 100, 0.50, 20),
+        row("fast but wrong", 10, 0.40, 20),
+        row("fast, counts differ", 12, 0.50, 17),
+        row("good", 18, 0.495, 19),
+        row("slow", 60, 0.50, 20),
+    ]
+    result = verdict(rows)
+    assert result["best"] == "good" and result["goal_met"] is True
+    assert verdict(rows[:2] + rows[4:])["best"] == "slow"
+    assert verdict(rows[:2] + rows[4:])["goal_met"] is False

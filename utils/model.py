@@ -161,7 +161,8 @@ class DetectorCore(nn.Module):
     def _anchors(self, detector: nn.Module, size: int) -> torch.Tensor:
         was_training = detector.training
         detector.eval()
-        dummy = torch.zeros(1, 3, size, size)
+        # On the detector's device, so a model trained on a GPU can be wrapped as it is.
+        dummy = torch.zeros(1, 3, size, size, device=next(detector.parameters()).device)
         features = list(detector.backbone(dummy).values())
         anchors = detector.anchor_generator(ImageList(dummy, [(size, size)]), features)[0]
         detector.train(was_training)

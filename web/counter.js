@@ -401,7 +401,11 @@ export async function decodeImage(blob) {
   const { width, height } = bitmap;
   const canvas = new OffscreenCanvas(width, height);
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
-  ctx.drawImage(bitmap, 0, 0); // 1:1, no resampling
+  // Transparent areas become black, as utils.images.load_image does: they then look like
+  // the letterbox padding. Opaque photos are copied 1:1, no resampling.
+  ctx.fillStyle = "#000";
+  ctx.fillRect(0, 0, width, height);
+  ctx.drawImage(bitmap, 0, 0);
   const { data } = ctx.getImageData(0, 0, width, height);
   return { pixels: data, width, height, bitmap };
 }
@@ -421,7 +425,9 @@ export class Counter {
   static async create(modelUrl, { ortUrl = "./ort/ort.wasm.min.mjs", configUrl = "./config.json", threads = 1 } = {}) {
     const ort = await import(new URL(ortUrl, import.meta.url).href);
     ort.env.wasm.wasmPaths = new URL("./", new URL(ortUrl, import.meta.url)).href;
-    ort.env.wasm.numThreads = threads; // 1: no SharedArrayBuffer, so no cross-origin isolation needed
+    // 1 thread needs no SharedArrayBuffer, so no cross-origin isolation (COOP/COEP headers).
+    const isolated = typeof crossOriginIsolated !== "undefined" && crossOriginIsolated;
+    ort.env.wasm.numThreads = isolated ? threads : 1;
     ort.env.wasm.proxy = false;
     const response = await fetch(modelUrl);
     if (!response.ok) throw new Error(`could not download the model ${modelUrl}: HTTP ${response.status}`);
@@ -440,7 +446,9 @@ export class Counter {
       executionProviders: ["wasm"],
       graphOptimizationLevel: "all",
     });
-    return new Counter(ort, session, config, source);
+    const counter = new Counter(ort, session, config, source);
+    counter.threads = ort.env.wasm.numThreads;
+    return counter;
   }
 
   /** Raw graph outputs for RGBA pixels: {boxes, scores, numClasses, scale, timings}. */
@@ -530,11 +538,14 @@ export async function startApp({ modelUrl = "./model.onnx", examplesUrl = "./exa
   const slider = $("threshold");
   const initial = params.has("threshold") ? Number(params.get("threshold")) : config.score_threshold;
   slider.min = String(config.min_score);
+  slider.step = "any"; // a 0.01 grid would move a stored threshold like 0.325 (and the counts)
   slider.value = String(initial);
-  $("threshold-value").textContent = Number(slider.value).toFixed(2);
+  const label = (value) => String(Number(value.toFixed(3)));
+  $("threshold-value").textContent = label(Number(slider.value));
   $("model-info").textContent =
     `${config.model_name}, ${config.image_size}x${config.image_size} input, ` +
-    `classes: ${config.class_names.join(", ")} (config from ${state.counter.configSource})`;
+    `classes: ${config.class_names.join(", ")} (config from ${state.counter.configSource}); ` +
+    `onnxruntime-web WASM, ${state.counter.threads} thread${state.counter.threads === 1 ? "" : "s"}`;
 
   const threshold = () => Number(slider.value);
   const show = () => {
@@ -551,7 +562,7 @@ export async function startApp({ modelUrl = "./model.onnx", examplesUrl = "./exa
     $("timing").textContent =
       `model ${t.session_ms.toFixed(0)} ms, resize+normalise ${t.preprocess_ms.toFixed(0)} ms, ` +
       `NMS ${t.postprocess_ms.toFixed(1)} ms (all in this browser)`;
-    setState("done", `${plural(result.count)} found in ${state.name} at threshold ${threshold().toFixed(2)}.`);
+    setState("done", `${plural(result.count)} found in ${state.name} at threshold ${label(threshold())}.`);
   };
 
   const count = async (blob, name) => {
@@ -568,6 +579,9 @@ export async function startApp({ modelUrl = "./model.onnx", examplesUrl = "./exa
       show();
       state.last.timings.pipeline_ms = performance.now() - t0; // decode + resize + model + NMS + draw
     } catch (error) {
+      state.raw = null; // the slider must not bring back the previous photo's result
+      const canvas = $("canvas");
+      canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
       $("count").textContent = "–";
       $("count").dataset.image = name;
       setState("error", `Could not count ${name}: ${error.message}`);
@@ -575,7 +589,7 @@ export async function startApp({ modelUrl = "./model.onnx", examplesUrl = "./exa
   };
 
   slider.addEventListener("input", () => {
-    $("threshold-value").textContent = threshold().toFixed(2);
+    $("threshold-value").textContent = label(threshold());
     if (state.raw) show(); // only the threshold changed: no need to run the model again
   });
   $("file").addEventListener("change", (event) => {

@@ -192,6 +192,30 @@ def test_letterbox_is_bit_identical_to_pillow(page):
         assert got["scale"] == scale
 
 
+def test_input_tensor_is_bit_identical(page, predictor, images):
+    """Letterbox + normalise of a held-out photo: the exact float32 tensor Python feeds."""
+    from utils.processing import preprocess
+
+    expected = preprocess([load_image(images[0]).image], predictor.config)[0][0]
+    got = page.evaluate(
+        """async ([name, cfg]) => {
+            const m = await import('./counter.js');
+            const blob = await (await fetch('examples/' + name)).blob();
+            const img = await m.decodeImage(blob);
+            const size = cfg.image_size;
+            const boxed = m.letterbox(img.pixels, img.width, img.height, size, 4);
+            const x = m.normalize(boxed.rgb, size, cfg.mean, cfg.std);
+            let s = '';
+            for (const b of new Uint8Array(x.buffer)) s += String.fromCharCode(b);
+            return btoa(s);
+        }""",
+        [images[0].name, predictor.config.to_dict()],
+    )
+    tensor = np.frombuffer(base64.b64decode(got), np.float32).reshape(expected.shape)
+    mismatched = int((tensor != expected).sum())
+    assert mismatched == 0, f"{mismatched} values differ (max {np.abs(tensor - expected).max()})"
+
+
 def test_postprocess_matches_numpy(page, predictor):
     """Threshold + class-aware NMS + rescale on crowded, overlapping random boxes (2 classes)."""
     rng = np.random.default_rng(1)

@@ -279,16 +279,21 @@ export function letterbox(pixels, width, height, size, channels = 4) {
   return { rgb, scale, newWidth, newHeight };
 }
 
-/** processing.normalize: ``3 x S x S`` float32, /255 then (x - mean) / std, in float32. */
+/** processing.normalize: ``3 x S x S`` float32, standardised with mean/std.
+ *
+ * The same float32 arithmetic as the NumPy code, so the tensors are bit-identical:
+ * ``pixel * float32(1 / (255 std)) - float32(mean / std)``.
+ */
 export function normalize(rgb, size, mean = IMAGENET_MEAN, std = IMAGENET_STD) {
   const plane = size * size;
   const out = new Float32Array(3 * plane);
   const f = Math.fround;
   for (let c = 0; c < 3; c++) {
-    const m = f(mean[c]);
     const s = f(std[c]);
+    const scale = f(1 / f(255 * s));
+    const shift = f(f(mean[c]) / s);
     for (let i = 0; i < plane; i++) {
-      out[c * plane + i] = f(f(f(rgb[i * 3 + c] / 255) - m) / s);
+      out[c * plane + i] = f(f(rgb[i * 3 + c] * scale) - shift);
     }
   }
   return out;

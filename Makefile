@@ -3,6 +3,7 @@
 #   make test     set up .venv, then lint and run the tests and every notebook (nbval, fast mode)
 #   make lab      JupyterLab on the notebooks
 #   make demo     the Gradio demo on http://127.0.0.1:7860
+#   make web      the same model counting cells in the browser (onnxruntime-web)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: course test lint lab demo data notebooks sync bench-train bench-edge bench-api browser js-client clean
+.PHONY: course test lint lab demo web data notebooks sync bench-train bench-edge bench-api browser js-client web-deps clean
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +24,7 @@ $(STAMP):
 course: $(STAMP)
 	$(BIN)/python scripts/run_course.py $(if $(FAST),--fast,)
 
-test: $(STAMP) browser js-client lint
+test: $(STAMP) browser js-client web-deps lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -35,6 +36,10 @@ lab: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m utils.app $(if $(MODEL),--model $(MODEL),)
+
+# The in-browser counter (onnxruntime-web): builds artifacts/web/ and serves it on 127.0.0.1:8000.
+web: $(STAMP) web-deps
+	$(BIN)/python -m utils.web --serve $(if $(MODEL),--model $(MODEL),)
 
 data: $(STAMP)
 	$(BIN)/python -m utils.synth --out data
@@ -67,6 +72,11 @@ browser:
 js-client:
 	@if ! command -v npm >/dev/null; then echo "npm not found: install Node.js 18+ for the JavaScript client"; exit 1; fi
 	@test -d clients/js/node_modules || (cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
+
+# onnxruntime-web for the in-browser counter (pinned in web/package-lock.json).
+web-deps:
+	@if ! command -v npm >/dev/null; then echo "npm not found: install Node.js 18+ for the in-browser counter"; exit 1; fi
+	@test -d web/node_modules/onnxruntime-web || (cd web && npm ci --no-audit --no-fund --loglevel=error)
 
 clean:
 	rm -rf artifacts .pytest_cache

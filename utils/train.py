@@ -32,6 +32,7 @@ from . import evaluate as ev
 from .processing import InferenceConfig
 
 DEFAULT_MODEL = "fcos_resnet18"
+MIN_WARMUP_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def preset(fast: bool | None = None) -> TrainingPlan:
     if fast is None:
         fast = course_config.fast_mode(verbose=False)
     if fast:
-        return TrainingPlan(epochs=12, eval_every=4)
+        return TrainingPlan(epochs=10, eval_every=5)
     return TrainingPlan(epochs=50, eval_every=5)
 
 
@@ -220,6 +221,7 @@ def fit(
     is what a later threshold needs to count well. Without ``val_set`` the last epoch is
     kept and the counting threshold stays at 0.5.
     """
+    from torchvision.models.detection import FCOS
     from tqdm.auto import tqdm
 
     from .dataset import make_loader
@@ -241,12 +243,16 @@ def fit(
     opt = make_optimizer(model, optimizer, lr, weight_decay)
     steps_per_epoch = len(loader)
     total = epochs * steps_per_epoch
-    warmup = max(1, round(warmup_epochs * steps_per_epoch))
+    # At least MIN_WARMUP_STEPS: Adam's first full-size steps from random weights can push
+    # FCOS's ReLU box-regression outputs below zero everywhere, where they never recover
+    # (the GIoU loss then sits at exactly 1.0 and mAP at 0). A gentle ramp prevents it.
+    warmup = max(MIN_WARMUP_STEPS, round(warmup_epochs * steps_per_epoch))
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, warmup))
     scaler = torch.amp.GradScaler("cuda") if amp else None
 
     history: list[dict[str, Any]] = []
     best_state, best_epoch, best_score = None, 0, -1.0
+    warned = False
     started = time.perf_counter()
     epoch_bar = tqdm(range(1, epochs + 1), desc="epochs", unit="epoch", disable=not progress)
     for epoch in epoch_bar:
@@ -288,6 +294,17 @@ def fit(
                     {k: v.detach().cpu() for k, v in model.state_dict().items()}
                 )
         history.append(row)
+        stuck = (
+            isinstance(model, FCOS)
+            and row.get("loss_bbox_regression", 0.0) >= 0.999
+            and epoch * steps_per_epoch > warmup
+        )
+        if stuck and not warned:
+            warned = True
+            print(
+                f"Warning: box regression is stuck (loss {row['loss_bbox_regression']:.3f}) at "
+                f"epoch {epoch}: restart with a lower lr or a longer warm-up."
+            )
         epoch_bar.set_postfix(
             loss=f"{row['loss']:.3f}",
             **({"val_mAP": f"{row['val_map']:.3f}"} if row["val_map"] is not None else {}),

@@ -51,6 +51,9 @@ def test_tiny_overfit_loss_decreases(data) -> None:
     assert len(losses) == 10 and all(math.isfinite(v) for v in losses)
     assert np.mean(losses[-3:]) < 0.85 * np.mean(losses[:3]), losses
     assert np.mean(cls[-3:]) < 0.5 * cls[0], cls
+    # A too-short warm-up once left FCOS's ReLU box regression dead: GIoU loss stuck at 1.0.
+    regression = [row["loss_bbox_regression"] for row in result.history]
+    assert regression[-1] < 0.99, regression
     assert result.best_epoch == 10  # no validation: the last epoch is kept
     assert result.config.score_threshold == 0.5
     assert {"loss_bbox_regression", "loss_bbox_ctrness", "lr", "seconds"} <= set(result.history[0])

@@ -31,6 +31,7 @@ import platform
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,11 @@ from PIL import Image
 from .config import artifacts_dir, display_path
 from .processing import InferenceConfig, postprocess, preprocess
 from .runtime import OV_CONFIG_PATH, Predictor, load_predictor
+
+with warnings.catch_warnings():
+    # tqdm.auto warns (with this machine's path) when Jupyter lacks ipywidgets; text bars are fine.
+    warnings.simplefilter("ignore")
+    from tqdm.auto import tqdm
 
 # ----------------------------------------------------------------------------- calibration
 
@@ -299,7 +305,6 @@ def quantize_openvino(
 ) -> Path:
     """OpenVINO INT8 IR with NNCF post-training quantization calibrated on preprocessed images."""
     import logging
-    import warnings
 
     # NNCF imports torch's extension loader, which logs a CUDA warning on CPU-only machines.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
@@ -380,8 +385,6 @@ def build_formats(
     ``fast`` calibrates on fewer images (4 instead of all). ``include_bf16`` adds the FP32 IR
     computed in bfloat16 where the CPU supports it (OpenVINO's own default there).
     """
-    from tqdm.auto import tqdm
-
     onnx_file = Path(onnx_file)
     out_dir = Path(out_dir) if out_dir else artifacts_dir() / "edge"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -530,8 +533,6 @@ def time_round_robin(
     Each round times every predictor once, so a burst of load from another process hits
     all formats alike instead of spoiling one row: fairer on a shared or busy machine.
     """
-    from tqdm.auto import tqdm
-
     prepared = []
     for p in predictors:
         batch, scales, sizes = preprocess([image], p.config)
@@ -591,7 +592,6 @@ def scorecard(
     ``pre_post_share`` is the part of the time that no runtime can speed up.
     """
     import torch
-    from tqdm.auto import tqdm
 
     from .evaluate import evaluate, predict_set
 

@@ -12,6 +12,8 @@ otherwise the backbone starts from random weights with one printed sentence.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import socket
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -64,7 +66,9 @@ def _pretrained_weights(pretrained: bool | str) -> ResNet18_Weights | None:
         previous = socket.getdefaulttimeout()
         socket.setdefaulttimeout(5)
         try:
-            weights.get_state_dict(progress=False, check_hash=True)
+            # torch.hub prints 'Downloading: <url> to <this machine's cache path>': keep it quiet.
+            with contextlib.redirect_stderr(io.StringIO()):
+                weights.get_state_dict(progress=False, check_hash=True)
         finally:
             socket.setdefaulttimeout(previous)
         return weights

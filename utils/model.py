@@ -67,7 +67,7 @@ def _pretrained_weights(pretrained: bool | str) -> ResNet18_Weights | None:
         socket.setdefaulttimeout(5)
         try:
             # torch.hub prints 'Downloading: <url> to <this machine's cache path>': keep it quiet.
-            with contextlib.redirect_stderr(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO()):
                 weights.get_state_dict(progress=False, check_hash=True)
         finally:
             socket.setdefaulttimeout(previous)

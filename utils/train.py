@@ -18,6 +18,7 @@ import copy
 import math
 import random
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,6 +31,11 @@ from torch import nn
 from . import config as course_config
 from . import evaluate as ev
 from .processing import InferenceConfig
+
+with warnings.catch_warnings():
+    # tqdm.auto warns (with this machine's path) when Jupyter lacks ipywidgets; text bars are fine.
+    warnings.simplefilter("ignore")
+    from tqdm.auto import tqdm
 
 DEFAULT_MODEL = "fcos_resnet18"
 MIN_WARMUP_STEPS = 20
@@ -222,7 +228,6 @@ def fit(
     kept and the counting threshold stays at 0.5.
     """
     from torchvision.models.detection import FCOS
-    from tqdm.auto import tqdm
 
     from .dataset import make_loader
     from .model import build_model, count_parameters
@@ -384,8 +389,6 @@ def lr_find(
     Runs on a fresh model (nothing is kept); stops once the smoothed loss explodes. Pick an
     LR about ten times below the minimum of the curve, where it still falls steeply.
     """
-    from tqdm.auto import tqdm
-
     from .dataset import make_loader
     from .model import build_model
 

@@ -33,6 +33,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -296,6 +297,25 @@ class NncfOptions:
     ignored_patterns: tuple[str, ...] = ()
 
 
+@contextmanager
+def _plain_progress():
+    """NNCF draws progress with ``rich``, which in Jupyter becomes widget outputs (that the
+    course never commits); show them as plain text for the duration instead."""
+    try:
+        import rich
+    except ImportError:
+        yield
+        return
+    console = rich.get_console()
+    saved = dict(console.__dict__)
+    rich.reconfigure(force_jupyter=False, force_terminal=False)
+    try:
+        yield
+    finally:
+        console.__dict__.clear()
+        console.__dict__.update(saved)
+
+
 def quantize_openvino(
     onnx_file: str | Path,
     calibration_images: Iterable[Any],
@@ -327,14 +347,15 @@ def quantize_openvino(
         patterns += list(HEAD_OUTPUT_PATTERNS)
     ignored = nncf.IgnoredScope(patterns=patterns, validate=False) if patterns else None
     preset = nncf.QuantizationPreset(options.preset)
-    quantized = nncf.quantize(
-        model,
-        nncf.Dataset(batches),
-        preset=preset,
-        subset_size=min(options.subset_size, len(batches)),
-        fast_bias_correction=options.fast_bias_correction,
-        ignored_scope=ignored,
-    )
+    with _plain_progress():
+        quantized = nncf.quantize(
+            model,
+            nncf.Dataset(batches),
+            preset=preset,
+            subset_size=min(options.subset_size, len(batches)),
+            fast_bias_correction=options.fast_bias_correction,
+            ignored_scope=ignored,
+        )
     recipe = {
         "tool": "nncf.quantize",
         "preset": options.preset,

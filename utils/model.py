@@ -27,7 +27,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
-from .processing import IMAGENET_MEAN, IMAGENET_STD, InferenceConfig
+from .processing import IMAGENET_MEAN, IMAGENET_STD
 
 DEFAULT_MODEL = "fcos_resnet18"
 
@@ -84,7 +84,7 @@ def _pretrained_weights(pretrained: bool | str) -> ResNet18_Weights | None:
 
 def _fcos(num_classes: int, image_size: int, pretrained: bool | str) -> nn.Module:
     anchors = AnchorGenerator(sizes=((8,), (16,)), aspect_ratios=((1.0,),) * 2)
-    return FCOS(
+    detector = FCOS(
         resnet18_fpn(pretrained),
         num_classes=num_classes,
         min_size=image_size,
@@ -97,6 +97,12 @@ def _fcos(num_classes: int, image_size: int, pretrained: bool | str) -> nn.Modul
         detections_per_img=300,
         topk_candidates=1000,
     )
+    # torchvision starts the ReLU box distances near 0: zero-size boxes whose GIoU gradient
+    # vanishes. On thin cells (smaller than one anchor size) the outputs then drift below zero
+    # and stay "dead" (GIoU loss stuck at 1.0, mAP 0). A bias of one anchor size gives every
+    # location a real box, and a gradient, from the first step.
+    nn.init.constant_(detector.head.regression_head.bbox_reg.bias, 1.0)
+    return detector
 
 
 def _retinanet(num_classes: int, image_size: int, pretrained: bool | str) -> nn.Module:

@@ -182,20 +182,6 @@ def _train_step(model, images, targets, optimizer, scaler, amp: bool, grad_clip:
     return float(loss.detach()), {k: float(v.detach()) for k, v in losses.items()}
 
 
-def _init_box_regression(model: nn.Module, bias: float = 1.0) -> None:
-    """Start FCOS's box distances at one anchor size instead of zero.
-
-    torchvision initialises the ReLU regression output near 0: zero-size boxes, whose GIoU
-    gradient vanishes. On our thin cells (targets well under one anchor size) the outputs
-    then fall below zero and stay "dead" (GIoU loss fixed at 1.0, mAP 0). A positive bias
-    gives every anchor a real box and a gradient from the first step.
-    """
-    from torchvision.models.detection import FCOS
-
-    if isinstance(model, FCOS):
-        nn.init.constant_(model.head.regression_head.bbox_reg.bias, bias)
-
-
 def _validate(model, inference: InferenceConfig, val_set, device) -> dict[str, Any]:
     from .runtime import TorchPredictor
 
@@ -257,7 +243,6 @@ def fit(
     dataset = _as_dataset(train_set, image_size, train=True, class_names=names)
     loader = make_loader(dataset, batch_size=batch_size, shuffle=True, seed=seed)
     model = build_model(model_name, len(names), image_size, pretrained=pretrained)
-    _init_box_regression(model)
     model = model.to(device_)
     inference = InferenceConfig(model_name=model_name, class_names=names, image_size=image_size)
 

@@ -82,20 +82,24 @@ def _pretrained_weights(pretrained: bool | str) -> ResNet18_Weights | None:
         return None
 
 
-def _fcos(num_classes: int, image_size: int, pretrained: bool | str) -> nn.Module:
-    anchors = AnchorGenerator(sizes=((8,), (16,)), aspect_ratios=((1.0,),) * 2)
-    detector = FCOS(
-        resnet18_fpn(pretrained),
-        num_classes=num_classes,
+def _common(image_size: int) -> dict:
+    """Settings both detectors share: fixed square input, ImageNet normalisation, up to 300 cells."""
+    return dict(
         min_size=image_size,
         max_size=image_size,
         image_mean=list(IMAGENET_MEAN),
         image_std=list(IMAGENET_STD),
-        anchor_generator=anchors,
         score_thresh=0.05,
         nms_thresh=0.6,
         detections_per_img=300,
         topk_candidates=1000,
+    )
+
+
+def _fcos(num_classes: int, image_size: int, pretrained: bool | str) -> nn.Module:
+    anchors = AnchorGenerator(sizes=((8,), (16,)), aspect_ratios=((1.0,),) * 2)
+    detector = FCOS(
+        resnet18_fpn(pretrained), num_classes, anchor_generator=anchors, **_common(image_size)
     )
     # torchvision starts the ReLU box distances near 0: zero-size boxes whose GIoU gradient
     # vanishes. On thin cells (smaller than one anchor size) the outputs then drift below zero
@@ -109,17 +113,7 @@ def _retinanet(num_classes: int, image_size: int, pretrained: bool | str) -> nn.
     sizes = tuple((s, int(s * 1.26), int(s * 1.59)) for s in (16, 32))
     anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * 2)
     return RetinaNet(
-        resnet18_fpn(pretrained),
-        num_classes=num_classes,
-        min_size=image_size,
-        max_size=image_size,
-        image_mean=list(IMAGENET_MEAN),
-        image_std=list(IMAGENET_STD),
-        anchor_generator=anchors,
-        score_thresh=0.05,
-        nms_thresh=0.6,
-        detections_per_img=300,
-        topk_candidates=1000,
+        resnet18_fpn(pretrained), num_classes, anchor_generator=anchors, **_common(image_size)
     )
 
 

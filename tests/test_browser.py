@@ -10,25 +10,17 @@ Chromium this test fails and says how to install it: a skipped UI test would hid
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.chromium import CHROMIUM_ARGS, chromium_path
 from tests.test_app import THRESHOLD, held_out_images, untrained_onnx
 from utils import app
 from utils.images import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = ROOT / "docs" / "images" / "demo_screenshot.png"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 NO_CHROMIUM = (
@@ -36,19 +28,6 @@ NO_CHROMIUM = (
     "`make browser` or `sudo apt-get install -y chromium chromium-driver` "
     "(or set CHROMIUM_PATH to a Chromium/Chrome binary)."
 )
-
-
-def chromium_path() -> str | None:
-    for candidate in (
-        os.environ.get("CHROMIUM_PATH"),
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-        shutil.which("chromium") or "",
-        shutil.which("chromium-browser") or "",
-    ):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
 
 
 UPDATE = os.environ.get("UPDATE_SCREENSHOTS") == "1"

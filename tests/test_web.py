@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
 import urllib.request
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.chromium import CHROMIUM_ARGS, chromium_path
 from utils import web
 from utils.images import load_image
 from utils.processing import InferenceConfig, letterbox, postprocess_one
@@ -35,30 +34,16 @@ SIZE = 128
 # is off the slider's 0.01 grid on purpose: the page must count at exactly this value.
 THRESHOLD = 0.0925
 N_IMAGES = 4
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
-def chromium_path() -> str:
-    for candidate in (
-        os.environ.get("CHROMIUM_PATH"),
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-        shutil.which("chromium") or "",
-        shutil.which("chromium-browser") or "",
-    ):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    pytest.fail(
-        "Chromium is not installed, so the in-browser counter cannot be tested. Install it "
-        "with `make browser` or `sudo apt-get install -y chromium` (or set CHROMIUM_PATH)."
-    )
+def chromium_or_fail() -> str:
+    path = chromium_path()
+    if path is None:
+        pytest.fail(
+            "Chromium is not installed, so the in-browser counter cannot be tested. Install it "
+            "with `make browser` or `sudo apt-get install -y chromium` (or set CHROMIUM_PATH)."
+        )
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +93,7 @@ def url(site):
 
 @pytest.fixture(scope="module")
 def page(url):
-    executable = chromium_path()
+    executable = chromium_or_fail()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -23,8 +23,11 @@ import argparse
 import base64
 import binascii
 import contextlib
+import functools
 import io
 import json
+import logging
+import math
 import os
 import socket
 import threading
@@ -37,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from .images import MAX_SIDE, ImageError, load_image
+from .images import MAX_SIDE, load_image
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -47,7 +50,21 @@ if TYPE_CHECKING:
 API_NAME = "count"
 BASE64_API_NAME = "count_base64"
 TITLE = "Microalgae cell counter"
-MAX_FILE_SIZE = "25mb"  # a phone photo is 2-8 MB; larger uploads are refused before decoding
+MAX_UPLOAD_MB = 25  # one limit per image on every route: a phone photo is 2-8 MB
+MAX_FILE_SIZE = f"{MAX_UPLOAD_MB}mb"  # Gradio's upload route answers 413 above this
+MAX_FILE_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+# Any request body (the base64 JSON of /count_base64 included): the base64 of a 25 MB image
+# is 4/3 as long, plus room for the JSON around it. Larger bodies get 413 before parsing.
+MAX_BODY_BYTES = MAX_FILE_BYTES * 4 // 3 + 256 * 1024
+APP_MAX_PIXELS = 64_000_000  # decoded per request (~190 MB of RGB); see images.MAX_PIXELS
+CONCURRENCY = 2  # requests decoded and counted at once: bounds memory to ~2 x APP_MAX_PIXELS
+SESSION_CAPACITY = 64  # browser sessions kept (the app keeps no per-session data of its own)
+CACHE_SWEEP = (300, 900)  # every 5 min, delete uploads and pictures older than 15 min
+MAX_QUEUE = 128  # waiting requests; more get HTTP 503 (each holds its body: <= 128 x 34 MB)
+INTERNAL_ERROR = (
+    "the server could not count this image (an internal error, logged on the server); "
+    "try again, or report it with the image"
+)
 DISPLAY_SIDE = 1600  # the annotated picture is sent at most this big (boxes drawn at that size)
 IMAGE_HEIGHT = 420  # px on screen; the pictures keep their full resolution
 TABLE_COLUMNS = ["#", "score", "x1", "y1", "x2", "y2"]
@@ -100,26 +117,27 @@ class CountResult:
 def count_cells(
     predictor: Predictor,
     image: Any,
-    threshold: float | None = None,
+    threshold: Any = None,
     show_boxes: bool = True,
     show_scores: bool = True,
     display_side: int = DISPLAY_SIDE,
     max_side: int = MAX_SIDE,
+    max_pixels: int = APP_MAX_PIXELS,
 ) -> CountResult:
-    """Load any upload, detect, draw: the whole request, without gradio.
+    """Check the inputs, load any upload, detect, draw: the whole request, without gradio.
 
-    Bad uploads never raise: the result carries ``error`` (the :class:`ImageError` message)
-    so the UI and the API can show it and the server keeps serving.
+    Bad inputs never raise: the result carries ``error`` (one sentence) so the UI and the
+    API can show it and the server keeps serving.
     """
     start = time.perf_counter()
     if image is None or (isinstance(image, str) and not image.strip()):
         return CountResult(None, None)
-    threshold = _threshold(predictor, threshold)
     try:
-        loaded = load_image(image, max_side=max_side)
-    except ImageError as error:
+        value = check_threshold(threshold, float(predictor.config.score_threshold))
+        loaded = load_image(image, max_side=max_side, max_pixels=max_pixels)
+    except ValueError as error:  # InputError, ImageError
         return CountResult(None, None, error=str(error), seconds=time.perf_counter() - start)
-    detections = predictor.predict(loaded.image, threshold)
+    detections = predictor.predict(loaded.image, value)
     annotated = annotate(loaded.image, detections, show_boxes, show_scores, display_side)
     rows = [
         [i + 1, round(float(s), 3), *(round(float(v), 1) for v in box)]
@@ -130,10 +148,63 @@ def count_cells(
     )
 
 
-def _threshold(predictor: Predictor, value: float | None) -> float:
+# ----------------------------------------------------------------------------- inputs
+
+
+class InputError(ValueError):
+    """A request field with the wrong type or value; the message names it in one sentence."""
+
+
+def _kind(value: Any) -> str:
+    """What a client sent, without echoing it (it may be megabytes long, or someone's data)."""
     if value is None:
-        return float(predictor.config.score_threshold)
-    return float(min(1.0, max(0.0, float(value))))
+        return "nothing"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "a " + type(value).__name__
+
+
+def check_threshold(value: Any, default: float) -> float:
+    """The threshold as a float in [0, 1]; None means the model's default.
+
+    Never clamped: NaN would count every candidate box, and -1 or 2 would quietly mean 0 or 1.
+    """
+    if value is None:
+        return float(default)
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise InputError(
+            f"threshold must be a number between 0 and 1 (got {_kind(value)}); send e.g. 0.5"
+        )
+    number = float(value)
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise InputError(
+            f"threshold must be a number between 0 and 1 (got {number:g}); send e.g. 0.5"
+        )
+    return number
+
+
+def check_image_string(value: Any) -> str:
+    """The base64 part of a ``/count_base64`` image, refused above the upload limit undecoded."""
+    if not isinstance(value, str):
+        raise InputError(
+            "image must be a string 'data:image/jpeg;base64,<base64 of the file>' "
+            f"(got {_kind(value)})"
+        )
+    payload = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+    if len(payload) * 3 // 4 > MAX_FILE_BYTES:
+        raise InputError(
+            f"image is larger than {MAX_UPLOAD_MB} MB; resize the photo to at most "
+            f"{MAX_SIDE} px on the longer side, save it as JPEG and send it again"
+        )
+    return payload
 
 
 def annotate(image: Image.Image, detections, show_boxes: bool, show_scores: bool, side: int):
@@ -157,15 +228,18 @@ def to_data_url(image: Image.Image, quality: int = 90) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def decode_data_url(text: str) -> bytes:
-    """``data:image/jpeg;base64,....`` (or bare base64) -> bytes; ImageError if it is not base64."""
-    payload = text.split(",", 1)[1] if text.startswith("data:") and "," in text else text
+def decode_data_url(value: Any) -> bytes:
+    """``data:image/jpeg;base64,....`` (or bare base64) -> bytes, checked before decoding.
+
+    Raises :class:`InputError` for a non-string, an image over the size limit, or text that
+    is not base64 (strictly: stray characters are refused, not skipped).
+    """
+    payload = "".join(check_image_string(value).split())  # MIME base64 may wrap lines
     try:
-        return base64.b64decode(payload.strip(), validate=False)
+        return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as error:
-        raise ImageError(
-            "the image string is not valid base64; send 'data:image/jpeg;base64,<base64 of the "
-            "JPEG file>'"
+        raise InputError(
+            "image is not valid base64; send 'data:image/jpeg;base64,<base64 of the JPEG file>'"
         ) from error
 
 
@@ -203,7 +277,7 @@ def _photo_input_class():
             if payload is None:
                 return None
             if payload.url and payload.url.startswith("data:"):
-                return decode_data_url(payload.url)
+                return payload.url  # decoded (and checked) by the handler, errors in the notes
             return str(payload.path) if payload.path else None
 
     _PHOTO_INPUT = PhotoInput
@@ -211,6 +285,27 @@ def _photo_input_class():
 
 
 _PHOTO_INPUT = None
+_THRESHOLD_INPUT = None
+
+
+def _threshold_input_class():
+    """``gr.Slider`` that hands the raw value to the handler, which checks it in one sentence.
+
+    Plain ``gr.Slider`` answers a string with a Python ``TypeError`` text and lets NaN through.
+    """
+    gr = _gradio()
+
+    global _THRESHOLD_INPUT
+    if _THRESHOLD_INPUT is None:
+
+        class ThresholdInput(gr.Slider):
+            is_template = True
+
+            def preprocess(self, payload):  # type: ignore[override]
+                return payload
+
+        _THRESHOLD_INPUT = ThresholdInput
+    return _THRESHOLD_INPUT
 
 
 def build_demo(
@@ -219,9 +314,14 @@ def build_demo(
     title: str = TITLE,
     description: str = DESCRIPTION,
     concurrency_limit: int | None = None,
-    max_queue: int = 64,
+    max_queue: int = MAX_QUEUE,
+    delete_cache: tuple[int, int] | None = CACHE_SWEEP,
 ) -> gr.Blocks:
-    """The Blocks app: inputs, outputs, examples, the two API endpoints and the queue."""
+    """The Blocks app: inputs, outputs, examples, the two API endpoints and the queue.
+
+    Its ``launch`` applies :func:`launch_limits` (size limit on every route, bounded session
+    store) unless told otherwise, so every entry point, the Space included, gets them.
+    """
     gr = _gradio()
 
     default = float(predictor.config.score_threshold)
@@ -237,23 +337,29 @@ def build_demo(
 
     guarded = _Guarded(predictor, predict)
 
-    def on_count(image, threshold, show_boxes, show_scores):
-        result = count_cells(guarded, image, threshold, bool(show_boxes), bool(show_scores))
+    def on_count(image, threshold, show_boxes, show_scores, request=None):
+        try:
+            result = _count_safely(guarded, image, threshold, bool(show_boxes), bool(show_scores))
+        finally:
+            forget_session(demo, request)
         if result.error:
             gr.Warning(result.error)
         return result.image, result.count, _table(result.rows), result.notes_markdown()
 
-    def count_base64(image: str, threshold: float = default) -> dict:
+    def count_base64(image: str, threshold: float = default, request=None) -> dict:
         """Count cells in a base64 image (a data URL); returns count, detections, notes, image."""
         try:
-            data = decode_data_url(image or "")
-        except ImageError as error:
-            return CountResult(None, None, error=str(error)).to_json()
-        return count_cells(guarded, data, threshold).to_json()
+            return _count_safely(guarded, image, threshold, base64_input=True).to_json()
+        finally:
+            forget_session(demo, request)
+
+    # Gradio passes the request to a parameter annotated gr.Request (resolved at runtime).
+    on_count.__annotations__["request"] = gr.Request
+    count_base64.__annotations__["request"] = gr.Request
 
     photo_input = _photo_input_class()
     runtime = getattr(predictor, "runtime", "?")
-    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=delete_cache) as demo:
         gr.Markdown(f"# {title}\n{description}")
         with gr.Row():
             with gr.Column():
@@ -264,7 +370,7 @@ def build_demo(
                     height=IMAGE_HEIGHT,
                     elem_id="photo",
                 )
-                threshold = gr.Slider(
+                threshold = _threshold_input_class()(
                     0.0,
                     1.0,
                     value=default,
@@ -316,10 +422,164 @@ def build_demo(
             concurrency_limit=concurrency_limit or "default",
         )
         gr.api(count_base64, api_name=BASE64_API_NAME)
-    limit = concurrency_limit or (2 if lock is None else 1)
+    limit = concurrency_limit or (CONCURRENCY if lock is None else 1)
     demo.queue(default_concurrency_limit=limit, max_size=max_queue)
     demo.course_concurrency_limit = limit  # read by utils.bench.api
+    demo.launch = _with_limits(demo.launch)
     return demo
+
+
+def _count_safely(
+    predictor: Any,
+    image: Any,
+    threshold: Any,
+    show_boxes: bool = True,
+    show_scores: bool = True,
+    base64_input: bool = False,
+) -> CountResult:
+    """:func:`count_cells` for a server: data URLs decoded here, and no exception escapes.
+
+    An unexpected error is logged (with its traceback) on the server; the client gets one
+    sentence without paths or its own request echoed back.
+    """
+    try:
+        if base64_input or (isinstance(image, str) and image.startswith("data:")):
+            if base64_input:
+                check_threshold(threshold, 0.0)  # one sentence for the first bad field
+            image = decode_data_url(image)
+        return count_cells(predictor, image, threshold, show_boxes, show_scores)
+    except InputError as error:
+        return CountResult(None, None, error=str(error))
+    except Exception:
+        logging.getLogger(__name__).exception("counting failed")
+        return CountResult(None, None, error=INTERNAL_ERROR)
+
+
+def forget_session(demo: Any, request: Any) -> None:
+    """Drop this call's Gradio session state now that the call has ended.
+
+    Gradio keeps every session's inputs and outputs (a 13 MB base64 body, the returned
+    picture) and opens one session per API call: without this, memory grows by the
+    request size per call until 10,000 sessions. The app keeps nothing per session, so a
+    browser tab loses nothing (the running event holds its own reference to the state).
+    """
+    session_hash = getattr(request, "session_hash", None)
+    holder = getattr(demo, "state_holder", None)
+    if not session_hash or holder is None:
+        return
+    with holder.lock:
+        holder.session_data.pop(session_hash, None)
+        holder.time_last_used.pop(session_hash, None)
+
+
+def launch_limits() -> dict[str, Any]:
+    """The limits every launch gets: upload size, request body size, a bounded session store.
+
+    ``show_error=False``: Gradio's own errors (a malformed file field, say) would show the
+    client's input and server paths; ours never raise, they come back as one sentence.
+    """
+    from fastapi.exceptions import RequestValidationError
+    from starlette.middleware import Middleware
+
+    return {
+        "max_file_size": MAX_FILE_SIZE,
+        "state_session_capacity": SESSION_CAPACITY,
+        "show_error": False,
+        "app_kwargs": {
+            "middleware": [Middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)],
+            "exception_handlers": {RequestValidationError: _invalid_request},
+        },
+    }
+
+
+def _with_limits(launch: Callable[..., Any]) -> Callable[..., Any]:
+    """``demo.launch`` with :func:`launch_limits` (a caller may only set a smaller file size)."""
+
+    @functools.wraps(launch)
+    def launch_with_limits(*args: Any, **kwargs: Any) -> Any:
+        limits = launch_limits()
+        kwargs.setdefault("max_file_size", limits.pop("max_file_size"))
+        kwargs.update(limits)
+        return launch(*args, **kwargs)
+
+    return launch_with_limits
+
+
+def body_too_large_message(max_bytes: int = MAX_BODY_BYTES) -> str:
+    return (
+        f"The request body is larger than {max_bytes / 2**20:.0f} MB; send an image of at most "
+        f"{MAX_UPLOAD_MB} MB (its base64 is a third larger), e.g. a JPEG at most {MAX_SIDE} px "
+        "on the longer side."
+    )
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """ASGI middleware: any request body over ``max_bytes`` gets HTTP 413 before it is parsed.
+
+    Gradio's ``max_file_size`` guards only its upload route; a base64 image in a JSON body
+    would otherwise be read whole, whatever its size. Checks ``Content-Length`` first and
+    counts the bytes of bodies sent without it.
+    """
+
+    def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            await self._refuse(send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Callable) -> None:
+        body = json.dumps({"error": body_too_large_message(self.max_bytes)}).encode()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _invalid_request(request: Any, error: Any) -> Any:
+    """FastAPI's 422 answer echoes the whole request body back; name the field only."""
+    from fastapi.responses import JSONResponse
+
+    first = (error.errors() or [{}])[0]
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")[:60]
+    problem = str(first.get("msg", "invalid value"))[:120]
+    message = (
+        f"The request does not match this route ({where or 'body'}: {problem}); "
+        'send JSON like {"data": [image, threshold]} as the API page shows.'
+    )
+    return JSONResponse({"error": message}, status_code=422)
 
 
 class _Guarded:
@@ -351,8 +611,7 @@ def launch_kwargs(host: str = "127.0.0.1", port: int | None = None) -> dict[str,
     return {
         "server_name": host,
         "server_port": port,
-        "max_file_size": MAX_FILE_SIZE,
-        "show_error": True,
+        **launch_limits(),
         "quiet": True,
         "footer_links": ["api", "gradio"],
     }

@@ -23,7 +23,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_SIDE = 4096  # longer sides are downsized: the model sees 384-800 px anyway
-MAX_PIXELS = 200_000_000  # refuse to decode more (decompression bombs); a 200 MP phone JPEG fits
+# Pixels decoded per image, at most (decompression bombs, memory per request): 64 MP of RGB is
+# ~190 MB. Below Pillow's own bomb limit (~179 MP), so this message always comes first. Big
+# JPEGs count at the reduced scale they are decoded at: a 200 MP phone photo fits.
+MAX_PIXELS = 64_000_000
 MIN_SIDE = 16  # smaller images cannot hold a cell the detector would see
 
 ImageSource = str | os.PathLike | bytes | bytearray | IO[bytes] | np.ndarray | Image.Image
@@ -135,6 +138,15 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
+def _is_text(head: bytes) -> bool:
+    """Describe a non-image without echoing its bytes back (they are the client's data)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\r\n\t" for c in text)
+
+
 def _decode(
     data: bytes, label: str, notes: list[str], *, max_side: int, max_pixels: int
 ) -> Image.Image:
@@ -151,16 +163,23 @@ def _decode(
         hint = _sniff(data)
         if hint:
             raise ImageError(f"{label} is {hint}") from error
-        start = data[:12]
+        looks = "it looks like text" if _is_text(data[:512]) else "no image format matches it"
         raise ImageError(
-            f"{label} is not an image file that can be read (it starts with {start!r}); "
-            f"{_FORMATS_HINT}"
+            f"{label} is not an image file that can be read ({looks}); {_FORMATS_HINT}"
         ) from error
 
     width, height = image.size
-    if width * height > max_pixels:
-        raise ImageError(_bomb_message(label, (width, height), max_pixels))
     fmt = image.format or "image"
+    if fmt in ("JPEG", "MPO") and max(width, height) > 2 * max_side:
+        # Decode big JPEGs at 1/2, 1/4 or 1/8 scale directly: faster and far less memory.
+        image.draft("RGB", (max_side, max_side))
+        if image.size != (width, height):
+            notes.append(
+                f"Decoded the {width} x {height} px JPEG at reduced scale "
+                f"({image.size[0]} x {image.size[1]} px) to save time and memory."
+            )
+    if image.size[0] * image.size[1] > max_pixels:  # checked before any pixel is decoded
+        raise ImageError(_bomb_message(label, (width, height), max_pixels))
     frames = getattr(image, "n_frames", 1)
 
     bits = _bits_per_sample(image)
@@ -170,14 +189,6 @@ def _decode(
     if frames > 1 and fmt not in ("JPEG", "MPO"):
         notes.append(f"{label} has {frames} frames; counted the first one.")
     try:
-        if fmt in ("JPEG", "MPO") and max(width, height) > 2 * max_side:
-            # Decode big JPEGs at 1/2, 1/4 or 1/8 scale directly: faster and far less memory.
-            image.draft("RGB", (max_side, max_side))
-            if image.size != (width, height):
-                notes.append(
-                    f"Decoded the {width} x {height} px JPEG at reduced scale "
-                    f"({image.size[0]} x {image.size[1]} px) to save time and memory."
-                )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image.load()

@@ -327,3 +327,60 @@ def test_voc_size_zero_means_unknown(tmp_path, aset):
     folder = _voc(tmp_path, aset)
     _edit_xml(folder / "a.xml", "<width>120</width>", "<width>0</width>")
     assert len(read_voc(folder)) == 3
+
+
+# ---------------------------------------------------------------- types and finite numbers
+
+
+def _coco_edit(tmp_path, aset, edit) -> str:
+    path = write_coco(aset, tmp_path / "src" / "labels.json")
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))  # json writes NaN as the NaN token, which json reads back
+    return _error(read_coco, path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("width", [120], "images[0].width must be a positive number of pixels (got a list)"),
+        ("width", "abc", "images[0].width must be a positive number of pixels (got 'abc')"),
+        ("id", float("nan"), "images[0].id must be an integer (got nan)"),
+        ("id", 1.5, "images[0].id must be an integer (got 1.5)"),
+        ("file_name", 7, "images[0].file_name must be a non-empty string (got 7)"),
+    ],
+)
+def test_coco_image_field_types_are_named(tmp_path, aset, field, value, expected):
+    message = _coco_edit(tmp_path, aset, lambda d: d["images"][0].__setitem__(field, value))
+    assert "labels.json" in message and expected in message
+    assert "Traceback" not in message
+
+
+def test_coco_category_id_that_is_not_an_integer_is_named(tmp_path, aset):
+    """It used to become id 0 silently and shift every class."""
+    message = _coco_edit(tmp_path, aset, lambda d: d["categories"][0].__setitem__("id", "x"))
+    assert "labels.json" in message and "categories[0].id must be an integer (got 'x')" in message
+
+
+def test_coco_annotation_ids_must_be_integers(tmp_path, aset):
+    message = _coco_edit(
+        tmp_path, aset, lambda d: d["annotations"][0].__setitem__("category_id", True)
+    )
+    assert "annotations[0].category_id must be an integer (got True)" in message
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_coco_non_finite_bbox_is_named(tmp_path, aset, bad):
+    message = _coco_edit(
+        tmp_path, aset, lambda d: d["annotations"][1].__setitem__("bbox", [1, bad, 5, 5])
+    )
+    assert "labels.json" in message and "annotations[1].bbox" in message
+    assert "all finite" in message
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-Infinity"])
+def test_voc_non_finite_coordinate_is_named(tmp_path, aset, bad):
+    folder = _voc(tmp_path, aset)
+    _edit_xml(folder / "a.xml", "<ymax>30</ymax>", f"<ymax>{bad}</ymax>")
+    message = _error(read_voc, folder)
+    assert "a.xml" in message and "object 1" in message and "ymax is not a finite number" in message

@@ -23,6 +23,7 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
@@ -152,7 +153,9 @@ def _check_boxes(
     tol = BOX_TOLERANCE_PX
     for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
         where = f"{label}: box {i + 1} ({x1:g}, {y1:g}, {x2:g}, {y2:g})"
-        if x2 <= x1 or y2 <= y1:
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+            problems.append(f"{where} has a coordinate that is not a finite number; redraw it")
+        elif x2 <= x1 or y2 <= y1:
             problems.append(f"{where} has zero or negative area; redraw or delete it")
         elif x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
             problems.append(
@@ -187,11 +190,34 @@ def _text(node: ET.Element, path: str) -> str | None:
 
 
 def _number(value: object) -> float | None:
-    """A number from XML text or JSON, or None when it is not one."""
+    """A finite number from XML text or JSON, or None when it is not one.
+
+    NaN and infinity parse as floats but poison training (NaN boxes pass every ``<`` check),
+    and JSON ``true`` is not a coordinate.
+    """
+    if isinstance(value, bool) or isinstance(value, (list, dict)):
+        return None
     try:
-        return float(value)  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None
+
+
+def _integer(value: object) -> int | None:
+    """A COCO id: an integer (or an integral number / digit string), else None."""
+    number = _number(value)
+    if number is None or not number.is_integer():
+        return None
+    return int(number)
+
+
+def _kind(value: object) -> str:
+    """How to name a wrong value in a message without printing all of it."""
+    if isinstance(value, (list, dict)):
+        return "a list" if isinstance(value, list) else "an object"
+    text = repr(value)
+    return text if len(text) <= 20 else text[:17] + "..."
 
 
 def _parse_voc_xml(
@@ -231,12 +257,16 @@ def _parse_voc_xml(
             problems.append(f"{label}: object {k} ({name}) is missing <bndbox> xmin/ymin/xmax/ymax")
             ok = False
             continue
-        try:
-            raw_boxes.append(tuple(float(c) for c in coords))  # type: ignore[arg-type]
-        except ValueError:
-            problems.append(f"{label}: object {k} ({name}) has a non-numeric coordinate {coords}")
+        numbers = [_number(c) for c in coords]
+        bad = [tag for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), numbers) if v is None]
+        if bad:
+            problems.append(
+                f"{label}: object {k} ({name}) <bndbox> {'/'.join(bad)} is not a finite number "
+                f"(got {', '.join(str(c)[:20] for c in coords)}); redraw the box"
+            )
             ok = False
             continue
+        raw_boxes.append(tuple(numbers))  # type: ignore[arg-type]
         labels.append(name)
     _check_classes(labels, class_names, label, problems)
     if size is None or not ok:
@@ -389,8 +419,14 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
     for k, cat in enumerate(data["categories"]):
         if not isinstance(cat, dict) or "id" not in cat or "name" not in cat:
             problems.append(f"{label}: categories[{k}] is missing required field 'id' or 'name'")
+        elif _integer(cat["id"]) is None:
+            problems.append(
+                f"{label}: categories[{k}].id must be an integer (got {_kind(cat['id'])})"
+            )
+        elif not isinstance(cat["name"], str) or not cat["name"].strip():
+            problems.append(f"{label}: categories[{k}].name must be a non-empty string")
         else:
-            categories[int(_number(cat["id"]) or 0)] = str(cat["name"])
+            categories[_integer(cat["id"])] = cat["name"]  # type: ignore[index]
     class_names = tuple(categories[i] for i in sorted(categories))
 
     entries: dict[int, dict] = {}
@@ -398,8 +434,12 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
         missing = [f for f in ("id", "file_name") if not isinstance(entry, dict) or f not in entry]
         if missing:
             problems.append(f"{label}: images[{k}] is missing required field(s) {missing}")
+            continue
+        bad = _bad_image_entry(entry)
+        if bad:
+            problems.append(f"{label}: images[{k}].{bad}")
         else:
-            entries[int(_number(entry["id"]) or 0)] = entry
+            entries[_integer(entry["id"])] = entry  # type: ignore[index]
 
     per_image: dict[int, tuple[list, list]] = {i: ([], []) for i in entries}
     for k, ann in enumerate(data["annotations"]):
@@ -411,14 +451,22 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
         if missing:
             problems.append(f"{label}: annotations[{k}] is missing required field(s) {missing}")
             continue
-        image_id, cat_id, bbox = _number(ann["image_id"]), _number(ann["category_id"]), ann["bbox"]
+        image_id, cat_id, bbox = (
+            _integer(ann["image_id"]),
+            _integer(ann["category_id"]),
+            ann["bbox"],
+        )
         if image_id is None or cat_id is None:
-            problems.append(f"{label}: annotations[{k}] image_id and category_id must be numbers")
+            field_name = "image_id" if image_id is None else "category_id"
+            problems.append(
+                f"{label}: annotations[{k}].{field_name} must be an integer "
+                f"(got {_kind(ann[field_name])})"
+            )
             continue
-        image_id, cat_id = int(image_id), int(cat_id)
         if not isinstance(bbox, list) or len(bbox) != 4 or any(_number(v) is None for v in bbox):
             problems.append(
-                f"{label}: annotations[{k}] bbox must be 4 numbers [x, y, width, height]"
+                f"{label}: annotations[{k}].bbox must be 4 numbers [x, y, width, height], all finite "
+                f"(got {_kind(bbox) if not isinstance(bbox, list) else _bbox_text(bbox)})"
             )
             continue
         if image_id not in per_image:
@@ -443,8 +491,8 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
             continue
         width, height = size
         if (
-            int(entry.get("width") or width) != width
-            or int(entry.get("height") or height) != height
+            int(_number(entry.get("width")) or width) != width
+            or int(_number(entry.get("height")) or height) != height
         ):
             problems.append(
                 f"{where}: JSON says {entry.get('width')}x{entry.get('height')} but the file is "
@@ -460,6 +508,23 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
         raise AnnotationError(problems, json_path.parent)
     images.sort(key=lambda img: img.image_path.name)
     return AnnotationSet(class_names, images)
+
+
+def _bad_image_entry(entry: dict) -> str | None:
+    """What is wrong with a COCO ``images`` entry's fields (named), or None."""
+    if _integer(entry["id"]) is None:
+        return f"id must be an integer (got {_kind(entry['id'])})"
+    if not isinstance(entry["file_name"], str) or not entry["file_name"].strip():
+        return f"file_name must be a non-empty string (got {_kind(entry['file_name'])})"
+    for key in ("width", "height"):  # optional; 0 or null means unknown (Label Studio)
+        value = entry.get(key)
+        if value not in (None, 0) and (_number(value) is None or _number(value) < 0):
+            return f"{key} must be a positive number of pixels (got {_kind(value)})"
+    return None
+
+
+def _bbox_text(bbox: list) -> str:
+    return "[" + ", ".join(_kind(v) for v in bbox[:4]) + (", ...]" if len(bbox) > 4 else "]")
 
 
 def write_coco(aset: AnnotationSet, json_path: str | Path) -> Path:

@@ -11,6 +11,11 @@ there is one branch (``main``), no pull requests, no pagination, and a Space nev
 Tokens are checked the way the Hub does it: an unknown token is a 401 on every call, a
 read token cannot write (403), anonymous callers can read public repos only.
 
+Opt-in, the Hub's rule since July 2026: with ``free_plan=True`` (or ``server.free_plan =
+True``) creating a Gradio or Docker Space answers 402 with the Hub's own message, as it does
+for a free account; static Spaces, and Gradio Spaces created on ZeroGPU hardware
+(``zero-a10g``), are still created.
+
 Run it by hand (prints the URL; the write token is ``TEST_TOKEN`` in this file)::
 
     python -m tests.hub_server
@@ -31,6 +36,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
+# What huggingface.co answers a free account that creates a Gradio or Docker Space (since July
+# 2026; huggingface/hub-docs PR #2624, reports in ed-donner/agents #1469).
+PAID_SPACE_MESSAGE = (
+    "Static Spaces are free for everyone, but hosting Gradio and Docker Spaces on free "
+    "cpu-basic requires a PRO subscription. Subscribe at https://huggingface.co/pro"
+)
+PAID_SDKS = ("gradio", "docker", "streamlit")
+ZERO_GPU = "zero-a10g"  # the hardware flavour a free account may still create a Gradio Space on
+
 # Fake credentials of the local server: not secrets, never valid on the real Hub.
 TEST_USER = "course-learner"
 TEST_TOKEN = "hf_local_test_token_not_secret"
@@ -44,7 +58,8 @@ GITATTRIBUTES = (
 
 ROUTES = """\
 GET    /api/whoami-v2
-POST   /api/repos/create                      (409 with "url" when it exists)
+POST   /api/repos/create                      (409 with "url" when it exists; 402 for a
+                                               Gradio/Docker Space when free_plan is set)
 DELETE /api/repos/delete
 POST   /api/validate-yaml
 GET    /api/{models|spaces|datasets}/{repo_id}[/revision/{rev}]
@@ -384,6 +399,9 @@ class _Handler(BaseHTTPRequestHandler):
             return 409
         if repo_type == "space" and not body.get("sdk"):
             raise HubError(400, "Spaces need an sdk (gradio, docker or static)")
+        zero_gpu = body.get("hardware") == ZERO_GPU  # free accounts may host 2 of these
+        if repo_type == "space" and hub.free_plan and body.get("sdk") in PAID_SDKS and not zero_gpu:
+            raise HubError(402, PAID_SPACE_MESSAGE)
         private = bool(body.get("private")) or body.get("visibility") == "private"
         repo = Repo(repo_type, repo_id, private=private, sdk=body.get("sdk"))
         repo.add_commit({".gitattributes": GITATTRIBUTES}, "initial commit", "", namespace)
@@ -716,9 +734,14 @@ class HubTestServer:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, tokens: dict[str, dict] | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tokens: dict[str, dict] | None = None,
+        free_plan: bool = False,
     ):
         self.host, self.port = host, port
+        self.free_plan = free_plan  # True: Gradio/Docker Spaces answer 402, as on a free account
         self.tokens: dict[str, dict[str, Any]] = tokens or {
             TEST_TOKEN: {"name": TEST_USER, "role": "write", "orgs": ["course-org"]},
             READ_ONLY_TOKEN: {"name": TEST_USER, "role": "read", "orgs": []},

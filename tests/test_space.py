@@ -1,4 +1,6 @@
-"""The generated Space folder: its files, card, requirements, a torch-free run, and a push."""
+"""The generated Space folders: the Gradio app (files, card, a torch-free run, a push) and the
+static in-browser counter (served, opened in headless Chromium, pushed and pulled back), and
+what a free account hears when the Hub answers 402 for a Gradio Space."""
 
 from __future__ import annotations
 
@@ -174,3 +176,124 @@ def test_push_to_the_local_hub(folder):
     assert any(f.startswith("examples/") for f in files)
     card = Path(api.hf_hub_download(result.repo_id, "README.md", repo_type="space"))
     assert "sdk: gradio" in card.read_text(encoding="utf-8")
+
+
+# -- the static Space ------------------------------------------------------------------------
+STATIC_SIZE, STATIC_THRESHOLD, N_STATIC = 128, 0.0925, 8  # as tests/test_web.py: 10-30 boxes each
+
+
+@pytest.fixture(scope="module")
+def counting_onnx(tmp_path_factory) -> Path:
+    """A seeded, untrained 128 px model whose stored threshold keeps 10-30 boxes per photo."""
+    import torch
+
+    from utils.export import export_onnx
+    from utils.model import build_model
+    from utils.processing import InferenceConfig
+
+    torch.manual_seed(0)
+    detector = build_model(pretrained=False, image_size=STATIC_SIZE).eval()
+    config = InferenceConfig(
+        "fcos_resnet18", ("Microalgae",), STATIC_SIZE, score_threshold=STATIC_THRESHOLD
+    )
+    path = tmp_path_factory.mktemp("static_model") / "counting_128.onnx"
+    return export_onnx(detector, config, path=path)
+
+
+@pytest.fixture(scope="module")
+def static_images() -> list[Path]:
+    found = sorted((Path(__file__).resolve().parents[1] / "data" / "test").glob("*.jpg"))
+    assert len(found) >= N_STATIC, "data/test needs held-out photos: run `make data`"
+    return found[:N_STATIC]
+
+
+@pytest.fixture(scope="module")
+def static_folder(tmp_path_factory, counting_onnx, static_images) -> Path:
+    from utils.web import WebSetupError
+
+    try:
+        return space.write_static_space(
+            tmp_path_factory.mktemp("static") / "space", counting_onnx, static_images[:3]
+        )
+    except WebSetupError as error:  # onnxruntime-web not installed: say how, do not skip
+        pytest.fail(str(error))
+
+
+def test_static_space_files_and_card(static_folder):
+    from huggingface_hub import metadata_load
+
+    from utils.web import ORT_FILES
+
+    names = {name for name, _ in space.list_files(static_folder)}
+    expected = {"README.md", "index.html", "counter.js", "model.onnx", "config.json"}
+    expected |= {f"ort/{name}" for name in ORT_FILES}
+    assert expected <= names, expected - names
+    assert not any(n.endswith(".py") for n in names)
+    meta = metadata_load(static_folder / "README.md")
+    assert meta["sdk"] == "static" and meta["app_file"] == "index.html"
+    assert meta["custom_headers"]["cross-origin-embedder-policy"] == "require-corp"
+    assert len(meta["short_description"]) <= 60
+    page = (static_folder / "index.html").read_text()
+    assert 'content="./model.onnx"' in page and "https://" not in page  # no CDN at run time
+
+
+def test_static_space_counts_like_python_in_chromium(static_folder, counting_onnx, static_images):
+    """Served on 127.0.0.1, opened in headless Chromium: every count equals Python's."""
+    from utils import web
+    from utils.runtime import load_predictor
+
+    try:
+        web.chromium_executable()
+    except web.WebSetupError as error:
+        pytest.fail(str(error))
+    result = web.count_in_browser(static_folder, static_images)
+    predictor = load_predictor(counting_onnx)
+    expected = [predictor.predict(load_image(p).image).count for p in static_images]
+    shown = [row["count"] for row in result["rows"]]
+    assert shown == expected
+    assert sum(expected) >= 3 * len(expected), f"too few boxes for a real check: {expected}"
+    assert result["load"]["decoded"] > (static_folder / "model.onnx").stat().st_size
+
+
+def test_static_space_with_a_hub_model_url(tmp_path, counting_onnx):
+    url = "https://huggingface.co/someone/microalgae-counter/resolve/v1/model.onnx"
+    folder = space.write_static_space(tmp_path / "s", counting_onnx, [], model_url=url)
+    assert not (folder / "model.onnx").exists()
+    assert f'<meta name="model-url" content="{url}">' in (folder / "index.html").read_text()
+    assert url in (folder / "README.md").read_text()
+
+
+def test_static_space_push_and_pull_give_the_same_files(static_folder, tmp_path):
+    from huggingface_hub import snapshot_download
+
+    result = space.push_space(static_folder, "microalgae-counter-static")
+    assert space.space_sdk(static_folder) == "static"
+    pulled = Path(
+        snapshot_download(result.repo_id, repo_type="space", local_dir=tmp_path / "pulled")
+    )
+    local = {
+        name: (static_folder / name).read_bytes() for name, _ in space.list_files(static_folder)
+    }
+    remote = {
+        name: (pulled / name).read_bytes()
+        for name, _ in space.list_files(pulled)
+        if name != ".gitattributes" and not name.startswith(".cache/")
+    }
+    assert remote.keys() == local.keys(), set(remote) ^ set(local)
+    assert all(remote[name] == local[name] for name in local)
+
+
+def test_free_account_gets_one_sentence_with_three_options(folder, static_folder, hub_server):
+    """The local Hub answers 402 for a Gradio Space, as huggingface.co does a free account."""
+    hub_server.free_plan = True
+    try:
+        with pytest.raises(space.PaidSpaceError) as caught:
+            space.push_space(folder, "gradio-on-a-free-account")
+        pushed = space.push_space(static_folder, "static-on-a-free-account")
+    finally:
+        hub_server.free_plan = False
+    message = str(caught.value)
+    assert message.count(". ") == 0 and message.endswith(".")  # one sentence
+    for option in ("HTTP 402", "PRO", "ZeroGPU", "@spaces.GPU", "--sdk static"):
+        assert option in message, option
+    assert "index.html" in pushed.files

@@ -293,3 +293,68 @@ def test_non_image_upload_shows_the_message(page, tmp_path):
     page.wait_for_function("document.body.dataset.state === 'error'", timeout=30_000)
     assert "notes.jpg is not an image" in page.locator("#status").inner_text()
     assert page.locator("#count").inner_text() == "–"
+
+
+def _foreign_onnx(path: Path) -> Path:
+    """A valid ONNX file that is not ours: an image classifier-like graph, no course metadata."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["x"], ["y"], axes=[2, 3], keepdims=0)],
+        "foreign",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def _load_error(page, url: str, query: str) -> str:
+    """Open the page with ``query`` in a new tab; the status line once loading has failed."""
+    tab = page.context.browser.new_page()
+    try:
+        tab.goto(url + query)
+        tab.wait_for_function(
+            "['ready', 'error'].includes(document.body.dataset.state)", timeout=120_000
+        )
+        assert tab.evaluate("document.body.dataset.state") == "error"
+        return tab.locator("#status").inner_text()
+    finally:
+        tab.close()
+
+
+def test_a_model_that_is_not_ours_shows_a_message(page, site, url, images):
+    _foreign_onnx(site / "foreign.onnx")
+    status = _load_error(page, url, "?model=foreign.onnx")
+    assert "foreign.onnx is not a cell counter exported by this course" in status, status
+    (site / "photo.onnx").write_bytes(images[0].read_bytes())  # a JPEG renamed .onnx
+    status = _load_error(page, url, "?model=photo.onnx")
+    assert status.startswith("Could not load the model:") and "photo.onnx" in status, status
+
+
+def test_a_model_url_that_404s_shows_a_message(page, url):
+    status = _load_error(page, url, "?model=missing/model.onnx")
+    assert "could not download the model missing/model.onnx: HTTP 404" in status, status
+
+
+def test_a_12_mp_photo_is_counted_and_a_larger_one_refused(page, predictor, images, tmp_path):
+    """A 4000 x 3000 phone photo counts as in Python; above 4096 px the page says to downsize."""
+    big = tmp_path / "phone_12mp.png"  # PNG: the same pixels for Pillow and Chromium
+    Image.open(images[2]).convert("RGB").resize((4000, 3000)).save(big, compress_level=1)
+    run = int(page.evaluate("window.microalgae.runs")) + 1
+    page.locator("#file").set_input_files(str(big))
+    shown = _count_in_page(page, run)
+    threshold = float(page.locator("#threshold").input_value())
+    assert shown["count"] == predictor.predict(load_image(big).image, threshold).count
+    assert "phone_12mp.png" in page.locator("#status").inner_text()
+
+    huge = tmp_path / "panorama.jpg"
+    Image.new("RGB", (6000, 1500), (40, 60, 50)).save(huge, quality=80)
+    page.locator("#file").set_input_files(str(huge))
+    page.wait_for_function("document.body.dataset.state === 'error'", timeout=60_000)
+    status = page.locator("#status").inner_text()
+    assert "6000 x 1500 px" in status and "downsize it" in status, status
+    assert page.locator("#count").inner_text() == "–"

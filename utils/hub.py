@@ -69,6 +69,16 @@ SPACE_ALLOW_PATTERNS: list[str] = [
     "*.yaml",
     "*.yml",
 ]
+# What a static Space (the in-browser counter, notebook 08) may upload: the page, its JavaScript,
+# onnxruntime-web's WASM runtime, the model and examples. No Python: a static Space runs none.
+STATIC_SPACE_ALLOW_PATTERNS: list[str] = [
+    *ALLOW_PATTERNS,
+    "*.html",
+    "*.js",
+    "*.mjs",
+    "*.wasm",
+    "*.css",
+]
 # What is never uploaded, even when an allow pattern matches (case-sensitive, hence variants).
 IGNORE_PATTERNS: list[str] = [
     ".env",

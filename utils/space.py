@@ -1,6 +1,17 @@
-"""A Hugging Face Space folder for the demo: the app, the ONNX model, examples, no torch.
+"""Hugging Face Space folders: the Gradio app (paid or ZeroGPU) and the free static page.
 
-``write_space(out_dir, onnx_path, examples)`` writes::
+Since July 2026 the Hub creates Gradio and Docker Spaces only on a paid plan (PRO, Team,
+Enterprise) or on ZeroGPU (a free account may host 2, with at least one ``@spaces.GPU``
+function); a free account that asks for one gets HTTP 402. Static Spaces stay free, so the
+course ships two folders::
+
+    python -m utils.space --sdk static --out DIR   # the in-browser counter (notebook 08): free
+    python -m utils.space --sdk gradio --out DIR   # the Gradio app (notebook 05): PRO or ZeroGPU
+
+``write_static_space(out_dir, onnx_path)`` is ``utils.web.build_site`` (index.html, counter.js,
+onnxruntime-web's pinned WASM files, the model, examples) plus a Space card with ``sdk: static``.
+
+``write_space(out_dir, onnx_path, examples)`` writes the Gradio Space::
 
     app.py            six lines: OnnxPredictor(model.onnx) -> course.app.build_demo -> launch
     requirements.txt  gradio, onnxruntime, numpy, pillow, tifffile (no torch: torch + torchvision took 5.5 GB here)
@@ -210,15 +221,7 @@ def write_space(
     out = Path(out_dir)
     onnx_path = Path(onnx_path)
     predictor = OnnxPredictor(onnx_path)  # fails early, with a clear message, on a bad model
-    if out.exists():
-        card = out / "README.md"
-        if any(out.iterdir()) and not (card.is_file() and MARKER in card.read_text("utf-8")):
-            raise FileExistsError(
-                f"{display_path(out)} exists and is not a generated Space folder; "
-                "pick another folder or delete it"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    _fresh_folder(out)
     copy_course_modules(out)
     shutil.copy2(onnx_path, out / "model.onnx")
     example_dir = out / "examples"
@@ -248,8 +251,200 @@ def list_files(folder: str | Path) -> list[tuple[str, int]]:
     ]
 
 
-def push_space(folder: str | Path, repo_id: str, token: str | None = None, tag: str | None = None):
-    """Upload the folder as a Gradio Space with ``utils.hub.push_folder``; returns its PushResult."""
-    from .hub import push_folder
+# -- the static Space (free): the in-browser counter -------------------------------------------
+STATIC_SHORT_DESCRIPTION = "Count microalgae cells in your browser (ONNX, WASM)"
 
-    return push_folder(folder, repo_id, repo_type="space", space_sdk="gradio", token=token, tag=tag)
+
+def static_front_matter(
+    title: str = "Microalgae cell counter",
+    short_description: str = STATIC_SHORT_DESCRIPTION,
+    models: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """A static Space's card header: ``sdk: static``, ``app_file: index.html``, COOP/COEP.
+
+    ``custom_headers`` (Spaces config reference) asks the Hub to make the page cross-origin
+    isolated, which onnxruntime-web needs for more than one WASM thread (SharedArrayBuffer).
+    """
+    data = front_matter(title, short_description, models=models)
+    for key in ("sdk_version",):
+        data.pop(key)
+    data.update(sdk="static", app_file="index.html")
+    data["tags"] = [*data["tags"], "onnxruntime-web", "wasm"]
+    data["custom_headers"] = {
+        "cross-origin-embedder-policy": "require-corp",
+        "cross-origin-opener-policy": "same-origin",
+    }
+    return data
+
+
+def static_readme(meta: dict[str, Any], model_info: str) -> str:
+    body = f"""\
+    ---
+    {{yaml}}
+    ---
+
+    # {meta["title"]}
+
+    Counts microalgae cells in a microscope photo **inside your browser**: the ONNX model runs
+    with onnxruntime-web (WebAssembly), so the photo never leaves your device and no server
+    does inference. {model_info}
+
+    Built in the course *Deploy a deep-learning model without tears* ({MARKER}): a small
+    FCOS detector trained on 17 labelled images, exported to ONNX; `counter.js` is a port of
+    the course's Python pre/post-processing that counts exactly what Python counts.
+
+    URL parameters: `?threshold=0.4`, `?threads=2` (needs a cross-origin-isolated page),
+    `?model=<url of another export of this model>`.
+    """
+    return textwrap.dedent(body).replace("{yaml}", _yaml(meta))
+
+
+def write_static_space(
+    out_dir: str | Path,
+    onnx_path: str | Path | None = None,
+    examples: Sequence[str | Path] | None = None,
+    model_url: str | None = None,
+    title: str = "Microalgae cell counter",
+    models: Sequence[str] | None = None,
+) -> Path:
+    """Write the static Space folder (replacing an earlier generated one) and return it.
+
+    The model is bundled (``model.onnx`` next to the page) unless ``model_url`` points at
+    the learner's Hub model repo (``https://huggingface.co/<user>/<repo>/resolve/<tag>/model.onnx``).
+    """
+    from . import web
+    from .export import ensure_onnx, read_onnx_config
+
+    out = _fresh_folder(Path(out_dir))
+    model = ensure_onnx() if onnx_path is None else Path(onnx_path)
+    web.build_site(out, model, examples=examples, model_url=model_url)
+    c = read_onnx_config(model)
+    where = f"downloaded from {model_url}" if model_url else "bundled with the page"
+    info = (
+        f"Model: `{c.model_name}`, {c.image_size} px input, counting threshold "
+        f"{c.score_threshold:.2f}, {where}."
+    )
+    meta = static_front_matter(title, models=models)
+    (out / "README.md").write_text(static_readme(meta, info), encoding="utf-8")
+    return out
+
+
+def _fresh_folder(out: Path) -> Path:
+    """An empty folder at ``out``; an earlier generated Space there is replaced, nothing else."""
+    if out.exists():
+        card = out / "README.md"
+        if any(out.iterdir()) and not (card.is_file() and MARKER in card.read_text("utf-8")):
+            raise FileExistsError(
+                f"{display_path(out)} exists and is not a generated Space folder; "
+                "pick another folder or delete it"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    return out
+
+
+# -- pushing, and what a free account hears ---------------------------------------------------
+class PaidSpaceError(ValueError):
+    """The Hub answered 402: this account may not host a Gradio/Docker Space on free CPU."""
+
+
+def paid_space_message(repo_id: str) -> str:
+    """One sentence with the three ways out (402 Payment Required)."""
+    return (
+        f"The Hub refused to create the Gradio Space {repo_id} (HTTP 402): since July 2026 "
+        "free accounts can no longer host Gradio or Docker Spaces on free CPU, so either "
+        "subscribe to PRO (https://huggingface.co/pro), or run it on ZeroGPU (free accounts "
+        "may host 2; add `import spaces` and a no-op `@spaces.GPU` function to app.py and "
+        "pick ZeroGPU hardware), or publish the free static Space that counts in the "
+        "visitor's browser: `python -m utils.space --sdk static` (notebook 08)."
+    )
+
+
+def space_sdk(folder: str | Path) -> str:
+    """The ``sdk`` in a Space folder's card (``gradio`` or ``static``)."""
+    from huggingface_hub import metadata_load
+
+    card = Path(folder) / "README.md"
+    sdk = (metadata_load(card) or {}).get("sdk") if card.is_file() else None
+    if sdk not in ("gradio", "static"):
+        raise ValueError(
+            f"{display_path(card)} has no `sdk: gradio` or `sdk: static` in its front matter: "
+            "write the folder with write_space or write_static_space"
+        )
+    return sdk
+
+
+def push_space(
+    folder: str | Path,
+    repo_id: str,
+    token: str | None = None,
+    tag: str | None = None,
+    sdk: str | None = None,
+):
+    """Upload a Space folder with ``utils.hub.push_folder`` and its allow-list; a PushResult.
+
+    ``sdk`` defaults to the card's. A 402 (Gradio on a free account) becomes
+    :class:`PaidSpaceError`, whose message lists PRO, ZeroGPU and the static Space.
+    """
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from .hub import SPACE_ALLOW_PATTERNS, STATIC_SPACE_ALLOW_PATTERNS, push_folder
+
+    sdk = sdk or space_sdk(folder)
+    allow = STATIC_SPACE_ALLOW_PATTERNS if sdk == "static" else SPACE_ALLOW_PATTERNS
+    try:
+        return push_folder(
+            folder,
+            repo_id,
+            repo_type="space",
+            space_sdk=sdk,
+            token=token,
+            tag=tag,
+            allow_patterns=allow,
+        )
+    except HfHubHTTPError as error:
+        if error.response is not None and error.response.status_code == 402:
+            raise PaidSpaceError(paid_space_message(repo_id)) from None
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.space",
+        description="Write a Hugging Face Space folder: static (free, in-browser) or gradio.",
+    )
+    parser.add_argument("--sdk", choices=("static", "gradio"), default="static")
+    parser.add_argument("--out", type=Path, required=True, help="the Space folder to write")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="ONNX model (artifacts/model.onnx)"
+    )
+    parser.add_argument(
+        "--model-url",
+        default=None,
+        help="static only: fetch the model from this URL (a Hub model repo) instead of bundling it",
+    )
+    parser.add_argument("--push", metavar="REPO_ID", default=None, help="then push it (HF_TOKEN)")
+    args = parser.parse_args(argv)
+    from .export import ensure_onnx
+    from .web import default_examples
+
+    model = args.model or ensure_onnx()
+    if args.sdk == "static":
+        out = write_static_space(args.out, model, model_url=args.model_url)
+    else:
+        out = write_space(args.out, model, default_examples(6))
+    for name, size in list_files(out):
+        print(f"{name:40s} {size / 1e6:8.2f} MB")
+    print(f"{args.sdk} Space written to {display_path(out)}/")
+    if args.push:
+        try:
+            pushed = push_space(out, args.push, sdk=args.sdk)
+        except PaidSpaceError as error:
+            raise SystemExit(str(error)) from None
+        print(f"Pushed {len(pushed.files)} files to the Space {pushed.repo_id}")
+
+
+if __name__ == "__main__":
+    main()

@@ -14,13 +14,19 @@ default, which needs no cross-origin isolation; the local server also sends the 
 headers, so ``?threads=2`` can be tried here.
 
     python -m utils.web --serve            # build into artifacts/web and open the URL it prints
+    python -m utils.web --bench            # first-load MB, ms per image, counts vs Python (Chromium)
+
+``python -m utils.space --sdk static`` wraps this folder as a free Hugging Face static Space.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import gzip
+import html
 import json
+import os
 import shutil
 import sys
 import threading
@@ -69,15 +75,21 @@ def default_examples(count: int = 3) -> list[Path]:
     return sorted(test_dir().glob("*.jpg"))[:count]
 
 
+MODEL_META = '<meta name="model-url" content="./model.onnx">'
+
+
 def build_site(
     out_dir: str | Path,
     onnx_path: str | Path | None = None,
     examples: Sequence[str | Path] | None = None,
+    model_url: str | None = None,
 ) -> Path:
     """Write the static site into ``out_dir`` and return it.
 
     ``onnx_path`` defaults to ``artifacts/model.onnx`` (exported, and trained first, if
-    missing). ``examples`` defaults to the first three held-out photos.
+    missing). ``examples`` defaults to the first three held-out photos. With ``model_url``
+    (e.g. a Hub ``.../resolve/v1/model.onnx``) the page downloads the model from there and
+    the folder holds no copy of it; ``onnx_path`` then only provides ``config.json``.
     """
     from .export import ensure_onnx, read_onnx_config
 
@@ -85,18 +97,31 @@ def build_site(
     for name in PAGE_FILES:
         if not (WEB_DIR / name).is_file():
             raise WebSetupError(f"{display_path(WEB_DIR / name)} is missing: check out web/ again")
-    model = ensure_onnx() if onnx_path is None else Path(onnx_path)
-    config = read_onnx_config(model)  # a clear error for a model without the course metadata
+    page = (WEB_DIR / "index.html").read_text(encoding="utf-8")
+    if MODEL_META not in page:
+        raise WebSetupError(f"{display_path(WEB_DIR / 'index.html')} lacks {MODEL_META}")
+    if model_url is not None and not model_url.startswith(("https://", "http://", "./")):
+        raise WebSetupError(f"model_url must be an http(s) address or ./file, got {model_url!r}")
+    model = None
+    if model_url is None or onnx_path is not None:
+        model = ensure_onnx() if onnx_path is None else Path(onnx_path)
+    config = read_onnx_config(model) if model else None  # clear error without course metadata
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in PAGE_FILES:
-        shutil.copy2(WEB_DIR / name, out / name)
+    shutil.copy2(WEB_DIR / "counter.js", out / "counter.js")
+    if model_url is not None:
+        page = page.replace(MODEL_META, MODEL_META.replace("./model.onnx", html.escape(model_url)))
+    (out / "index.html").write_text(page, encoding="utf-8")
     (out / "ort").mkdir(exist_ok=True)
     for path in runtime_files:
         shutil.copy2(path, out / "ort" / path.name)
-    shutil.copy2(model, out / "model.onnx")
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    if model_url is None:
+        shutil.copy2(model, out / "model.onnx")
+    else:
+        (out / "model.onnx").unlink(missing_ok=True)
+    if config is not None:
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
     chosen = [Path(p) for p in (default_examples() if examples is None else examples)]
     folder = out / "examples"
@@ -161,6 +186,190 @@ def serve(out_dir: str | Path, port: int = 0) -> tuple[str, Callable[[], None]]:
     return url, stop
 
 
+# -- measuring in a real browser ------------------------------------------------------------
+CHROMIUM_ARGS = [  # as root and offline: no sandbox, no background connections
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Records the longest main-thread task: how long the tab was frozen at worst.
+LONGTASK_PROBE = """
+window.__longest = 0;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) window.__longest = Math.max(window.__longest, e.duration);
+}).observe({ type: "longtask", buffered: true });
+"""
+
+
+def chromium_executable() -> str:
+    """The system Chromium (Playwright drives it; it never downloads a browser of its own)."""
+    for candidate in (
+        os.environ.get("CHROMIUM_PATH"),
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    raise WebSetupError(
+        "Chromium is not installed: run `make browser` (sudo apt-get install -y chromium) "
+        "or set CHROMIUM_PATH to a Chromium/Chrome binary"
+    )
+
+
+def gzip_bytes(path: str | Path) -> int:
+    """Size after gzip -6: about what a host that compresses its responses sends."""
+    return len(gzip.compress(Path(path).read_bytes(), compresslevel=6))
+
+
+def wait_for_count(page, run: int, timeout_ms: int = 120_000) -> dict:
+    """The page's result once it has finished its ``run``-th count (or shown an error)."""
+    page.wait_for_function(
+        "n => document.querySelector('#count').dataset.run === String(n)"
+        " || document.body.dataset.state === 'error'",
+        arg=run,
+        timeout=timeout_ms,
+    )
+    if page.evaluate("document.body.dataset.state") == "error":
+        raise RuntimeError(page.locator("#status").inner_text())
+    return page.evaluate("window.microalgae.last")
+
+
+def count_in_browser(
+    folder: str | Path, images: Sequence[str | Path], threads: int = 1, query: str = ""
+) -> dict:
+    """Open the site in headless Chromium, upload each image, return load + per-image results."""
+    from playwright.sync_api import sync_playwright
+
+    url, stop = serve(folder)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=chromium_executable(), headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1100, "height": 900})
+                page.add_init_script(LONGTASK_PROBE)
+                page.goto(f"{url}?threads={threads}{query}")
+                page.wait_for_function(
+                    "['ready', 'error'].includes(document.body.dataset.state)", timeout=180_000
+                )
+                if page.evaluate("document.body.dataset.state") == "error":
+                    raise RuntimeError(page.locator("#status").inner_text())
+                load = page.evaluate("window.microalgae.load")
+                info = {
+                    "threads": page.evaluate("window.microalgae.counter.threads"),
+                    "isolated": page.evaluate("crossOriginIsolated"),
+                    "browser": browser.version,
+                    "cores": page.evaluate("navigator.hardwareConcurrency"),
+                    "load_longest_task_ms": page.evaluate("window.__longest"),
+                }
+                rows = []
+                for path in images:
+                    run = int(page.evaluate("window.microalgae.runs")) + 1
+                    page.evaluate("window.__longest = 0")
+                    page.locator("#file").set_input_files(str(path))
+                    last = wait_for_count(page, run)
+                    longest = page.evaluate("window.__longest")
+                    rows.append(
+                        {
+                            "name": Path(path).name,
+                            "count": last["count"],
+                            "timings": last["timings"],
+                            "longest_task_ms": longest,
+                        }
+                    )
+            finally:
+                browser.close()
+    finally:
+        stop()
+    return {"load": load, "rows": rows, **info}
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def bench(
+    onnx_path: str | Path | None = None,
+    n_images: int | None = None,
+    threads: Sequence[int] = (1, 2),
+    large_photo: bool = True,
+) -> list[dict]:
+    """Print first-load MB, ms per held-out image after the first load, counts vs Python."""
+    import tempfile
+
+    from PIL import Image
+
+    from .export import ensure_onnx
+    from .images import load_image
+    from .runtime import load_predictor
+
+    model = ensure_onnx() if onnx_path is None else Path(onnx_path)
+    images = sorted(test_dir().glob("*.jpg"))[:n_images]
+    predictor = load_predictor(model)
+    expected = [predictor.predict(load_image(p).image).count for p in images]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        site = build_site(Path(tmp) / "site", model, examples=images[:3])
+        if large_photo:  # a 12 MP phone-sized photo: 4000 x 3000
+            big = Path(tmp) / "photo_12mp.jpg"
+            Image.open(images[0]).convert("RGB").resize((4000, 3000)).save(big, quality=92)
+        for n in threads:
+            result = count_in_browser(site, [*images, big] if large_photo else images, n)
+            rows = result["rows"][: len(images)]
+            load = result["load"]
+            gz = sum(
+                gzip_bytes(site / _site_path(f["name"]))
+                for f in load["files"]
+                if (site / _site_path(f["name"])).is_file()
+            )
+            warm = [r["timings"] for r in rows[1:]] or [rows[0]["timings"]]
+            same = sum(r["count"] == e for r, e in zip(rows, expected))
+            print(
+                f"\nChromium {result['browser']} (headless, {result['cores']} cores), "
+                f"onnxruntime-web WASM SIMD, {result['threads']} thread(s), "
+                f"cross-origin isolated: {result['isolated']}"
+            )
+            print(
+                f"  first load: {load['transfer'] / 1e6:.1f} MB downloaded "
+                f"({load['decoded'] / 1e6:.1f} MB of files; gzip would send {gz / 1e6:.1f} MB), "
+                f"ready after {load['ms'] / 1000:.1f} s"
+            )
+            for f in sorted(load["files"], key=lambda f: -f["decoded"])[:4]:
+                print(f"    {f['name']:<32} {f['decoded'] / 1e6:6.2f} MB")
+            print(
+                f"  per 640 px image after the first load ({len(warm)} images): median "
+                f"{_median([t['pipeline_ms'] for t in warm]):.0f} ms end to end (model "
+                f"{_median([t['session_ms'] for t in warm]):.0f} ms, resize+normalise "
+                f"{_median([t['preprocess_ms'] for t in warm]):.0f} ms, NMS "
+                f"{_median([t['postprocess_ms'] for t in warm]):.1f} ms); max "
+                f"{max(t['pipeline_ms'] for t in warm):.0f} ms; first image "
+                f"{rows[0]['timings']['pipeline_ms']:.0f} ms"
+            )
+            print(f"  counts identical to Python (ONNX Runtime, same file): {same}/{len(rows)}")
+            if large_photo:
+                row = result["rows"][-1]
+                print(
+                    f"  12 MP photo (4000 x 3000): {row['timings']['pipeline_ms']:.0f} ms, "
+                    f"longest main-thread block {row['longest_task_ms']:.0f} ms, "
+                    f"{row['count']} cells"
+                )
+            results.append({**result, "expected": expected, "same": same, "gzip_bytes": gz})
+    return results
+
+
+def _site_path(name: str) -> str:
+    """A downloaded file's path in the site folder (runtime files live in ort/)."""
+    return f"ort/{name}" if name.startswith("ort") else name
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m utils.web",
@@ -171,8 +380,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--model", type=Path, default=None, help="ONNX model (artifacts/model.onnx)"
     )
     parser.add_argument("--serve", action="store_true", help="serve the site on 127.0.0.1")
+    parser.add_argument(
+        "--bench",
+        action="store_true",
+        help="measure in headless Chromium: first-load MB, ms per image, counts vs Python",
+    )
+    parser.add_argument("--images", type=int, default=None, help="--bench: held-out images")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[1, 2], help="--bench: WASM thread counts"
+    )
     parser.add_argument("--port", type=int, default=8000, help="port for --serve (0: any free)")
     args = parser.parse_args(argv)
+    if args.bench:
+        bench(args.model, args.images, args.threads)
+        return
     out = build_site(args.out or artifacts_dir() / "web", args.model)
     print(f"Site written to {display_path(out)}/")
     if not args.serve:

@@ -390,8 +390,12 @@ export function postprocess(boxes, scores, numClasses, config, scale, width, hei
 
 // ---------------------------------------------------------------------------- the model
 
-/** Decode an image file (Blob) to RGBA pixels at its own size, with no colour conversion. */
-export async function decodeImage(blob) {
+/** Decode an image file (Blob) to RGBA pixels at its own size, with no colour conversion.
+ *
+ * ``maxSide``: refuse larger photos before allocating their pixels (4 bytes each: a 48 MP
+ * photo would take 192 MB, more than a phone gives a tab).
+ */
+export async function decodeImage(blob, { maxSide = 0 } = {}) {
   let bitmap;
   try {
     bitmap = await createImageBitmap(blob, {
@@ -404,6 +408,10 @@ export async function decodeImage(blob) {
     throw new Error(`${name} is not an image the browser can read (JPEG, PNG, WebP, ...)`);
   }
   const { width, height } = bitmap;
+  if (maxSide && Math.max(width, height) > maxSide) {
+    bitmap.close();
+    throw sizeProblem(width, height, blob.name || "this photo");
+  }
   const canvas = new OffscreenCanvas(width, height);
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
   // Transparent areas become black, as utils.images.load_image does: they then look like
@@ -413,6 +421,47 @@ export async function decodeImage(blob) {
   ctx.drawImage(bitmap, 0, 0);
   const { data } = ctx.getImageData(0, 0, width, height);
   return { pixels: data, width, height, bitmap };
+}
+
+/** Throw a clear error unless the session has the course's interface (docs/CONVENTIONS.md).
+ *
+ * images [N,3,S,S] -> boxes [N,A,4], scores [N,A,C]: any other .onnx (a classifier, another
+ * detector) would otherwise run and print a meaningless count, or fail deep inside WASM.
+ */
+export function checkInterface(session, config, source = "the model") {
+  const meta = (list, names) => (list && list.length ? list : names.map((name) => ({ name })));
+  const inputs = meta(session.inputMetadata, session.inputNames);
+  const outputs = meta(session.outputMetadata, session.outputNames);
+  const dims = (m) => (Array.isArray(m.shape) ? `[${m.shape.join(",")}]` : "");
+  const got = `inputs ${inputs.map((m) => m.name + dims(m)).join(", ")}; outputs ${outputs.map((m) => m.name + dims(m)).join(", ")}`;
+  const fits = (shape, rank, fixed) =>
+    !Array.isArray(shape) ||
+    (shape.length === rank && Object.entries(fixed).every(([i, v]) => typeof shape[i] !== "number" || shape[i] === v));
+  const size = config.image_size;
+  const ok =
+    inputs.length === 1 &&
+    outputs.length === 2 &&
+    fits(inputs[0].shape, 4, { 1: 3, 2: size, 3: size }) &&
+    fits(outputs[0].shape, 3, { 2: 4 }) &&
+    fits(outputs[1].shape, 3, { 2: config.class_names.length });
+  if (!ok) {
+    throw new Error(
+      `${source} is not a cell counter exported by this course (${got}); expected images ` +
+        `[N,3,${size},${size}] -> boxes [N,A,4], scores [N,A,${config.class_names.length}]: export it with utils.export`,
+    );
+  }
+}
+
+/** The model's bytes; an error that says what happened (404, offline, blocked by CORS). */
+async function download(url) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (error) {
+    throw new Error(`could not download the model ${url} (${error.message}): check the address, the network, and that its host allows this page to fetch it (CORS)`);
+  }
+  if (!response.ok) throw new Error(`could not download the model ${url}: HTTP ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
 }
 
 /** The counter: an onnxruntime-web session plus the config, with ``predict`` like Predictor. */
@@ -434,10 +483,13 @@ export class Counter {
     const isolated = typeof crossOriginIsolated !== "undefined" && crossOriginIsolated;
     ort.env.wasm.numThreads = isolated ? threads : 1;
     ort.env.wasm.proxy = false;
-    const response = await fetch(modelUrl);
-    if (!response.ok) throw new Error(`could not download the model ${modelUrl}: HTTP ${response.status}`);
-    const bytes = new Uint8Array(await response.arrayBuffer());
-    let config = configFromOnnx(bytes, modelUrl);
+    const bytes = await download(modelUrl);
+    let config;
+    try {
+      config = configFromOnnx(bytes, modelUrl);
+    } catch (error) {
+      throw new Error(`${modelUrl} cannot be read as a model: ${error.message}; pick the model.onnx that utils.export wrote`);
+    }
     let source = "ONNX metadata";
     if (config === null) {
       const sidecar = await fetch(configUrl);
@@ -447,10 +499,16 @@ export class Counter {
       config = configFromDict(await sidecar.json(), configUrl);
       source = configUrl;
     }
-    const session = await ort.InferenceSession.create(bytes, {
-      executionProviders: ["wasm"],
-      graphOptimizationLevel: "all",
-    });
+    let session;
+    try {
+      session = await ort.InferenceSession.create(bytes, {
+        executionProviders: ["wasm"],
+        graphOptimizationLevel: "all",
+      });
+    } catch (error) {
+      throw new Error(`onnxruntime-web cannot load ${modelUrl}: ${error.message ?? error}`);
+    }
+    checkInterface(session, config, modelUrl);
     const counter = new Counter(ort, session, config, source);
     counter.threads = ort.env.wasm.numThreads;
     return counter;
@@ -515,12 +573,51 @@ export function drawDetections(canvas, bitmap, result, classNames = []) {
   }
 }
 
+// utils.images.MAX_SIDE: Python downsizes longer sides first (LANCZOS/BOX, not ported here),
+// so this page refuses them instead of counting slightly different pixels.
+export const MAX_SIDE = 4096;
+const LARGE_PIXELS = 4_000_000; // above this, say that resizing takes a moment (a 12 MP photo: ~1 s)
+
+/** A message (Error) for a photo this page should not count, or null. */
+export function sizeProblem(width, height, name) {
+  if (Math.max(width, height) <= MAX_SIDE) return null;
+  return new Error(
+    `${name} is ${width} x ${height} px; this page counts photos up to ${MAX_SIDE} px on the ` +
+      `longer side (phones run out of memory on larger ones): downsize it and try again`,
+  );
+}
+
+/** Let the browser paint (the status line) before a long synchronous step. */
+function nextPaint() {
+  return new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+}
+
+/** What the page downloaded so far (Resource Timing): total and per file, in bytes. */
+export function downloadedBytes() {
+  const entries = [...performance.getEntriesByType("navigation"), ...performance.getEntriesByType("resource")];
+  const files = entries.map((e) => ({
+    name: new URL(e.name).pathname.split("/").pop() || "index.html",
+    transfer: e.transferSize,
+    encoded: e.encodedBodySize,
+    decoded: e.decodedBodySize,
+  }));
+  const sum = (key) => files.reduce((total, f) => total + (f[key] || 0), 0);
+  return { transfer: sum("transfer"), encoded: sum("encoded"), decoded: sum("decoded"), files };
+}
+
+function defaultThreads(params) {
+  // More than one thread needs SharedArrayBuffer, i.e. a cross-origin-isolated page (COOP/COEP).
+  if (params.has("threads")) return Math.max(1, Number(params.get("threads")) || 1);
+  const isolated = typeof crossOriginIsolated !== "undefined" && crossOriginIsolated;
+  return isolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+}
+
 function plural(n) {
   return `${n} cell${n === 1 ? "" : "s"}`;
 }
 
 /** Wire the page (index.html): model, examples, file input, threshold slider, count, canvas. */
-export async function startApp({ modelUrl = "./model.onnx", examplesUrl = "./examples.json" } = {}) {
+export async function startApp({ modelUrl, examplesUrl = "./examples.json" } = {}) {
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
   const body = document.body;
@@ -532,13 +629,16 @@ export async function startApp({ modelUrl = "./model.onnx", examplesUrl = "./exa
   window.microalgae = state; // for the tests and the curious: state.last.timings
 
   setState("loading", "Loading the model (onnxruntime-web, WASM)...");
+  // The model: ?model=..., else <meta name="model-url"> (a Hub URL or ./model.onnx).
+  const meta = document.querySelector('meta[name="model-url"]');
+  const url = params.get("model") || modelUrl || meta?.content || "./model.onnx";
   try {
-    const threads = Math.max(1, Number(params.get("threads") || 1));
-    state.counter = await Counter.create(params.get("model") || modelUrl, { threads });
+    state.counter = await Counter.create(url, { threads: defaultThreads(params) });
   } catch (error) {
     setState("error", `Could not load the model: ${error.message}`);
-    throw error;
+    return state; // the message is the result: nothing else to wire up
   }
+  state.load = { ms: performance.now(), ...downloadedBytes() }; // since navigation start
   const config = state.counter.config;
   const slider = $("threshold");
   const initial = params.has("threshold") ? Number(params.get("threshold")) : config.score_threshold;
@@ -550,7 +650,9 @@ export async function startApp({ modelUrl = "./model.onnx", examplesUrl = "./exa
   $("model-info").textContent =
     `${config.model_name}, ${config.image_size}x${config.image_size} input, ` +
     `classes: ${config.class_names.join(", ")} (config from ${state.counter.configSource}); ` +
-    `onnxruntime-web WASM, ${state.counter.threads} thread${state.counter.threads === 1 ? "" : "s"}`;
+    `onnxruntime-web WASM (SIMD), ${state.counter.threads} thread${state.counter.threads === 1 ? "" : "s"}` +
+    `${crossOriginIsolated ? "" : " (page not cross-origin isolated)"}; ` +
+    `first load ${(state.load.transfer / 1e6).toFixed(1)} MB in ${(state.load.ms / 1000).toFixed(1)} s`;
 
   const threshold = () => Number(slider.value);
   const show = () => {
@@ -574,8 +676,14 @@ export async function startApp({ modelUrl = "./model.onnx", examplesUrl = "./exa
     setState("running", `Counting ${name}...`);
     $("count").textContent = "…";
     try {
+      await nextPaint(); // show "Counting..." before the synchronous work below
       const t0 = performance.now();
-      const image = await decodeImage(blob);
+      const image = await decodeImage(blob, { maxSide: MAX_SIDE });
+      if (image.width * image.height > LARGE_PIXELS) {
+        const mp = ((image.width * image.height) / 1e6).toFixed(1);
+        setState("running", `Counting ${name}: a large photo (${image.width} x ${image.height}, ${mp} MP), resizing it takes a moment...`);
+        await nextPaint();
+      }
       const t1 = performance.now();
       state.raw = await state.counter.run(image.pixels, image.width, image.height);
       state.raw.timings.decode_ms = t1 - t0;

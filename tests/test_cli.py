@@ -100,9 +100,10 @@ def test_train_evaluate_count(kind, voc, coco, tmp_path, capsys) -> None:
     code, out, err = _run(capsys, "count", "--checkpoint", model, images, "--threshold", "0.1")
     assert code == 0, err
     rows = list(csv.reader(io.StringIO(out)))
-    assert rows[0] == ["file", "count"] and len(rows) == 4
+    assert rows[0] == ["file", "count", "error"] and len(rows) == 4
     predictor = checkpoint_predictor(model)
-    for name, count in rows[1:]:
+    for name, count, error in rows[1:]:
+        assert error == ""
         from PIL import Image
 
         with Image.open(name) as image:
@@ -112,7 +113,7 @@ def test_train_evaluate_count(kind, voc, coco, tmp_path, capsys) -> None:
     one = sorted(images.glob("*.jpg"))[0]
     code, out, err = _run(capsys, "count", "--checkpoint", model, one, "--out", out_csv)
     assert code == 0, err
-    assert "wrote" in out and out_csv.read_text().splitlines()[0] == "file,count"
+    assert "wrote" in out and out_csv.read_text().splitlines()[0] == "file,count,error"
     assert len(out_csv.read_text().splitlines()) == 2
 
 
@@ -208,3 +209,83 @@ def test_real_process_exit_code(bad_files) -> None:
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory) -> Path:
+    """A valid checkpoint (untrained: error paths and plumbing, not accuracy)."""
+    model = tmp_path_factory.mktemp("model") / "untrained.pt"
+    detector = build_model("fcos_resnet18", 1, SIZE, pretrained=False)
+    save_checkpoint(model, detector, InferenceConfig("fcos_resnet18", ("Microalgae",), SIZE))
+    return model
+
+
+def test_count_writes_an_error_row_and_goes_on(untrained, voc, tmp_path, capsys) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    good = sorted(voc.glob("*.jpg"))[:2]
+    for path in good:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a JPEG")
+    out_csv = tmp_path / "counts.csv"
+    code, out, err = _run(
+        capsys, "count", "--checkpoint", untrained, folder, "--threshold", "0.1", "--out", out_csv
+    )
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "error: 1 of 3 images could not be counted (broken.jpg); see the error column"
+    ]
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
+    assert [Path(r["file"]).name for r in rows] == ["broken.jpg", *(p.name for p in good)]
+    assert rows[0]["count"] == "" and "broken.jpg" in rows[0]["error"]
+    assert all(r["count"].isdigit() and r["error"] == "" for r in rows[1:])
+    assert str(tmp_path) not in rows[0]["error"]  # the file name, never this machine's path
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_count_refuses_a_nan_threshold(untrained, voc, capsys) -> None:
+    _expect_error(capsys, "count", "--checkpoint", untrained, voc, "--threshold", "nan")
+
+
+def _relabelled(voc: Path, folder: Path, rename: dict[str, str]) -> Path:
+    folder.mkdir()
+    for path in voc.iterdir():
+        text = path.read_bytes()
+        if path.suffix == ".xml":
+            for old, new in rename.items():
+                text = text.replace(f"<name>{old}</name>".encode(), f"<name>{new}</name>".encode())
+        (folder / path.name).write_bytes(text)
+    return folder
+
+
+def test_evaluate_refuses_classes_the_model_does_not_know(untrained, voc, tmp_path, capsys):
+    renamed = _relabelled(voc, tmp_path / "renamed", {"Microalgae": "Diatom"})
+    message = _expect_error(
+        capsys, "evaluate", "--checkpoint", untrained, "--data", renamed, words=["'Diatom'"]
+    )
+    assert "Microalgae" in message and "does not detect" in message
+
+
+def test_evaluate_with_matching_classes_runs(untrained, voc, capsys):
+    code, out, err = _run(capsys, "evaluate", "--checkpoint", untrained, "--data", voc)
+    assert code == 0, err
+    assert json.loads(out.splitlines()[0])["images"] == 3
+
+
+def test_export_command_exists_and_the_hint_names_it(untrained, tmp_path, capsys) -> None:
+    from utils.export import ModelFileError, config_from_metadata, read_onnx_config
+
+    with pytest.raises(ModelFileError) as raised:
+        config_from_metadata({})
+    hinted = [w for w in str(raised.value).split("`") if w.startswith("python -m utils ")]
+    assert hinted, str(raised.value)
+    commands = cli.build_parser()._subparsers._group_actions[0].choices
+    for line in hinted:
+        assert line.split()[3] in commands, line
+
+    out = tmp_path / "model.onnx"
+    code, stdout, err = _run(capsys, "export", "--checkpoint", untrained, "--out", out)
+    assert code == 0, err
+    assert read_onnx_config(out).class_names == ("Microalgae",)
+    assert str(tmp_path) not in stdout
+    _expect_error(capsys, "export", "--checkpoint", tmp_path / "none.pt", words=["none.pt"])

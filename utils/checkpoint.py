@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .atomicio import atomic_path
 from .config import display_path
 from .processing import InferenceConfig
 
@@ -116,9 +117,8 @@ def save_checkpoint(
         "versions": library_versions(),
         "extra": plain(extra or {}),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # never leave a half-written model.pt behind
+    with atomic_path(path) as tmp:  # never leave a half-written model.pt behind
+        torch.save(payload, tmp)
     return path
 
 

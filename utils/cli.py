@@ -1,12 +1,15 @@
-"""The course's command line: ``python -m utils train | evaluate | count``.
+"""The course's command line: ``python -m utils train | evaluate | count | export``.
 
     python -m utils train --data data/train --out runs/a          # model.pt + metrics.json
     python -m utils evaluate --checkpoint runs/a/model.pt --data data/test
     python -m utils count --checkpoint runs/a/model.pt photos/ --out counts.csv
+    python -m utils export --checkpoint runs/a/model.pt --out runs/a/model.onnx
 
 ``--data`` takes a Pascal VOC folder or a COCO ``.json``. ``count`` and ``evaluate``
 accept any model file that ``runtime.load_predictor`` reads (``.pt``, ``.onnx``, ``.xml``).
 Bad input ends with exit code 1 and one line ``error: ...`` on stderr, never a traceback.
+``count`` writes a row for every image, with an ``error`` column for those it could not
+read, and then exits 1 if there were any. Files are written atomically (``utils.atomicio``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import atomicio
 from .config import display_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -83,8 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     model_path = result.save(out / "model.pt")
     metrics = {**result.metrics, "sweep": result.sweep, "history": result.history}
-    metrics_path = out / "metrics.json"
-    metrics_path.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+    metrics_path = atomicio.write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     m = result.metrics
     print(
         f"Validation: mAP@[.5:.95] {m['val_map']:.3f}, mAP@.5 {m['val_map_50']:.3f}, "
@@ -100,7 +103,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, summary
 
     predictor = _load_predictor(args.checkpoint)
-    aset = load_annotations(args.data)
+    aset = _with_model_classes(load_annotations(args.data), predictor.config.class_names, args)
     metrics = evaluate(predictor, aset, threshold=args.threshold)
     print(
         json.dumps(
@@ -112,6 +115,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(summary(metrics))
     return 0
+
+
+def _with_model_classes(aset, model_classes: Sequence[str], args: argparse.Namespace):
+    """The data with the model's class order; refuses classes the model does not know.
+
+    mAP matches predicted class ``i`` with labelled class ``i``: a renamed, extra or
+    reordered class would give numbers that look fine and mean nothing.
+    """
+    from .annotations import AnnotationSet
+
+    model_classes = tuple(model_classes)
+    unknown = [name for name in aset.class_names if name not in model_classes]
+    if unknown:
+        raise CliError(
+            f"{display_path(args.data)} labels class(es) {unknown} that "
+            f"{display_path(args.checkpoint)} does not detect (it knows {list(model_classes)}); "
+            "rename the labels to the model's class names or evaluate a model trained on them"
+        )
+    unused = [name for name in model_classes if name not in aset.class_names]
+    if unused and aset.num_boxes:
+        print(
+            f"note: the model also detects {unused}, which {display_path(args.data)} never "
+            "labels; mAP covers the labelled classes only",
+            file=sys.stderr,
+        )
+    return AnnotationSet(model_classes, aset.images)
 
 
 def image_files(inputs: Sequence[str | Path]) -> list[Path]:
@@ -132,32 +161,56 @@ def image_files(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 def cmd_count(args: argparse.Namespace) -> int:
-    from .images import load_image
-
     predictor = _load_predictor(args.checkpoint)
     files = image_files(args.images)
     threshold = predictor.config.score_threshold if args.threshold is None else args.threshold
-    if not 0 <= threshold <= 1:
+    if not 0 <= threshold <= 1:  # also refuses NaN
         raise CliError(f"--threshold must be between 0 and 1, got {threshold}")
-    rows: list[tuple[str, int]] = []
-    for path in files:
-        image = load_image(path).image
-        rows.append((path.as_posix(), predictor.predict(image, threshold).count))
+    rows = [count_one(predictor, path, threshold) for path in files]
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["file", "count"])
+    writer.writerow(["file", "count", "error"])
     writer.writerows(rows)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text.getvalue(), encoding="utf-8")
-        total = sum(count for _, count in rows)
+        out = atomicio.write_text(args.out, text.getvalue())
+        total = sum(count for _, count, _ in rows if count != "")
         print(
             f"Counted {total} cells in {len(rows)} images (threshold {threshold:.2f}); "
             f"wrote {display_path(out)}."
         )
     else:
         sys.stdout.write(text.getvalue())
+    failed = [Path(name).name for name, _, error in rows if error]
+    if failed:
+        shown = ", ".join(failed[:3]) + (", ..." if len(failed) > 3 else "")
+        raise CliError(
+            f"{len(failed)} of {len(rows)} images could not be counted ({shown}); "
+            "see the error column"
+        )
+    return 0
+
+
+def count_one(predictor, path: Path, threshold: float) -> tuple[str, int | str, str]:
+    """One CSV row; an unreadable image gets its error instead of stopping the whole run."""
+    from .images import ImageError, load_image
+
+    try:
+        image = load_image(path).image
+    except (ImageError, OSError) as error:  # not an image, truncated, permission denied
+        return path.as_posix(), "", one_line(error)
+    return path.as_posix(), predictor.predict(image, threshold).count, ""
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """A checkpoint to ONNX with the inference config in its metadata (what the app reads)."""
+    from .export import export_onnx
+
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file():
+        raise CliError(f"checkpoint {display_path(checkpoint)} not found")
+    out = Path(args.out) if args.out else checkpoint.with_suffix(".onnx")
+    path = export_onnx(checkpoint, path=out)
+    print(f"Wrote {display_path(path)}.")
     return 0
 
 
@@ -197,12 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threshold", type=float, help="counting threshold (default: stored)")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    count = sub.add_parser("count", help="count cells in images; prints CSV file,count")
+    count = sub.add_parser("count", help="count cells in images; prints CSV file,count,error")
     count.add_argument("--checkpoint", required=True, help="model.pt (or .onnx / .xml)")
     count.add_argument("images", nargs="+", help="image files and/or folders")
     count.add_argument("--threshold", type=float, help="counting threshold (default: stored)")
     count.add_argument("--out", help="write the CSV here instead of printing it")
     count.set_defaults(func=cmd_count)
+
+    export = sub.add_parser("export", help="export a checkpoint to ONNX (for the app and the Hub)")
+    export.add_argument("--checkpoint", required=True, help="model.pt")
+    export.add_argument("--out", help="the .onnx file (default: beside the checkpoint)")
+    export.set_defaults(func=cmd_export)
     return parser
 
 

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .atomicio import atomic_openvino, atomic_path
 from .config import artifacts_dir, display_path
 from .processing import InferenceConfig, postprocess, preprocess
 from .runtime import OV_CONFIG_PATH, Predictor, load_predictor
@@ -229,9 +230,8 @@ def _move(source: Path, target: Path) -> None:
     """Copy then rename in the target folder, so a half-written file never has the final name."""
     import shutil
 
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(source, tmp)
-    tmp.replace(target)
+    with atomic_path(target) as tmp:  # unique name, fsync, rename
+        shutil.copyfile(source, tmp)
 
 
 def quantized_node_count(onnx_file: str | Path) -> dict[str, int]:
@@ -274,7 +274,8 @@ def to_openvino(
     output.parent.mkdir(parents=True, exist_ok=True)
     model = ov.convert_model(str(onnx_file))
     _ov_set_config(model, config, {"tool": "openvino.convert_model", "weights": suffix[1:]})
-    ov.save_model(model, str(output), compress_to_fp16=fp16)
+    with atomic_openvino(output) as tmp:  # the .xml/.bin pair, never half-written
+        ov.save_model(model, str(tmp), compress_to_fp16=fp16)
     return output
 
 
@@ -364,7 +365,8 @@ def quantize_openvino(
         "ignored_patterns": patterns,
     }
     _ov_set_config(quantized, config, recipe)
-    ov.save_model(quantized, str(output), compress_to_fp16=False)
+    with atomic_openvino(output) as tmp:
+        ov.save_model(quantized, str(tmp), compress_to_fp16=False)
     return output
 
 

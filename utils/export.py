@@ -87,7 +87,9 @@ def export_onnx(
     size = config.image_size
     dummy = torch.zeros(1, 3, size, size)
     axes = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)} if dynamic_batch else None
-    tmp = path.with_name(path.name + ".tmp")
+    from .atomicio import commit, temp_name  # not at the top: the Space copies this module
+
+    tmp = temp_name(path, ".onnx")  # unique, same folder; a killed run's left-over is removed
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's DeprecationWarning and TracerWarnings
@@ -112,7 +114,7 @@ def export_onnx(
         )
         set_metadata(model, config, {TORCH_KEY: torch.__version__})
         onnx.save(model, str(tmp))
-        tmp.replace(path)
+        commit(tmp, path)  # fsync + rename
     finally:
         tmp.unlink(missing_ok=True)
         detector.train(was_training)

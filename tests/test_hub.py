@@ -175,6 +175,47 @@ def test_allow_list_keeps_secrets_and_clutter_out(model_folder, hub_server):
     assert not any(TEST_TOKEN.encode() in data for data in uploaded.values())
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("credentials.json", '{"user": "me"}', "name"),
+        ("service_account.json", "{}", "name"),
+        ("My_Credentials.json", "{}", "name"),  # names are matched whatever their case
+        (
+            "gcp.json",
+            '{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----"}',
+            "contains",
+        ),
+        ("notes.json", '{"hub": "hf_' + "A1b2C3d4E5" * 4 + '"}', "contains"),
+        ("examples/README.md", "ghp_" + "x" * 36, "contains"),
+    ],
+)
+def test_credentials_are_skipped_by_name_and_content(
+    model_folder, hub_server, capsys, name, content, reason
+):
+    path = model_folder / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(content)
+    planned = [p for p, _ in hub.upload_plan(model_folder, [*hub.ALLOW_PATTERNS, "*.md"])]
+    assert name not in planned and "config.json" in planned
+    skipped = hub.skipped_credentials(model_folder, [*hub.ALLOW_PATTERNS, "*.md"])
+    assert [p for p, _ in skipped] == [name] and reason in skipped[0][1]
+
+    result = hub.push_folder(
+        model_folder, unique("creds"), allow_patterns=[*hub.ALLOW_PATTERNS, "*.md"]
+    )
+    assert name not in hub_server.repo(result.repo_id).files()
+    said = capsys.readouterr().out
+    assert f"Not uploading 1 file(s) that look like credentials: {name}" in said
+    assert content not in said  # names the file, never shows what is in it
+
+
+def test_model_files_are_not_scanned_as_text(model_folder):
+    """Weights are random bytes: they may hold a token-like run, and they are never skipped."""
+    (model_folder / "model.onnx").write_bytes(b"\0hf_" + b"A" * 40 + b"\0")
+    assert "model.onnx" in [p for p, _ in hub.upload_plan(model_folder)]
+
+
 def test_space_push(tmp_path, hub_server):
     folder = tmp_path / "space"
     folder.mkdir()

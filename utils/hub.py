@@ -22,6 +22,7 @@ points everything at another server, e.g. the local test Hub of ``tests/hub_serv
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import math
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from . import atomicio
 from .config import artifacts_dir, display_path
 from .processing import InferenceConfig
 
@@ -100,6 +102,70 @@ IGNORE_PATTERNS: list[str] = [
     ".cache/*",
     ".huggingface/*",
 ]
+
+# Files that look like credentials are never uploaded, whatever the allow-list says: by name
+# (case-insensitive: "*.json" would take a service_account.json) and by content.
+CREDENTIAL_NAME_PATTERNS: list[str] = [
+    "*credential*",
+    "*service_account*",
+    "*service-account*",
+    "*client_secret*",
+    "*secret*",
+    "*token*",
+    "*password*",
+    "*api_key*",
+    "*apikey*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*id_rsa*",
+    "*id_ed25519*",
+    "*.netrc",
+    "*.pypirc",
+    "*.npmrc",
+    "*.env",
+    ".env*",
+]
+# Token and key shapes: Hugging Face, GitHub, AWS, Slack, OpenAI-style keys, PEM private
+# keys, Google service-account JSON.
+TOKEN_PATTERN = re.compile(
+    rb"hf_[A-Za-z0-9]{30,}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}"
+    rb"|AKIA[0-9A-Z]{16}|xox[abprs]-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9_-]{32,}"
+    rb"|-----BEGIN [A-Z ]*PRIVATE KEY-----|\"type\"\s*:\s*\"service_account\""
+)
+BINARY_SUFFIXES = (".onnx", ".pt", ".bin", ".jpg", ".jpeg", ".png", ".safetensors")
+SCAN_BYTES = 4_000_000  # text files are read this far for token shapes
+
+
+def credential_reason(folder: str | Path, path: str) -> str | None:
+    """Why ``path`` (inside ``folder``) looks like a credential, or None."""
+    import fnmatch
+
+    lowered = path.lower()
+    name = lowered.rsplit("/", 1)[-1]
+    if any(
+        fnmatch.fnmatch(n, pattern) for pattern in CREDENTIAL_NAME_PATTERNS for n in (name, lowered)
+    ):
+        return "its name looks like a credential file"
+    if lowered.endswith(BINARY_SUFFIXES):
+        return None
+    with open(Path(folder) / path, "rb") as handle:
+        head = handle.read(SCAN_BYTES)
+    if TOKEN_PATTERN.search(head):
+        return "it contains what looks like a token or private key"
+    return None
+
+
+def credential_files(folder: str | Path, paths: Sequence[str]) -> list[tuple[str, str]]:
+    """(path, reason) of the ``paths`` that must not go up."""
+    found = [(p, credential_reason(folder, p)) for p in paths]
+    return [(p, reason) for p, reason in found if reason]
+
+
+def describe_skipped(skipped: Sequence[tuple[str, str]]) -> str:
+    listed = "; ".join(f"{path} ({reason})" for path, reason in skipped)
+    return f"Not uploading {len(skipped)} file(s) that look like credentials: {listed}."
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -536,9 +602,9 @@ def prepare_upload_folder(
         "files": {"onnx": "model.onnx", "checkpoint": "model.pt" if checkpoint_path else None},
         "onnx_sha256": sha256_file(out / "model.onnx"),
     }
-    (out / "config.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    atomicio.write_text(out / "config.json", json.dumps(payload, indent=2) + "\n")
     if card is not None:
-        (out / "README.md").write_text(str(card), encoding="utf-8")
+        atomicio.write_text(out / "README.md", str(card))
     if examples:
         (out / "examples").mkdir()
         for example in examples:
@@ -566,8 +632,25 @@ def upload_plan(
     allow = list(ALLOW_PATTERNS if allow_patterns is None else allow_patterns)
     ignore = list(IGNORE_PATTERNS if ignore_patterns is None else ignore_patterns)
     paths = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    kept = list(filter_repo_objects(paths, allow_patterns=allow, ignore_patterns=ignore))
+    secret = {p for p, _ in credential_files(folder, kept)}
+    return [(p, (folder / p).stat().st_size) for p in kept if p not in secret]
+
+
+def skipped_credentials(
+    folder: str | Path,
+    allow_patterns: Sequence[str] | None = None,
+    ignore_patterns: Sequence[str] | None = None,
+) -> list[tuple[str, str]]:
+    """(path, reason) of files the allow-list matches but that look like credentials."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    folder = Path(folder)
+    allow = list(ALLOW_PATTERNS if allow_patterns is None else allow_patterns)
+    ignore = list(IGNORE_PATTERNS if ignore_patterns is None else ignore_patterns)
+    paths = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     kept = filter_repo_objects(paths, allow_patterns=allow, ignore_patterns=ignore)
-    return [(p, (folder / p).stat().st_size) for p in kept]
+    return credential_files(folder, list(kept))
 
 
 def human_size(size: int) -> str:
@@ -656,12 +739,12 @@ def plan_version_tag(api: HfApi, repo_id: str, folder: Path, make_card: Any) -> 
     versions = {name: int(name[1:]) for name in tags if re.fullmatch(r"v\d+", name)}
     for name in sorted(versions, key=versions.get, reverse=True):
         if tags[name] == head:
-            (folder / "README.md").write_text(str(make_card(name)), encoding="utf-8")
+            atomicio.write_text(folder / "README.md", str(make_card(name)))
             if same_as_remote(api, repo_id, folder, head):
                 return name
             break
     name = f"v{max(versions.values(), default=0) + 1}"
-    (folder / "README.md").write_text(str(make_card(name)), encoding="utf-8")
+    atomicio.write_text(folder / "README.md", str(make_card(name)))
     return name
 
 
@@ -708,6 +791,10 @@ def push_folder(
     ignore = list(IGNORE_PATTERNS if ignore_patterns is None else ignore_patterns)
     if repo_type == "space" and space_sdk is None:
         space_sdk = "gradio"
+    skipped = skipped_credentials(folder, allow_patterns, ignore)
+    if skipped:
+        print(describe_skipped(skipped))
+        ignore += [glob.escape(path) for path, _ in skipped]
     if not upload_plan(folder, allow_patterns, ignore):
         raise FileNotFoundError(
             f"nothing in {display_path(folder)} matches the allow-list {list(allow_patterns)}"

@@ -464,6 +464,16 @@ async function download(url) {
   return new Uint8Array(await response.arrayBuffer());
 }
 
+const WASM_FILE = "ort-wasm-simd-threaded.wasm"; // the WASM build's binary (SIMD; threads when isolated)
+
+async function downloadRuntime(url) {
+  const response = await fetch(url).catch((error) => {
+    throw new Error(`could not download onnxruntime-web's ${url} (${error.message})`);
+  });
+  if (!response.ok) throw new Error(`could not download onnxruntime-web's ${url}: HTTP ${response.status}`);
+  return response.arrayBuffer();
+}
+
 /** The counter: an onnxruntime-web session plus the config, with ``predict`` like Predictor. */
 export class Counter {
   constructor(ort, session, config, configSource) {
@@ -476,14 +486,18 @@ export class Counter {
   }
 
   /** Load onnxruntime-web (from ``ortUrl``, served locally) and the model; config from its metadata. */
-  static async create(modelUrl, { ortUrl = "./ort/ort.wasm.min.mjs", configUrl = "./config.json", threads = 1 } = {}) {
+  static async create(modelUrl, { ortUrl = "./ort/ort.wasm.min.mjs", configUrl = "./config.json", threads = 1, proxy = true } = {}) {
     const ort = await import(new URL(ortUrl, import.meta.url).href);
     ort.env.wasm.wasmPaths = new URL("./", new URL(ortUrl, import.meta.url)).href;
     // 1 thread needs no SharedArrayBuffer, so no cross-origin isolation (COOP/COEP headers).
     const isolated = typeof crossOriginIsolated !== "undefined" && crossOriginIsolated;
     ort.env.wasm.numThreads = isolated ? threads : 1;
-    ort.env.wasm.proxy = false;
-    const bytes = await download(modelUrl);
+    ort.env.wasm.proxy = proxy; // true: the model runs in a Web Worker, so the tab never freezes
+    // Download the runtime here rather than in onnxruntime's worker: the page can then count
+    // its bytes (Resource Timing does not see a worker's downloads). Both downloads run at once.
+    const wasmUrl = new URL(WASM_FILE, ort.env.wasm.wasmPaths).href;
+    const [wasm, bytes] = await Promise.all([downloadRuntime(wasmUrl), download(modelUrl)]);
+    ort.env.wasm.wasmBinary = wasm;
     let config;
     try {
       config = configFromOnnx(bytes, modelUrl);

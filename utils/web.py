@@ -296,73 +296,133 @@ def _median(values: Sequence[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
+def summarize(result: dict, expected: Sequence[int], site: str | Path) -> dict:
+    """The numbers that matter from ``count_in_browser``: first load, ms per image, counts.
+
+    The first image is the warm-up (onnxruntime allocates its buffers on the first run);
+    "per image" is the median of the others, end to end: decode, resize, model, NMS, draw.
+    """
+    site = Path(site)
+    load, rows = result["load"], result["rows"][: len(expected)]
+    downloaded = [site / _site_path(f["name"]) for f in load["files"]]
+    warm = [r["timings"] for r in rows[1:]] or [rows[0]["timings"]]
+    return {
+        "browser": f"Chromium {result['browser']} (headless, {result['cores']} cores)",
+        "threads": result["threads"],
+        "isolated": result["isolated"],
+        "first_load_mb": load["transfer"] / 1e6,
+        "first_load_gzip_mb": sum(gzip_bytes(p) for p in downloaded if p.is_file()) / 1e6,
+        "ready_s": load["ms"] / 1000,
+        "largest_files": [
+            (f["name"], f["decoded"] / 1e6)
+            for f in sorted(load["files"], key=lambda f: -f["decoded"])[:2]
+        ],
+        "images": len(rows),
+        "ms_per_image": _median([t["pipeline_ms"] for t in warm]),
+        "model_ms": _median([t["session_ms"] for t in warm]),
+        "resize_ms": _median([t["preprocess_ms"] for t in warm]),
+        "nms_ms": _median([t["postprocess_ms"] for t in warm]),
+        "max_ms": max(t["pipeline_ms"] for t in warm),
+        "first_image_ms": rows[0]["timings"]["pipeline_ms"],
+        "longest_block_ms": max(r["longest_task_ms"] for r in result["rows"]),
+        "same_counts": sum(r["count"] == e for r, e in zip(rows, expected)),
+    }
+
+
+def report(s: dict) -> str:
+    """``summarize``'s numbers as a few lines of text that say what each number is."""
+    files = ", ".join(f"{name} {mb:.1f} MB" for name, mb in s["largest_files"])
+    return "\n".join(
+        [
+            f"{s['browser']}, onnxruntime-web WASM (SIMD), {s['threads']} thread(s), "
+            f"cross-origin isolated: {s['isolated']}",
+            f"  first load: {s['first_load_mb']:.1f} MB downloaded ({files}); a host that "
+            f"gzips would send {s['first_load_gzip_mb']:.1f} MB; model ready after "
+            f"{s['ready_s']:.1f} s (local server)",
+            f"  per 640 px photo after the first one: median {s['ms_per_image']:.0f} ms end to "
+            f"end (model {s['model_ms']:.0f} ms, resize+normalise {s['resize_ms']:.0f} ms, "
+            f"NMS {s['nms_ms']:.1f} ms), slowest {s['max_ms']:.0f} ms; first photo "
+            f"{s['first_image_ms']:.0f} ms",
+            f"  longest time the page could not react (main-thread task): "
+            f"{s['longest_block_ms']:.0f} ms",
+            f"  counts identical to Python (ONNX Runtime, same file): "
+            f"{s['same_counts']}/{s['images']} photos",
+        ]
+    )
+
+
+def measure(
+    site: str | Path,
+    images: Sequence[str | Path],
+    threads: int = 1,
+    onnx_path: str | Path | None = None,
+) -> dict:
+    """Count ``images`` in the site in headless Chromium and compare with Python: a summary."""
+    from .images import load_image
+    from .runtime import load_predictor
+
+    site = Path(site)
+    predictor = load_predictor(Path(onnx_path) if onnx_path else site / "model.onnx")
+    expected = [predictor.predict(load_image(p).image).count for p in images]
+    return summarize(count_in_browser(site, images, threads), expected, site)
+
+
+def screenshot(site: str | Path, photo: str | Path, out_png: str | Path, threads: int = 1) -> Path:
+    """A picture of the page after counting ``photo`` (headless Chromium), for docs."""
+    from playwright.sync_api import sync_playwright
+
+    url, stop = serve(site)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=chromium_executable(), headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1000, "height": 1180})
+                page.goto(f"{url}?threads={threads}")
+                page.wait_for_function("document.body.dataset.state === 'ready'", timeout=180_000)
+                page.locator("#file").set_input_files(str(photo))
+                wait_for_count(page, 1)
+                out = Path(out_png)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(out), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        stop()
+    return out
+
+
 def bench(
     onnx_path: str | Path | None = None,
     n_images: int | None = None,
     threads: Sequence[int] = (1, 2),
-    large_photo: bool = True,
 ) -> list[dict]:
-    """Print first-load MB, ms per held-out image after the first load, counts vs Python."""
+    """Print first-load MB, ms per held-out photo after the first, counts vs Python, and a
+    12 MP photo's time and longest main-thread block (``python -m utils.web --bench``)."""
     import tempfile
 
     from PIL import Image
 
     from .export import ensure_onnx
-    from .images import load_image
-    from .runtime import load_predictor
 
     model = ensure_onnx() if onnx_path is None else Path(onnx_path)
     images = sorted(test_dir().glob("*.jpg"))[:n_images]
-    predictor = load_predictor(model)
-    expected = [predictor.predict(load_image(p).image).count for p in images]
-    results = []
+    summaries = []
     with tempfile.TemporaryDirectory() as tmp:
         site = build_site(Path(tmp) / "site", model, examples=images[:3])
-        if large_photo:  # a 12 MP phone-sized photo: 4000 x 3000
-            big = Path(tmp) / "photo_12mp.jpg"
-            Image.open(images[0]).convert("RGB").resize((4000, 3000)).save(big, quality=92)
+        big = Path(tmp) / "photo_12mp.jpg"  # a phone-sized photo: 4000 x 3000
+        Image.open(images[0]).convert("RGB").resize((4000, 3000)).save(big, quality=92)
         for n in threads:
-            result = count_in_browser(site, [*images, big] if large_photo else images, n)
-            rows = result["rows"][: len(images)]
-            load = result["load"]
-            gz = sum(
-                gzip_bytes(site / _site_path(f["name"]))
-                for f in load["files"]
-                if (site / _site_path(f["name"])).is_file()
-            )
-            warm = [r["timings"] for r in rows[1:]] or [rows[0]["timings"]]
-            same = sum(r["count"] == e for r, e in zip(rows, expected))
+            summary = measure(site, images, n, model)
+            print("\n" + report(summary))
+            large = count_in_browser(site, [big], n)["rows"][0]
             print(
-                f"\nChromium {result['browser']} (headless, {result['cores']} cores), "
-                f"onnxruntime-web WASM SIMD, {result['threads']} thread(s), "
-                f"cross-origin isolated: {result['isolated']}"
+                f"  12 MP photo (4000 x 3000): {large['timings']['pipeline_ms']:.0f} ms, "
+                f"longest main-thread block {large['longest_task_ms']:.0f} ms"
             )
-            print(
-                f"  first load: {load['transfer'] / 1e6:.1f} MB downloaded "
-                f"({load['decoded'] / 1e6:.1f} MB of files; gzip would send {gz / 1e6:.1f} MB), "
-                f"ready after {load['ms'] / 1000:.1f} s"
-            )
-            for f in sorted(load["files"], key=lambda f: -f["decoded"])[:4]:
-                print(f"    {f['name']:<32} {f['decoded'] / 1e6:6.2f} MB")
-            print(
-                f"  per 640 px image after the first load ({len(warm)} images): median "
-                f"{_median([t['pipeline_ms'] for t in warm]):.0f} ms end to end (model "
-                f"{_median([t['session_ms'] for t in warm]):.0f} ms, resize+normalise "
-                f"{_median([t['preprocess_ms'] for t in warm]):.0f} ms, NMS "
-                f"{_median([t['postprocess_ms'] for t in warm]):.1f} ms); max "
-                f"{max(t['pipeline_ms'] for t in warm):.0f} ms; first image "
-                f"{rows[0]['timings']['pipeline_ms']:.0f} ms"
-            )
-            print(f"  counts identical to Python (ONNX Runtime, same file): {same}/{len(rows)}")
-            if large_photo:
-                row = result["rows"][-1]
-                print(
-                    f"  12 MP photo (4000 x 3000): {row['timings']['pipeline_ms']:.0f} ms, "
-                    f"longest main-thread block {row['longest_task_ms']:.0f} ms, "
-                    f"{row['count']} cells"
-                )
-            results.append({**result, "expected": expected, "same": same, "gzip_bytes": gz})
-    return results
+            summaries.append(summary)
+    return summaries
 
 
 def _site_path(name: str) -> str:
@@ -387,6 +447,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--images", type=int, default=None, help="--bench: held-out images")
     parser.add_argument(
+        "--screenshot", type=Path, default=None, help="save a PNG of the page counting a photo"
+    )
+    parser.add_argument(
         "--threads", type=int, nargs="+", default=[1, 2], help="--bench: WASM thread counts"
     )
     parser.add_argument("--port", type=int, default=8000, help="port for --serve (0: any free)")
@@ -396,6 +459,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     out = build_site(args.out or artifacts_dir() / "web", args.model)
     print(f"Site written to {display_path(out)}/")
+    if args.screenshot:
+        photo = sorted(test_dir().glob("*.jpg"))[0]
+        print(f"Screenshot saved to {display_path(screenshot(out, photo, args.screenshot))}")
     if not args.serve:
         print("Serve it with `python -m utils.web --serve` (or any static file server).")
         return

@@ -22,6 +22,8 @@ headers, so ``?threads=2`` can be tried here.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import concurrent.futures
 import functools
 import gzip
 import html
@@ -204,6 +206,22 @@ new PerformanceObserver((list) => {
 """
 
 
+def _outside_event_loop(function: Callable) -> Callable:
+    """Run ``function`` in a worker thread when this thread runs an asyncio loop (Jupyter):
+    Playwright's sync API refuses to start inside one."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return function(*args, **kwargs)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(function, *args, **kwargs).result()
+
+    return wrapper
+
+
 def chromium_executable() -> str:
     """The system Chromium (Playwright drives it; it never downloads a browser of its own)."""
     for candidate in (
@@ -239,6 +257,7 @@ def wait_for_count(page, run: int, timeout_ms: int = 120_000) -> dict:
     return page.evaluate("window.microalgae.last")
 
 
+@_outside_event_loop
 def count_in_browser(
     folder: str | Path, images: Sequence[str | Path], threads: int = 1, query: str = ""
 ) -> dict:
@@ -367,6 +386,7 @@ def measure(
     return summarize(count_in_browser(site, images, threads), expected, site)
 
 
+@_outside_event_loop
 def screenshot(site: str | Path, photo: str | Path, out_png: str | Path, threads: int = 1) -> Path:
     """A picture of the page after counting ``photo`` (headless Chromium), for docs."""
     from playwright.sync_api import sync_playwright

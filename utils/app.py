@@ -20,6 +20,7 @@ Run it: ``python -m utils.app [--model artifacts/model.onnx] [--port 7860] [--ho
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -61,6 +62,8 @@ CONCURRENCY = 2  # requests decoded and counted at once: bounds memory to ~2 x A
 SESSION_CAPACITY = 64  # browser sessions kept (the app keeps no per-session data of its own)
 CACHE_SWEEP = (300, 900)  # every 5 min, delete uploads and pictures older than 15 min
 MAX_QUEUE = 128  # waiting requests; more get HTTP 503 (each holds its body: <= 128 x 34 MB)
+SWEEP_SECONDS = 2.0  # how often finished API sessions are dropped from Gradio's queue
+UNCLAIMED_SECONDS = 300.0  # a result no client fetched is dropped after this
 INTERNAL_ERROR = (
     "the server could not count this image (an internal error, logged on the server); "
     "try again, or report it with the image"
@@ -472,6 +475,66 @@ def forget_session(demo: Any, request: Any) -> None:
         holder.time_last_used.pop(session_hash, None)
 
 
+class SessionSweeper:
+    """Drops the queue's per-session mailboxes once their results are delivered.
+
+    Gradio keeps, for every session, a message queue and a set of event ids; the ``/call``
+    routes open one session per call and nothing removes them (~5 KB per call, and a
+    result nobody came for keeps its whole answer). A session with no queued or running
+    event is dropped once its mailbox is empty for ``grace`` seconds, or after
+    ``unclaimed`` seconds whatever it holds.
+    """
+
+    def __init__(self, grace: float = SWEEP_SECONDS, unclaimed: float = UNCLAIMED_SECONDS):
+        self.grace = grace
+        self.unclaimed = unclaimed
+        self.first_idle: dict[str, float] = {}
+
+    def sweep(self, queue: Any, now: float) -> int:
+        """One pass over ``queue`` (a Gradio ``Queue``); returns how many sessions it dropped."""
+        mailboxes = queue.pending_messages_per_session
+        pending = queue.pending_event_ids_session
+        dropped = 0
+        for session in set(mailboxes) | set(pending):
+            ids = pending.get(session) or set()
+            if any(i in queue.event_ids_to_events for i in ids):  # queued or running
+                self.first_idle.pop(session, None)
+                continue
+            mailbox = mailboxes.get(session)
+            delivered = mailbox is None or mailbox.empty()
+            idle = now - self.first_idle.setdefault(session, now)
+            if (delivered and idle >= self.grace) or idle >= self.unclaimed:
+                mailboxes.pop(session, None)
+                pending.pop(session, None)
+                self.first_idle.pop(session, None)
+                dropped += 1
+        for session in set(self.first_idle) - set(mailboxes) - set(pending):
+            del self.first_idle[session]
+        return dropped
+
+
+async def _sweep_forever(app: Any) -> None:
+    sweeper = SessionSweeper()
+    while True:
+        await asyncio.sleep(SWEEP_SECONDS)
+        try:
+            queue = app.get_blocks()._queue
+            async with queue.pending_message_lock:
+                sweeper.sweep(queue, time.monotonic())
+        except Exception:  # housekeeping must never stop the server
+            logging.getLogger(__name__).exception("session sweep failed")
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Any):
+    """Runs :class:`SessionSweeper` every ``SWEEP_SECONDS`` while the server is up."""
+    task = asyncio.create_task(_sweep_forever(app))
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
 def launch_limits() -> dict[str, Any]:
     """The limits every launch gets: upload size, request body size, a bounded session store.
 
@@ -488,6 +551,7 @@ def launch_limits() -> dict[str, Any]:
         "app_kwargs": {
             "middleware": [Middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)],
             "exception_handlers": {RequestValidationError: _invalid_request},
+            "lifespan": _lifespan,
         },
     }
 

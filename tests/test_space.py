@@ -237,8 +237,9 @@ def test_static_space_files_and_card(static_folder):
     assert 'content="./model.onnx"' in page and "https://" not in page  # no CDN at run time
 
 
-def test_static_space_counts_like_python_in_chromium(static_folder, counting_onnx, static_images):
-    """Served on 127.0.0.1, opened in headless Chromium: every count equals Python's."""
+def test_static_space_counts_like_python_in_chromium(static_folder, static_images):
+    """Served on 127.0.0.1, opened in headless Chromium: every count equals Python's on the
+    file the Space ships (float16 weights, float32 arithmetic)."""
     from utils import web
     from utils.runtime import load_predictor
 
@@ -247,12 +248,31 @@ def test_static_space_counts_like_python_in_chromium(static_folder, counting_onn
     except web.WebSetupError as error:
         pytest.fail(str(error))
     result = web.count_in_browser(static_folder, static_images)
-    predictor = load_predictor(counting_onnx)
+    predictor = load_predictor(static_folder / "model.onnx")
     expected = [predictor.predict(load_image(p).image).count for p in static_images]
     shown = [row["count"] for row in result["rows"]]
     assert shown == expected
     assert sum(expected) >= 3 * len(expected), f"too few boxes for a real check: {expected}"
     assert result["load"]["decoded"] > (static_folder / "model.onnx").stat().st_size
+
+
+def test_fp16_weights_halve_the_file_and_keep_the_config(static_folder, counting_onnx):
+    from utils.export import read_onnx_config
+
+    shipped = static_folder / "model.onnx"
+    assert shipped.stat().st_size < 0.6 * counting_onnx.stat().st_size
+    assert read_onnx_config(shipped) == read_onnx_config(counting_onnx)
+
+
+def test_cli_writes_a_static_space(tmp_path, counting_onnx, capsys):
+    out = tmp_path / "cli_space"
+    space.main(
+        ["--sdk", "static", "--out", str(out), "--model", str(counting_onnx), "--weights", "fp32"]
+    )
+    assert (out / "model.onnx").read_bytes() == counting_onnx.read_bytes()
+    assert space.space_sdk(out) == "static"
+    printed = capsys.readouterr().out
+    assert "static Space written to" in printed and str(tmp_path) not in printed
 
 
 def test_static_space_with_a_hub_model_url(tmp_path, counting_onnx):

@@ -306,20 +306,23 @@ def write_static_space(
     model_url: str | None = None,
     title: str = "Microalgae cell counter",
     models: Sequence[str] | None = None,
+    weights: str = "fp16",
 ) -> Path:
     """Write the static Space folder (replacing an earlier generated one) and return it.
 
     The model is bundled (``model.onnx`` next to the page) unless ``model_url`` points at
     the learner's Hub model repo (``https://huggingface.co/<user>/<repo>/resolve/<tag>/model.onnx``).
+    ``weights="fp16"`` (default) bundles it with float16 weights and float32 arithmetic
+    (``utils.web.fp16_weights``): half the visitor's download; ``"fp32"`` the file as exported.
     """
     from . import web
     from .export import ensure_onnx, read_onnx_config
 
     out = _fresh_folder(Path(out_dir))
     model = ensure_onnx() if onnx_path is None else Path(onnx_path)
-    web.build_site(out, model, examples=examples, model_url=model_url)
+    web.build_site(out, model, examples=examples, model_url=model_url, weights=weights)
     c = read_onnx_config(model)
-    where = f"downloaded from {model_url}" if model_url else "bundled with the page"
+    where = f"downloaded from {model_url}" if model_url else f"bundled ({weights} weights)"
     info = (
         f"Model: `{c.model_name}`, {c.image_size} px input, counting threshold "
         f"{c.score_threshold:.2f}, {where}."
@@ -425,6 +428,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help="static only: fetch the model from this URL (a Hub model repo) instead of bundling it",
     )
+    parser.add_argument(
+        "--weights",
+        choices=("fp16", "fp32"),
+        default="fp16",
+        help="static only: the bundled model's weights (fp16: half the download)",
+    )
     parser.add_argument("--push", metavar="REPO_ID", default=None, help="then push it (HF_TOKEN)")
     args = parser.parse_args(argv)
     from .export import ensure_onnx
@@ -432,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     model = args.model or ensure_onnx()
     if args.sdk == "static":
-        out = write_static_space(args.out, model, model_url=args.model_url)
+        out = write_static_space(args.out, model, model_url=args.model_url, weights=args.weights)
     else:
         out = write_space(args.out, model, default_examples(6))
     for name, size in list_files(out):

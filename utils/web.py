@@ -78,6 +78,41 @@ def default_examples(count: int = 3) -> list[Path]:
 
 
 MODEL_META = '<meta name="model-url" content="./model.onnx">'
+WEIGHTS = ("fp32", "fp16")
+
+
+def fp16_weights(onnx_path: str | Path, out_path: str | Path, min_elements: int = 1024) -> Path:
+    """Store the large float32 weights as float16, each followed by a Cast back to float32.
+
+    Why: half the download for the visitor, and the same float32 arithmetic at run time
+    (onnxruntime folds the Casts when it loads the file). The weights are rounded to float16
+    once, so counts can differ from the float32 file's; Python and the page, running this
+    same file, still count alike. Metadata (the inference config) is kept.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    initializers, casts = [], []
+    for tensor in graph.initializer:
+        if tensor.data_type != TensorProto.FLOAT or int(np.prod(tensor.dims)) < min_elements:
+            initializers.append(tensor)
+            continue
+        half = numpy_helper.from_array(
+            numpy_helper.to_array(tensor).astype(np.float16), f"{tensor.name}__fp16"
+        )
+        initializers.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [tensor.name], to=TensorProto.FLOAT))
+    nodes = [*casts, *graph.node]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out_path))
+    return Path(out_path)
 
 
 def build_site(
@@ -85,6 +120,7 @@ def build_site(
     onnx_path: str | Path | None = None,
     examples: Sequence[str | Path] | None = None,
     model_url: str | None = None,
+    weights: str = "fp32",
 ) -> Path:
     """Write the static site into ``out_dir`` and return it.
 
@@ -92,6 +128,7 @@ def build_site(
     missing). ``examples`` defaults to the first three held-out photos. With ``model_url``
     (e.g. a Hub ``.../resolve/v1/model.onnx``) the page downloads the model from there and
     the folder holds no copy of it; ``onnx_path`` then only provides ``config.json``.
+    ``weights="fp16"`` bundles :func:`fp16_weights` of the model: half the download.
     """
     from .export import ensure_onnx, read_onnx_config
 
@@ -102,6 +139,8 @@ def build_site(
     page = (WEB_DIR / "index.html").read_text(encoding="utf-8")
     if MODEL_META not in page:
         raise WebSetupError(f"{display_path(WEB_DIR / 'index.html')} lacks {MODEL_META}")
+    if weights not in WEIGHTS:
+        raise WebSetupError(f"weights must be one of {WEIGHTS}, got {weights!r}")
     if model_url is not None and not model_url.startswith(("https://", "http://", "./")):
         raise WebSetupError(f"model_url must be an http(s) address or ./file, got {model_url!r}")
     model = None
@@ -118,7 +157,9 @@ def build_site(
     (out / "ort").mkdir(exist_ok=True)
     for path in runtime_files:
         shutil.copy2(path, out / "ort" / path.name)
-    if model_url is None:
+    if model_url is None and weights == "fp16":
+        fp16_weights(model, out / "model.onnx")
+    elif model_url is None:
         shutil.copy2(model, out / "model.onnx")
     else:
         (out / "model.onnx").unlink(missing_ok=True)
@@ -417,6 +458,7 @@ def bench(
     onnx_path: str | Path | None = None,
     n_images: int | None = None,
     threads: Sequence[int] = (1, 2),
+    weights: str = "fp32",
 ) -> list[dict]:
     """Print first-load MB, ms per held-out photo after the first, counts vs Python, and a
     12 MP photo's time and longest main-thread block (``python -m utils.web --bench``)."""
@@ -430,11 +472,13 @@ def bench(
     images = sorted(test_dir().glob("*.jpg"))[:n_images]
     summaries = []
     with tempfile.TemporaryDirectory() as tmp:
-        site = build_site(Path(tmp) / "site", model, examples=images[:3])
+        site = build_site(Path(tmp) / "site", model, examples=images[:3], weights=weights)
+        if weights != "fp32":
+            _compare_weights(model, site / "model.onnx", images, weights)
         big = Path(tmp) / "photo_12mp.jpg"  # a phone-sized photo: 4000 x 3000
         Image.open(images[0]).convert("RGB").resize((4000, 3000)).save(big, quality=92)
         for n in threads:
-            summary = measure(site, images, n, model)
+            summary = measure(site, images, n)  # Python runs the file the page runs
             print("\n" + report(summary))
             large = count_in_browser(site, [big], n)["rows"][0]
             print(
@@ -443,6 +487,31 @@ def bench(
             )
             summaries.append(summary)
     return summaries
+
+
+def compare_weights(
+    fp32: str | Path, other: str | Path, images: Sequence[str | Path]
+) -> dict[str, float]:
+    """Python counts of the float32 file and a smaller one on ``images``, and their sizes."""
+    from .images import load_image
+    from .runtime import load_predictor
+
+    a, b = load_predictor(Path(fp32)), load_predictor(Path(other))
+    pictures = [load_image(p).image for p in images]
+    return {
+        "fp32_mb": Path(fp32).stat().st_size / 1e6,
+        "other_mb": Path(other).stat().st_size / 1e6,
+        "same_counts": sum(a.predict(x).count == b.predict(x).count for x in pictures),
+        "images": len(pictures),
+    }
+
+
+def _compare_weights(fp32: Path, other: Path, images: Sequence[Path], weights: str) -> None:
+    c = compare_weights(fp32, other, images)
+    print(
+        f"{weights} weights: model {c['other_mb']:.1f} MB (fp32 {c['fp32_mb']:.1f} MB); Python "
+        f"counts equal to the fp32 file's on {c['same_counts']}/{c['images']} photos"
+    )
 
 
 def _site_path(name: str) -> str:
@@ -461,6 +530,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--serve", action="store_true", help="serve the site on 127.0.0.1")
     parser.add_argument(
+        "--weights", choices=WEIGHTS, default="fp32", help="fp16: half the model download"
+    )
+    parser.add_argument(
         "--bench",
         action="store_true",
         help="measure in headless Chromium: first-load MB, ms per image, counts vs Python",
@@ -475,9 +547,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port for --serve (0: any free)")
     args = parser.parse_args(argv)
     if args.bench:
-        bench(args.model, args.images, args.threads)
+        bench(args.model, args.images, args.threads, args.weights)
         return
-    out = build_site(args.out or artifacts_dir() / "web", args.model)
+    out = build_site(args.out or artifacts_dir() / "web", args.model, weights=args.weights)
     print(f"Site written to {display_path(out)}/")
     if args.screenshot:
         photo = sorted(test_dir().glob("*.jpg"))[0]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_app import THRESHOLD, held_out_images, untrained_onnx
+from tests.test_web import CANDIDATES, counting_model
 from utils import space
 from utils.images import load_image
 
@@ -179,25 +180,13 @@ def test_push_to_the_local_hub(folder):
 
 
 # -- the static Space ------------------------------------------------------------------------
-STATIC_SIZE, STATIC_THRESHOLD, N_STATIC = 128, 0.0925, 8  # as tests/test_web.py: 10-30 boxes each
+N_STATIC = 8
 
 
 @pytest.fixture(scope="module")
 def counting_onnx(tmp_path_factory) -> Path:
-    """A seeded, untrained 128 px model whose stored threshold keeps 10-30 boxes per photo."""
-    import torch
-
-    from utils.export import export_onnx
-    from utils.model import build_model
-    from utils.processing import InferenceConfig
-
-    torch.manual_seed(0)
-    detector = build_model(pretrained=False, image_size=STATIC_SIZE).eval()
-    config = InferenceConfig(
-        "fcos_resnet18", ("Microalgae",), STATIC_SIZE, score_threshold=STATIC_THRESHOLD
-    )
-    path = tmp_path_factory.mktemp("static_model") / "counting_128.onnx"
-    return export_onnx(detector, config, path=path)
+    """An untrained 128 px model whose stored threshold keeps a few dozen boxes (test_web.py)."""
+    return counting_model(tmp_path_factory.mktemp("static_model") / "counting_128.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -212,8 +201,13 @@ def static_folder(tmp_path_factory, counting_onnx, static_images) -> Path:
     from utils.web import WebSetupError
 
     try:
+        # fp32: float16 weights move this untrained model's crowded scores (~0.1) below its
+        # threshold, which would leave nothing to compare; the trained model keeps its counts.
         return space.write_static_space(
-            tmp_path_factory.mktemp("static") / "space", counting_onnx, static_images[:3]
+            tmp_path_factory.mktemp("static") / "space",
+            counting_onnx,
+            static_images[:3],
+            weights="fp32",
         )
     except WebSetupError as error:  # onnxruntime-web not installed: say how, do not skip
         pytest.fail(str(error))
@@ -239,7 +233,7 @@ def test_static_space_files_and_card(static_folder):
 
 def test_static_space_counts_like_python_in_chromium(static_folder, static_images):
     """Served on 127.0.0.1, opened in headless Chromium: every count equals Python's on the
-    file the Space ships (float16 weights, float32 arithmetic)."""
+    file the Space ships."""
     from utils import web
     from utils.runtime import load_predictor
 
@@ -256,12 +250,32 @@ def test_static_space_counts_like_python_in_chromium(static_folder, static_image
     assert result["load"]["decoded"] > (static_folder / "model.onnx").stat().st_size
 
 
-def test_fp16_weights_halve_the_file_and_keep_the_config(static_folder, counting_onnx):
-    from utils.export import read_onnx_config
+def test_fp16_weights_halve_the_file_and_keep_the_config(tmp_path, counting_onnx, static_images):
+    """The static Space's default: half the bytes, the same config, float32 outputs."""
+    import numpy as np
 
-    shipped = static_folder / "model.onnx"
+    from utils.export import read_onnx_config
+    from utils.web import fp16_weights
+
+    folder = space.write_static_space(tmp_path / "fp16", counting_onnx, [])
+    shipped = folder / "model.onnx"
     assert shipped.stat().st_size < 0.6 * counting_onnx.stat().st_size
     assert read_onnx_config(shipped) == read_onnx_config(counting_onnx)
+    again = fp16_weights(counting_onnx, tmp_path / "again.onnx")
+    assert again.read_bytes() == shipped.read_bytes()  # deterministic
+    import onnxruntime
+
+    from utils.processing import preprocess
+
+    batch = preprocess([load_image(static_images[0]).image], read_onnx_config(shipped))[0]
+    outputs = []
+    for path in (counting_onnx, shipped):
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        outputs.append(session.run(None, {session.get_inputs()[0].name: batch}))
+    assert all(half.dtype == np.float32 for half in outputs[1])  # float16 storage only
+    # The top scores stay close (a peak may move to a neighbouring anchor, so compare sorted).
+    top_full, top_half = (np.sort(o[1].ravel())[-CANDIDATES:] for o in outputs)
+    assert float(np.abs(top_full - top_half).max()) <= 0.05 * float(top_full.max())
 
 
 def test_cli_writes_a_static_space(tmp_path, counting_onnx, capsys):
@@ -317,3 +331,18 @@ def test_free_account_gets_one_sentence_with_three_options(folder, static_folder
     for option in ("HTTP 402", "PRO", "ZeroGPU", "@spaces.GPU", "--sdk static"):
         assert option in message, option
     assert "index.html" in pushed.files
+
+
+def test_zerogpu_space_is_created_on_a_free_account(tmp_path, onnx_file, hub_server):
+    """ZeroGPU is the Gradio Space a free account may still host: it needs a @spaces.GPU function."""
+    folder = space.write_space(tmp_path / "zero", onnx_file, zerogpu=True)
+    app_py = (folder / "app.py").read_text()
+    compile(app_py, "app.py", "exec")
+    assert app_py.index("@spaces.GPU") < app_py.index('if __name__ == "__main__"')  # before launch
+    assert "spaces" in (folder / "requirements.txt").read_text().split()
+    hub_server.free_plan = True
+    try:
+        pushed = space.push_space(folder, "zerogpu-on-a-free-account")
+    finally:
+        hub_server.free_plan = False
+    assert "app.py" in pushed.files

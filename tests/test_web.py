@@ -6,9 +6,10 @@ config from the model's ONNX metadata, letterboxes with its own port of Pillow's
 runs the WASM session and post-processes in JS; every count must equal
 ``load_predictor(model).predict(image, threshold).count``.
 
-The model is an untrained, seeded FCOS exported at 128 px: fast and deterministic, and its
-scores crowd around 0.1, so a single pixel of resize difference or an NMS detail that differs
-would change the counts. Without Chromium or ``web/node_modules`` the tests fail (not skip)
+The model is an untrained, seeded detector (whatever ``build_model`` makes) exported at 128 px:
+fast and deterministic. Its stored counting threshold is read off its own scores so that it keeps
+a few dozen boxes, and its scores crowd together, so a single pixel of resize difference or an
+NMS detail that differs would change the counts. Without Chromium or ``web/node_modules`` the tests fail (not skip)
 and say what to install: ``make browser`` and ``cd web && npm ci``.
 """
 
@@ -30,10 +31,8 @@ from utils.processing import InferenceConfig, letterbox, postprocess_one
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 128
-# The untrained model scores ~0.08-0.11; its stored counting threshold keeps 10-30 boxes and
-# is off the slider's 0.01 grid on purpose: the page must count at exactly this value.
-THRESHOLD = 0.0925
 N_IMAGES = 4
+CANDIDATES = 60  # the stored threshold keeps this many raw scores of the first photo (pre-NMS)
 
 
 def chromium_or_fail() -> str:
@@ -46,18 +45,44 @@ def chromium_or_fail() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
+def counting_model(path: Path, size: int = SIZE, candidates: int = CANDIDATES) -> Path:
+    """A seeded, untrained model whose stored threshold keeps ``candidates`` raw scores.
+
+    The threshold is read off the model's own scores on the first held-out photo (an untrained
+    detector's scores depend on its head's prior), rounded to 4 decimals plus 0.00005: off
+    the slider's 0.01 grid on purpose, the page must count at exactly this value.
+    """
+    import dataclasses
+    import math
+
+    import onnxruntime
     import torch
 
     from utils.export import export_onnx
     from utils.model import build_model
+    from utils.processing import preprocess
 
-    path = tmp_path_factory.mktemp("web_model") / "untrained_128.onnx"
     torch.manual_seed(0)
-    detector = build_model(pretrained=False, image_size=SIZE).eval()
-    config = InferenceConfig("fcos_resnet18", ("Microalgae",), SIZE, score_threshold=THRESHOLD)
+    detector = build_model(pretrained=False, image_size=size).eval()
+    config = InferenceConfig("untrained", ("Microalgae",), size, score_threshold=0.5, min_score=0)
+    export_onnx(detector, config, path=path)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    photo = load_image(sorted((ROOT / "data" / "test").glob("*.jpg"))[0]).image
+    batch = preprocess([photo], config)[0]
+    scores = np.sort(session.run(None, {session.get_inputs()[0].name: batch})[1].ravel())
+    threshold = math.floor(float(scores[-candidates]) * 1e4) / 1e4 + 0.00005
+    config = dataclasses.replace(config, score_threshold=threshold, min_score=threshold / 2)
     return export_onnx(detector, config, path=path)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return counting_model(tmp_path_factory.mktemp("web_model") / "untrained_128.onnx")
+
+
+@pytest.fixture(scope="module")
+def threshold(predictor) -> float:
+    return predictor.config.score_threshold
 
 
 @pytest.fixture(scope="module")
@@ -234,9 +259,9 @@ def _count_in_page(page, run: int) -> dict:
     return page.evaluate("window.microalgae.last")
 
 
-def test_counts_match_python(page, predictor, images):
+def test_counts_match_python(page, predictor, images, threshold):
     """Click each example (the last one is uploaded instead): the count Python gets, box for box."""
-    assert page.locator("#threshold").input_value() == str(THRESHOLD)  # not snapped to 0.01
+    assert page.locator("#threshold").input_value() == str(threshold)  # not snapped to 0.01
     rows = []
     for index, path in enumerate(images):
         run = int(page.evaluate("window.microalgae.runs")) + 1
@@ -275,15 +300,16 @@ def test_transparent_png_is_flattened_like_load_image(page, predictor, images, t
     assert shown["count"] == expected.count
 
 
-def test_threshold_slider_recounts(page, predictor, images):
+def test_threshold_slider_recounts(page, predictor, images, threshold):
     run = int(page.evaluate("window.microalgae.runs")) + 1
     page.locator(f"button[data-example='{images[0].name}']").click()
     _count_in_page(page, run)
-    page.locator("#threshold").fill("0.1")
+    lower = round(threshold * 0.99, 4)  # a few more boxes
+    page.locator("#threshold").fill(str(lower))
     shown = _count_in_page(page, run + 1)
-    expected = predictor.predict(load_image(images[0]).image, 0.1)
+    expected = predictor.predict(load_image(images[0]).image, lower)
     assert shown["count"] == expected.count
-    assert page.locator("#count").get_attribute("data-threshold") == "0.1"
+    assert page.locator("#count").get_attribute("data-threshold") == str(lower)
 
 
 def test_non_image_upload_shows_the_message(page, tmp_path):

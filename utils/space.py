@@ -55,9 +55,25 @@ HERE = Path(__file__).parent
 predictor = OnnxPredictor(HERE / "model.onnx")
 examples = sorted(p for p in (HERE / "examples").glob("*") if p.is_file())
 demo = build_demo(predictor, examples=examples, title={title!r})
-
+{zerogpu}
 if __name__ == "__main__":
     demo.launch(max_file_size=MAX_FILE_SIZE, show_error=True)
+'''
+
+# ZeroGPU (free accounts may host 2 such Spaces) starts an app only if it has a @spaces.GPU
+# function. This model runs on the CPU, so the function does nothing; it exists for that check.
+ZERO_GPU = "zero-a10g"
+ZEROGPU_PY = '''
+try:
+    import spaces  # installed on ZeroGPU hardware (requirements.txt)
+except ImportError:  # elsewhere: nothing to declare
+    spaces = None
+
+if spaces is not None:
+
+    @spaces.GPU
+    def zerogpu_check() -> None:
+        """ZeroGPU needs one @spaces.GPU function to start the app; the model runs on CPU."""
 '''
 
 
@@ -65,7 +81,7 @@ def gradio_version() -> str:
     return metadata.version("gradio")
 
 
-def requirements(pin_gradio: bool = True) -> list[str]:
+def requirements(pin_gradio: bool = True, zerogpu: bool = False) -> list[str]:
     """The Space's pip requirements: the ONNX runtime path only, never torch."""
     lines = [
         f"gradio=={gradio_version()}" if pin_gradio else "gradio>=5",
@@ -75,7 +91,7 @@ def requirements(pin_gradio: bool = True) -> list[str]:
         "tifffile>=2023.1",
         "pandas>=1.5",
     ]
-    return lines
+    return [*lines, "spaces"] if zerogpu else lines
 
 
 def front_matter(
@@ -214,8 +230,14 @@ def write_space(
     short_description: str = "Count microalgae cells in microscope photos (ONNX)",
     models: Sequence[str] | None = None,
     max_examples: int = 6,
+    zerogpu: bool = False,
 ) -> Path:
-    """Write the Space folder (replacing an earlier generated one) and return its path."""
+    """Write the Space folder (replacing an earlier generated one) and return its path.
+
+    ``zerogpu=True``: for ZeroGPU hardware, the Gradio Space a free account may still host
+    (app.py gets a no-op ``@spaces.GPU`` function, the card ``suggested_hardware: zero-a10g``,
+    which ``push_space`` then asks the Hub for).
+    """
     from .runtime import OnnxPredictor
 
     out = Path(out_dir)
@@ -229,14 +251,18 @@ def write_space(
     kept = [Path(p) for p in examples if Path(p).suffix.lower() in EXAMPLE_SUFFIXES]
     for path in kept[:max_examples]:
         shutil.copy2(path, example_dir / path.name)
-    (out / "app.py").write_text(APP_PY.format(marker=MARKER, title=title), encoding="utf-8")
-    (out / "requirements.txt").write_text("\n".join(requirements()) + "\n", encoding="utf-8")
+    app_py = APP_PY.format(marker=MARKER, title=title, zerogpu=ZEROGPU_PY if zerogpu else "")
+    (out / "app.py").write_text(app_py, encoding="utf-8")
+    lines = requirements(zerogpu=zerogpu)
+    (out / "requirements.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     c = predictor.config
     info = (
         f"Model: `{c.model_name}`, {c.image_size} px input, counting threshold "
         f"{c.score_threshold:.2f}."
     )
     meta = front_matter(title, short_description, models=models)
+    if zerogpu:
+        meta["suggested_hardware"] = ZERO_GPU
     (out / "README.md").write_text(readme(meta, info), encoding="utf-8")
     return out
 
@@ -357,18 +383,23 @@ def paid_space_message(repo_id: str) -> str:
         f"The Hub refused to create the Gradio Space {repo_id} (HTTP 402): since July 2026 "
         "free accounts can no longer host Gradio or Docker Spaces on free CPU, so either "
         "subscribe to PRO (https://huggingface.co/pro), or run it on ZeroGPU (free accounts "
-        "may host 2; add `import spaces` and a no-op `@spaces.GPU` function to app.py and "
-        "pick ZeroGPU hardware), or publish the free static Space that counts in the "
+        "may host 2; `write_space(..., zerogpu=True)` adds the no-op `@spaces.GPU` function "
+        "ZeroGPU needs), or publish the free static Space that counts in the "
         "visitor's browser: `python -m utils.space --sdk static` (notebook 08)."
     )
 
 
-def space_sdk(folder: str | Path) -> str:
-    """The ``sdk`` in a Space folder's card (``gradio`` or ``static``)."""
+def _card(folder: str | Path) -> dict[str, Any]:
     from huggingface_hub import metadata_load
 
     card = Path(folder) / "README.md"
-    sdk = (metadata_load(card) or {}).get("sdk") if card.is_file() else None
+    return (metadata_load(card) or {}) if card.is_file() else {}
+
+
+def space_sdk(folder: str | Path) -> str:
+    """The ``sdk`` in a Space folder's card (``gradio`` or ``static``)."""
+    card = Path(folder) / "README.md"
+    sdk = _card(folder).get("sdk")
     if sdk not in ("gradio", "static"):
         raise ValueError(
             f"{display_path(card)} has no `sdk: gradio` or `sdk: static` in its front matter: "
@@ -386,16 +417,29 @@ def push_space(
 ):
     """Upload a Space folder with ``utils.hub.push_folder`` and its allow-list; a PushResult.
 
-    ``sdk`` defaults to the card's. A 402 (Gradio on a free account) becomes
-    :class:`PaidSpaceError`, whose message lists PRO, ZeroGPU and the static Space.
+    ``sdk`` defaults to the card's. A card with ``suggested_hardware: zero-a10g`` (written by
+    ``write_space(zerogpu=True)``) creates the Space on ZeroGPU. A 402 (Gradio on a free
+    account) becomes :class:`PaidSpaceError`, whose message lists PRO, ZeroGPU and static.
     """
+    from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    from .hub import SPACE_ALLOW_PATTERNS, STATIC_SPACE_ALLOW_PATTERNS, push_folder
+    from .hub import (
+        SPACE_ALLOW_PATTERNS,
+        STATIC_SPACE_ALLOW_PATTERNS,
+        get_token,
+        hub_endpoint,
+        push_folder,
+    )
 
     sdk = sdk or space_sdk(folder)
     allow = STATIC_SPACE_ALLOW_PATTERNS if sdk == "static" else SPACE_ALLOW_PATTERNS
     try:
+        if sdk == "gradio" and _card(folder).get("suggested_hardware") == ZERO_GPU:
+            api = HfApi(endpoint=hub_endpoint(), token=token or get_token())
+            api.create_repo(
+                repo_id, repo_type="space", space_sdk=sdk, space_hardware=ZERO_GPU, exist_ok=True
+            )
         return push_folder(
             folder,
             repo_id,
@@ -434,6 +478,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         default="fp16",
         help="static only: the bundled model's weights (fp16: half the download)",
     )
+    parser.add_argument(
+        "--zerogpu",
+        action="store_true",
+        help="gradio only: for ZeroGPU hardware (a no-op @spaces.GPU function)",
+    )
     parser.add_argument("--push", metavar="REPO_ID", default=None, help="then push it (HF_TOKEN)")
     args = parser.parse_args(argv)
     from .export import ensure_onnx
@@ -443,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.sdk == "static":
         out = write_static_space(args.out, model, model_url=args.model_url, weights=args.weights)
     else:
-        out = write_space(args.out, model, default_examples(6))
+        out = write_space(args.out, model, default_examples(6), zerogpu=args.zerogpu)
     for name, size in list_files(out):
         print(f"{name:40s} {size / 1e6:8.2f} MB")
     print(f"{args.sdk} Space written to {display_path(out)}/")

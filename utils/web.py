@@ -477,6 +477,7 @@ def bench(
             _compare_weights(model, site / "model.onnx", images, weights)
         big = Path(tmp) / "photo_12mp.jpg"  # a phone-sized photo: 4000 x 3000
         Image.open(images[0]).convert("RGB").resize((4000, 3000)).save(big, quality=92)
+        print(python_reference(site / "model.onnx", images))
         for n in threads:
             summary = measure(site, images, n)  # Python runs the file the page runs
             print("\n" + report(summary))
@@ -511,6 +512,26 @@ def _compare_weights(fp32: Path, other: Path, images: Sequence[Path], weights: s
     print(
         f"{weights} weights: model {c['other_mb']:.1f} MB (fp32 {c['fp32_mb']:.1f} MB); Python "
         f"counts equal to the fp32 file's on {c['same_counts']}/{c['images']} photos"
+    )
+
+
+def python_reference(onnx_path: Path, images: Sequence[Path], threads: int = 1) -> str:
+    """Python's ONNX Runtime on the same file and photos, timed the same way: a yardstick for
+    the browser's numbers on this machine (median of all photos but the first)."""
+    import time
+
+    from .images import load_image
+    from .runtime import load_predictor
+
+    predictor = load_predictor(onnx_path, threads=threads)
+    times = []
+    for path in images:
+        start = time.perf_counter()
+        predictor.predict(load_image(path).image)
+        times.append((time.perf_counter() - start) * 1000)
+    return (
+        f"Python ONNX Runtime (native, {threads} thread), same file: median "
+        f"{_median(times[1:] or times):.0f} ms per 640 px photo (load + model + NMS)"
     )
 
 

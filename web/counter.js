@@ -491,7 +491,7 @@ export class Counter {
     ort.env.wasm.wasmPaths = new URL("./", new URL(ortUrl, import.meta.url)).href;
     // 1 thread needs no SharedArrayBuffer, so no cross-origin isolation (COOP/COEP headers).
     const isolated = typeof crossOriginIsolated !== "undefined" && crossOriginIsolated;
-    ort.env.wasm.numThreads = isolated ? threads : 1;
+    ort.env.wasm.numThreads = isolated ? threads : 1; // 0: onnxruntime-web's default
     ort.env.wasm.proxy = proxy; // true: the model runs in a Web Worker, so the tab never freezes
     // Download the runtime here rather than in onnxruntime's worker: the page can then count
     // its bytes (Resource Timing does not see a worker's downloads). Both downloads run at once.
@@ -620,10 +620,10 @@ export function downloadedBytes() {
 }
 
 function defaultThreads(params) {
-  // More than one thread needs SharedArrayBuffer, i.e. a cross-origin-isolated page (COOP/COEP).
+  // 0: onnxruntime-web decides (half the cores, at most 4) on a cross-origin-isolated page;
+  // more than one thread needs SharedArrayBuffer, which only such a page (COOP/COEP) has.
   if (params.has("threads")) return Math.max(1, Number(params.get("threads")) || 1);
-  const isolated = typeof crossOriginIsolated !== "undefined" && crossOriginIsolated;
-  return isolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+  return 0;
 }
 
 function plural(n) {

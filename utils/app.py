@@ -458,17 +458,18 @@ def _count_safely(
         return CountResult(None, None, error=INTERNAL_ERROR)
 
 
-def forget_session(demo: Any, request: Any) -> None:
-    """Drop this call's Gradio session state now that the call has ended.
+def forget_session(holder: Any, session: Any) -> None:
+    """Drop a session's Gradio state (``holder``: a Blocks or its ``StateHolder``).
 
     Gradio keeps every session's inputs and outputs (a 13 MB base64 body, the returned
     picture) and opens one session per API call: without this, memory grows by the
     request size per call until 10,000 sessions. The app keeps nothing per session, so a
-    browser tab loses nothing (the running event holds its own reference to the state).
+    browser tab loses nothing (a running event holds its own reference to the state).
+    ``session``: the session hash, or a ``gr.Request``.
     """
-    session_hash = getattr(request, "session_hash", None)
-    holder = getattr(demo, "state_holder", None)
-    if not session_hash or holder is None:
+    session_hash = getattr(session, "session_hash", session)
+    holder = getattr(holder, "state_holder", holder)
+    if not isinstance(session_hash, str) or not hasattr(holder, "session_data"):
         return
     with holder.lock:
         holder.session_data.pop(session_hash, None)
@@ -490,8 +491,12 @@ class SessionSweeper:
         self.unclaimed = unclaimed
         self.first_idle: dict[str, float] = {}
 
-    def sweep(self, queue: Any, now: float) -> int:
-        """One pass over ``queue`` (a Gradio ``Queue``); returns how many sessions it dropped."""
+    def sweep(self, queue: Any, now: float, states: Any = None) -> int:
+        """One pass over ``queue`` (a Gradio ``Queue``); returns how many sessions it dropped.
+
+        ``states`` (the ``StateHolder``) loses those sessions too: a call that failed before
+        our handler ran (a malformed file field) never reached :func:`forget_session`.
+        """
         mailboxes = queue.pending_messages_per_session
         pending = queue.pending_event_ids_session
         dropped = 0
@@ -507,6 +512,8 @@ class SessionSweeper:
                 mailboxes.pop(session, None)
                 pending.pop(session, None)
                 self.first_idle.pop(session, None)
+                if states is not None:
+                    forget_session(states, session)
                 dropped += 1
         for session in set(self.first_idle) - set(mailboxes) - set(pending):
             del self.first_idle[session]
@@ -518,9 +525,10 @@ async def _sweep_forever(app: Any) -> None:
     while True:
         await asyncio.sleep(SWEEP_SECONDS)
         try:
-            queue = app.get_blocks()._queue
+            blocks = app.get_blocks()
+            queue = blocks._queue
             async with queue.pending_message_lock:
-                sweeper.sweep(queue, time.monotonic())
+                sweeper.sweep(queue, time.monotonic(), getattr(blocks, "state_holder", None))
         except Exception:  # housekeeping must never stop the server
             logging.getLogger(__name__).exception("session sweep failed")
 
@@ -577,10 +585,6 @@ def body_too_large_message(max_bytes: int = MAX_BODY_BYTES) -> str:
     )
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodySizeLimit:
     """ASGI middleware: any request body over ``max_bytes`` gets HTTP 413 before it is parsed.
 
@@ -602,27 +606,36 @@ class BodySizeLimit:
             await self._refuse(send)
             return
         received = 0
-        started = False
+        started = refused = False
 
         async def counting_receive() -> dict:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    # Answer now and tell the app the client left: a route that parses
+                    # the body would turn an exception into its own 400 answer.
+                    refused = True
+                    if not started:
+                        await self._refuse(send)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: dict) -> None:
+        async def guarded_send(message: dict) -> None:
             nonlocal started
+            if refused:
+                return  # the client already has its 413
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await self._refuse(send)
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not refused:  # after our 413 the app may complain about the "disconnect"
+                raise
 
     async def _refuse(self, send: Callable) -> None:
         body = json.dumps({"error": body_too_large_message(self.max_bytes)}).encode()

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -284,8 +285,13 @@ def test_export_command_exists_and_the_hint_names_it(untrained, tmp_path, capsys
         assert line.split()[3] in commands, line
 
     out = tmp_path / "model.onnx"
+    killed = [tmp_path / "model.onnx.tmp", tmp_path / ".model.onnx.k1ll3d.tmp.onnx"]
+    for path in killed:  # what an export killed mid-write left behind, an hour ago
+        path.write_bytes(b"half a model")
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
     code, stdout, err = _run(capsys, "export", "--checkpoint", untrained, "--out", out)
     assert code == 0, err
     assert read_onnx_config(out).class_names == ("Microalgae",)
+    assert sorted(p.name for p in tmp_path.iterdir() if ".tmp" in p.name) == []
     assert str(tmp_path) not in stdout
     _expect_error(capsys, "export", "--checkpoint", tmp_path / "none.pt", words=["none.pt"])

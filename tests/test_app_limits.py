@@ -316,3 +316,11 @@ def test_concurrency_is_bounded(demo):
     assert demo.course_concurrency_limit == app.CONCURRENCY
     assert app.MAX_QUEUE >= 100  # a burst of 100 calls waits instead of getting HTTP 503
     assert math.isfinite(app.UNCLAIMED_SECONDS)
+
+
+def test_big_decodes_go_back_to_the_os_on_glibc():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's; other C libraries return big blocks on their own")
+    assert app.return_big_buffers_to_the_os() is True

@@ -564,11 +564,32 @@ def launch_limits() -> dict[str, Any]:
     }
 
 
+def return_big_buffers_to_the_os(threshold: int = 1 << 20) -> bool:
+    """glibc: serve allocations over ``threshold`` bytes by mmap, so they go back when freed.
+
+    glibc otherwise raises its mmap threshold after the first big free and keeps later
+    decodes in its heap arenas: two 62 MP images at a time left the server at 1.1 GB, then
+    1.5 GB; with this it returns to ~280 MB after each. False where there is no glibc.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # musl (Alpine) has no mallopt
+        return False
+    m_mmap_threshold = -3  # from <malloc.h>
+    return bool(mallopt(m_mmap_threshold, threshold))
+
+
 def _with_limits(launch: Callable[..., Any]) -> Callable[..., Any]:
     """``demo.launch`` with :func:`launch_limits` (a caller may only set a smaller file size)."""
 
     @functools.wraps(launch)
     def launch_with_limits(*args: Any, **kwargs: Any) -> Any:
+        return_big_buffers_to_the_os()
         limits = launch_limits()
         kwargs.setdefault("max_file_size", limits.pop("max_file_size"))
         kwargs.update(limits)

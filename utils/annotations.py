@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import atomicio
 from .config import display_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -373,7 +374,7 @@ def write_voc(aset: AnnotationSet, folder: str | Path, copy_images: bool = True)
         if copy_images and img.image_path.resolve() != target.resolve():
             shutil.copyfile(img.image_path, target)
         xml = voc_xml(img, folder_name=folder.name)
-        (folder / f"{img.image_path.stem}.xml").write_text(xml, encoding="utf-8")
+        atomicio.write_text(folder / f"{img.image_path.stem}.xml", xml)
     return folder
 
 
@@ -565,7 +566,7 @@ def write_coco(aset: AnnotationSet, json_path: str | Path) -> Path:
         "categories": [{"id": i, "name": n} for n, i in cat_ids.items()],
         "info": {"description": "written by utils.annotations.write_coco"},
     }
-    json_path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    atomicio.write_text(json_path, json.dumps(data, indent=1))
     return json_path
 
 

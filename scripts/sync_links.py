@@ -51,14 +51,70 @@ def badge(notebook: Path) -> str:
     return f"[![Open In Colab]({BADGE_IMG})]({colab_url(notebook)})"
 
 
+SETUP_TEMPLATE = """\
+# Setup. In Google Colab: install the course package (Colab's own torch is kept), say what
+# changed, and check that `import utils` is the course. On your machine: nothing happens here
+# (run `make course` or `make lab` once instead).
+import importlib.metadata
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+COURSE_PACKAGE = "__PACKAGE__"
+
+
+def installed_versions() -> dict[str, str]:
+    return {(d.metadata["Name"] or "").lower(): d.version for d in importlib.metadata.distributions()}
+
+
+def report_changes(before: dict, after: dict, pip_log: str) -> bool:
+    \"\"\"Print what pip changed; True when a preinstalled package was replaced.\"\"\"
+    replaced = sorted(n for n in before.keys() & after.keys() if before[n] != after[n] and n != COURSE_PACKAGE)
+    added = sorted(after.keys() - before.keys())
+    for name in replaced:
+        print(f"replaced {name} {before[name]} -> {after[name]}")
+    if added:
+        print("added:", ", ".join(f"{name} {after[name]}" for name in added))
+    for line in pip_log.splitlines():
+        if "which is incompatible" in line or "which is not installed" in line:
+            print("pip warns (a Colab package this course does not use, usually harmless):", line.strip())
+    if not (replaced or added):
+        print("Nothing changed: every package the course needs was already installed.")
+    if replaced:
+        print("Restart the runtime now (Runtime > Restart session), then run this notebook from the top:"
+              " the replaced packages are still loaded in their old versions.")
+    return bool(replaced)
+
+
+def shadowing_message(found: str | None, expected: str | None) -> str | None:
+    \"\"\"None when `import utils` finds the course package, else one sentence saying what to do.\"\"\"
+    if found and expected and Path(found).resolve() == Path(expected).resolve():
+        return None
+    return (f"`import utils` finds {found or 'nothing'}, not the course package: rename your own"
+            " utils.py (or utils/ folder) in the working folder, then restart the runtime.")
+
+
+if importlib.util.find_spec("google.colab"):
+    print("Installing the course package (about 2 minutes)...")
+    before = installed_versions()
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "__REQUIREMENT__"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        print(pip.stdout[-3000:], pip.stderr[-3000:])
+        raise RuntimeError("pip could not install the course package: read its message above.")
+    report_changes(before, installed_versions(), pip.stdout + pip.stderr)
+    course_files = importlib.metadata.distribution(COURSE_PACKAGE).locate_file("utils/__init__.py")
+    spec = importlib.util.find_spec("utils")
+    problem = shadowing_message(spec.origin if spec else None, str(course_files))
+    print(problem or "`import utils` is the course package.")"""
+
+
 def setup_source() -> str:
+    """The guarded Colab cell. Plain Python (no ``%pip -q``): it must show what pip changed."""
     return (
-        "# Setup. In Google Colab: install the course package (Colab's own torch is kept).\n"
-        "# On your machine: nothing happens here (run `make course` or `make lab` once instead).\n"
-        "import importlib.util\n"
-        "\n"
-        'if importlib.util.find_spec("google.colab"):\n'
-        f'    %pip install -q "{package_name()} @ git+{repository_url()}"'
+        SETUP_TEMPLATE.replace("__PACKAGE__", package_name())
+        .replace("__REQUIREMENT__", f"{package_name()} @ git+{repository_url()}")
     )
 
 

@@ -41,7 +41,8 @@ def test_each_notebook_has_badge_header_and_guarded_setup() -> None:
             assert part in header, f"{path.name}: header lacks {part}"
         setup = _src(cells[1])
         assert 'find_spec("google.colab")' in setup and f"git+https://github.com/{repo}" in setup
-        assert "torch" not in setup.split("%pip", 1)[1].replace(repo, ""), (
+        assert '"pip", "install"' in setup, "setup must install with pip, visibly (no -q)"
+        assert "torch" not in setup.split('"pip", "install"', 1)[1].replace(repo, ""), (
             "setup must not reinstall torch"
         )
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,4 +41,4 @@ def test_environment_yml_matches_pyproject() -> None:
 def test_parser_sees_every_requirement() -> None:
     # Guard against a parser that silently reads nothing (an empty set would "match").
     assert len(pyproject_requirements()) >= 20
-    assert "torch>=2.2,<3" in environment_requirements()
+    assert "torch>=2.5,<3" in environment_requirements()

@@ -143,3 +143,65 @@ def test_show_image_and_jpeg_switch_outside_ipython():
     width, height = fig.get_size_inches()
     assert abs(width / height - 2.0) < 0.01
     viz.use_jpeg_figures()  # plain Python: nothing to switch, no error
+
+
+# Machado et al. (2009) matrices, severity 1.0, applied in linear RGB.
+_CVD = {
+    "protanopia": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
+                   [-0.003882, -0.048116, 1.051998]],
+    "deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                     [-0.011820, 0.042940, 0.968881]],
+    "tritanopia": [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602],
+                   [0.004733, 0.691367, 0.303900]],
+}
+
+
+def _seen(hex_color: str, matrix) -> np.ndarray:
+    rgb = np.array([int(hex_color[i : i + 2], 16) for i in (1, 3, 5)], np.float64) / 255
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return np.clip(np.asarray(matrix) @ linear, 0, 1)
+
+
+def _lab(linear: np.ndarray) -> np.ndarray:
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    xyz = xyz @ linear / np.array([0.9505, 1.0, 1.089])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def _min_delta_e(colors: list[str], matrix) -> float:
+    """Smallest CIELAB distance (Delta E 1976) between two of ``colors`` as a viewer sees them."""
+    seen = [_lab(_seen(c, matrix)) for c in colors]
+    return min(
+        float(np.linalg.norm(seen[i] - seen[j]))
+        for i in range(len(seen))
+        for j in range(i + 1, len(seen))
+    )
+
+
+def test_correct_false_missed_stay_apart_for_colour_blind_readers():
+    colors = [viz.MATCH_COLOR, viz.FALSE_COLOR, viz.MISSED_COLOR]
+    for name, matrix in {"normal vision": np.eye(3), **_CVD}.items():
+        assert _min_delta_e(colors, matrix) > 30, f"two box colours look alike with {name}"
+    # what the check is for: the old green / red / amber trio fails it (protanopia: ~20)
+    assert _min_delta_e(["#2ee86b", "#ff2a6d", "#ffb000"], _CVD["protanopia"]) < 30
+
+
+def test_compare_legend_says_what_each_colour_means():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    legend = dict(viz.compare_legend(0.5))
+    assert set(legend) == {viz.MATCH_COLOR, viz.FALSE_COLOR, viz.MISSED_COLOR}
+    assert "matched to a labelled cell" in legend[viz.MATCH_COLOR]
+    assert "matched to no labelled cell" in legend[viz.FALSE_COLOR]
+    assert "loose box on a real cell" in legend[viz.FALSE_COLOR]
+    assert "labelled cell that no detection matched" in legend[viz.MISSED_COLOR]
+    assert all("IoU >= 0.5" in text for text in legend.values())
+    fig, _ = plt.subplots()
+    viz.add_compare_legend(fig, 0.5)
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert texts == [text for _, text in viz.compare_legend(0.5)]
+    plt.close(fig)

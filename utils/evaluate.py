@@ -305,7 +305,7 @@ def show_predictions(predictor, aset, n: int = 3, threshold: float | None = None
     rows = (len(items) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 4.7 * rows), dpi=80, squeeze=False)
     for ax, item, det in zip(axes.flat, items, detections):
-        picture = viz.compare(item.load_image(), item.boxes, det.boxes)
+        picture = viz.compare(item.load_image(), item.boxes, det.boxes, det.scores)
         ax.imshow(picture)
         ax.set_title(
             f"{Path(item.image_path).name}: {det.count} found / {len(item.boxes)} true", fontsize=9
@@ -313,4 +313,4 @@ def show_predictions(predictor, aset, n: int = 3, threshold: float | None = None
     for ax in axes.flat:
         ax.set_axis_off()
     fig.tight_layout()
-    return fig
+    return viz.add_compare_legend(fig)

@@ -21,9 +21,43 @@ if TYPE_CHECKING:  # matplotlib only where a figure is made
 
 BOX_COLOR = "#ff2a6d"  # magenta-red: stands out on a grey field and on green cells
 GT_COLOR = "#00b4ff"  # cyan-blue: ground truth
-MISSED_COLOR = "#ffb000"  # amber: a labelled cell the model did not find
-FALSE_COLOR = "#ff2a6d"  # red: a detection with no labelled cell under it
-MATCH_COLOR = "#2ee86b"  # green: a correct detection
+# Correct / false / missed: three Okabe-Ito colours that stay apart (CIELAB Delta E > 30) under
+# simulated protanopia, deuteranopia and tritanopia (tests/test_viz.py) and show on the light field.
+MATCH_COLOR = "#56b4e9"  # sky blue: a detection matched to a labelled cell
+FALSE_COLOR = "#d55e00"  # vermillion (red-orange): a detection matched to no labelled cell
+MISSED_COLOR = "#000000"  # black: a labelled cell that no detection matched
+
+
+def compare_legend(iou_threshold: float = 0.5) -> list[tuple[str, str]]:
+    """(colour, meaning) of each box colour that :func:`compare` draws, in words a reader checks.
+
+    "Unmatched" is not "not a cell": a loose or shifted box on a real cell, a second box on
+    one cell, or a cell the labeller skipped all count as unmatched detections.
+    """
+    iou = f"IoU >= {iou_threshold:g}"
+    return [
+        (MATCH_COLOR, f"blue: detection matched to a labelled cell ({iou})"),
+        (
+            FALSE_COLOR,
+            f"red-orange: detection matched to no labelled cell ({iou}): debris, a second box, "
+            "a loose box on a real cell, or an unlabelled cell",
+        ),
+        (MISSED_COLOR, f"black: labelled cell that no detection matched ({iou})"),
+    ]
+
+
+def add_compare_legend(fig: Figure, iou_threshold: float = 0.5) -> Figure:
+    """Put :func:`compare_legend` under a figure of :func:`compare` pictures."""
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(facecolor="none", edgecolor=color, linewidth=2, label=text)
+        for color, text in compare_legend(iou_threshold)
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=1, fontsize=8, frameon=False)
+    fig.subplots_adjust(bottom=max(fig.subplotpars.bottom, 0.16))
+    return fig
+
 
 ImageLike = Image.Image | np.ndarray
 
@@ -163,9 +197,10 @@ def compare(
     iou_threshold: float = 0.5,
     width: int | None = None,
 ) -> Image.Image:
-    """Predictions against labels: green = found, red = false positive, amber = missed cell.
+    """Predictions against labels, coloured as :func:`compare_legend` says (blue / red-orange / black).
 
     The counts go into the image's ``info`` dict (``matched``, ``false_positives``, ``missed``).
+    Show the legend with the picture: :func:`add_compare_legend` on the figure.
     """
     matched, false_pos, missed = match_boxes(gt_boxes, pred_boxes, scores, iou_threshold)
     pred_boxes = np.asarray(pred_boxes, np.float32).reshape(-1, 4)
@@ -326,4 +361,32 @@ def plot_dataset_stats(aset: AnnotationSet, reference: dict | None = None) -> Fi
     )
     fig.tight_layout()
     plt.close(fig)
+    return fig
+
+
+def plot_heatmaps(
+    image: np.ndarray, target: np.ndarray, predicted: np.ndarray | None = None, zoom: int = 2
+) -> Figure:
+    """The photo, the heatmap the network is trained to draw, and the one it draws.
+
+    Shows the centre of the image zoomed ``zoom`` times, so individual cells and their
+    bumps are visible. Heatmaps are at stride 4 and are stretched to the photo's size.
+    """
+    import matplotlib.pyplot as plt
+
+    side = image.shape[0]
+    half = side // (2 * zoom)
+    lo, hi = side // 2 - half, side // 2 + half
+    panels = [("photo (centre, zoomed)", image[lo:hi, lo:hi], None)]
+    stride = side // target.shape[0]
+    crop = slice(lo // stride, hi // stride)
+    panels.append(("target: a bump per cell", target[crop, crop], "magma"))
+    if predicted is not None:
+        panels.append(("predicted heatmap", predicted[crop, crop], "magma"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), dpi=80)
+    for ax, (title, data, cmap) in zip(np.atleast_1d(axes), panels):
+        ax.imshow(data, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None)
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+    fig.tight_layout()
     return fig

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, handoff
 from .config import display_path, onnx_path
 from .processing import InferenceConfig, preprocess
 from .runtime import CONFIG_KEY, ModelFileError, check_model_bytes, read_model_bytes
@@ -265,6 +265,8 @@ def ensure_onnx(path: str | Path | None = None, checkpoint: str | Path | None = 
 
     path = Path(path) if path is not None else onnx_path()
     source = Path(checkpoint) if checkpoint is not None else checkpoint_path()
+    if not path.exists() and not source.exists():  # a fresh runtime: the learner's Hub model?
+        handoff.fetch_own_model(checkpoint=source, onnx=path)
     if path.exists():
         if not source.exists() or source.stat().st_mtime <= path.stat().st_mtime:
             return path

@@ -674,8 +674,8 @@ async def _invalid_request(request: Any, error: Any) -> Any:
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")[:60]
     problem = str(first.get("msg", "invalid value"))[:120]
     message = (
-        f"The request does not match this route ({where or 'body'}: {problem}); "
-        'send JSON like {"data": [image, threshold]} as the API page shows.'
+        f"The request does not match this route ({where or 'body'}: {problem}); send the body "
+        'the app\'s API page shows (e.g. /count_base64 takes {"data": [image, threshold]}).'
     )
     return JSONResponse({"error": message}, status_code=422)
 

@@ -427,7 +427,7 @@ def burst(url: str, body: bytes, calls: int) -> dict[str, Any]:
 def soak(
     model: str | None = None,
     calls: int | None = None,
-    warmup: int = 50,
+    warmup: int = 200,
     image: str | None = None,
     threads: int | None = None,
     clients: tuple[int, ...] = (8, 32),
@@ -437,6 +437,7 @@ def soak(
     """Memory over many ``/count_base64`` calls, then 8 and 32 clients and a burst of 100."""
     import requests
 
+    from ..app import SWEEP_SECONDS
     from ..runtime import OnnxPredictor
 
     calls = calls or (200 if fast_mode(verbose=False) else 1000)
@@ -454,13 +455,15 @@ def soak(
         http = requests.Session()
         warm_errors = [base64_call(http, url, body) for _ in range(warmup)]
         rss_start = rss_mb(process.pid)
-        seconds, errors = Timings(), []
-        for _ in range(calls):
+        seconds, errors, rss_half = Timings(), [], rss_start
+        for k in range(calls):
             start = time.perf_counter()
             problem = base64_call(http, url, body)
             seconds.append(time.perf_counter() - start)
             if problem:
                 errors.append(problem)
+            if k + 1 == calls // 2:
+                rss_half = rss_mb(process.pid)
         rss_end = rss_mb(process.pid)
         report: dict[str, Any] = {
             "model": display_path(model_path),
@@ -472,10 +475,18 @@ def soak(
             "rss_after_warmup_mb": round(rss_start, 1),
             "rss_after_calls_mb": round(rss_end, 1),
             "rss_growth_mb_per_1000_calls": round((rss_end - rss_start) * 1000 / calls, 2),
+            # A leak grows in both halves alike; an allocator settling in, in the first only.
+            "rss_growth_mb_first_half": round(rss_half - rss_start, 2),
+            "rss_growth_mb_second_half": round(rss_end - rss_half, 2),
             "sequential": {**summarize(seconds), "errors": len(errors)},
             "concurrent": [load_test(url, body, n, max(4 * n, 64)) for n in clients],
             "burst": burst(url, body, burst_calls),
         }
+        time.sleep(3 * SWEEP_SECONDS)  # finished sessions are swept every SWEEP_SECONDS
+        report["rss_after_load_mb"] = round(rss_mb(process.pid), 1)
+        after = [base64_call(http, url, body) for _ in range(calls // 5)]
+        report["calls_after_load"] = len(after)
+        report["errors_after_load"] = sum(1 for e in after if e)
         report["rss_final_mb"] = round(rss_mb(process.pid), 1)
     finally:
         process.terminate()
@@ -497,7 +508,9 @@ def print_soak(report: dict[str, Any]) -> None:
     )
     print(
         f"  server RSS {report['rss_after_warmup_mb']:.1f} -> {report['rss_after_calls_mb']:.1f} "
-        f"MB: {report['rss_growth_mb_per_1000_calls']:+.2f} MB per 1,000 calls; "
+        f"MB: {report['rss_growth_mb_per_1000_calls']:+.2f} MB per 1,000 calls "
+        f"({report['rss_growth_mb_first_half']:+.1f} MB in the first half, "
+        f"{report['rss_growth_mb_second_half']:+.1f} MB in the second); "
         f"p50 {s['p50_ms']:.0f} ms, p95 {s['p95_ms']:.0f} ms, errors {s['errors']}"
     )
     for row in report["concurrent"]:
@@ -512,7 +525,11 @@ def print_soak(report: dict[str, Any]) -> None:
         f"{b['error_kinds'] or ''}, p50 {b['p50_ms']:.0f} ms, p95 {b['p95_ms']:.0f} ms, "
         f"all done in {b['wall_s']:.1f} s"
     )
-    print(f"  server RSS at the end: {report['rss_final_mb']:.1f} MB")
+    print(
+        f"  server RSS {report['rss_after_load_mb']:.1f} MB after the load, "
+        f"{report['rss_final_mb']:.1f} MB after {report['calls_after_load']} more calls "
+        f"(errors {report['errors_after_load']})"
+    )
     print(f"Written to {report['written_to']}")
 
 

@@ -57,9 +57,9 @@ SETUP_TEMPLATE = """\
 # (run `make course` or `make lab` once instead).
 import importlib.metadata
 import importlib.util
+import pathlib
 import subprocess
 import sys
-from pathlib import Path
 
 COURSE_PACKAGE = "__PACKAGE__"
 
@@ -89,7 +89,7 @@ def report_changes(before: dict, after: dict, pip_log: str) -> bool:
 
 def shadowing_message(found: str | None, expected: str | None) -> str | None:
     \"\"\"None when `import utils` finds the course package, else one sentence saying what to do.\"\"\"
-    if found and expected and Path(found).resolve() == Path(expected).resolve():
+    if found and expected and pathlib.Path(found).resolve() == pathlib.Path(expected).resolve():
         return None
     return (f"`import utils` finds {found or 'nothing'}, not the course package: rename your own"
             " utils.py (or utils/ folder) in the working folder, then restart the runtime.")

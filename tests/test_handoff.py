@@ -116,3 +116,12 @@ def test_ensure_onnx_takes_the_hub_model_instead_of_training(pushed, tmp_path, m
     path = export.ensure_onnx()
     assert path == config.onnx_path() and path.read_bytes() == ONNX_BYTES
     assert config.checkpoint_path().read_bytes() == CKPT_BYTES
+
+
+def test_push_and_pull_use_the_same_setting(monkeypatch) -> None:
+    monkeypatch.delenv(handoff.REPO_ENV, raising=False)
+    assert handoff.push_repo_name() == hub.DEFAULT_REPO_NAME
+    monkeypatch.setenv(handoff.REPO_ENV, "alice/my-counter")
+    assert handoff.push_repo_name() == "alice/my-counter" == handoff.own_repo_id(None)[0]
+    monkeypatch.setenv(handoff.REPO_ENV, "off")
+    assert handoff.push_repo_name() == hub.DEFAULT_REPO_NAME

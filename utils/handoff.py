@@ -53,6 +53,15 @@ class Handoff:
         return bool(self.files)
 
 
+def push_repo_name() -> str:
+    """The repo notebook 04 pushes to: ``COURSE_HUB_MODEL`` if set (and not off), else the default.
+
+    A bare name gets the token's user in front (``hub.share_model``), so push and pull agree.
+    """
+    value = os.environ.get(REPO_ENV, "").strip()
+    return DEFAULT_REPO_NAME if not value or value.lower() in OFF_VALUES else value
+
+
 def own_repo_id(token: str | None = None, endpoint: str | None = None) -> tuple[str | None, str]:
     """The learner's model repo and where the id came from, or (None, why there is none)."""
     from huggingface_hub.errors import HFValidationError

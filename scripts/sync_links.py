@@ -96,7 +96,7 @@ def shadowing_message(found: str | None, expected: str | None) -> str | None:
 
 
 if importlib.util.find_spec("google.colab"):
-    print("Installing the course package (about 2 minutes)...")
+    print("Installing the course package; pip's summary follows when it is done...")
     before = installed_versions()
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "__REQUIREMENT__"],
                          capture_output=True, text=True)

@@ -17,7 +17,17 @@ def image() -> np.ndarray:
     return (rng.uniform(0, 255, (150, 120, 3))).astype(np.uint8)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+TORCHVISION_MODELS = sorted(n for n in MODELS if not n.startswith("centernet"))
+
+
+def test_default_is_the_heatmap_counter() -> None:
+    from utils.centernet import CenterNet
+
+    assert isinstance(build_model(pretrained=False), CenterNet)
+    assert set(TORCHVISION_MODELS) == {"fcos_resnet18", "retinanet_resnet18"}
+
+
+@pytest.mark.parametrize("name", TORCHVISION_MODELS)
 def test_core_plus_shared_postprocess_equals_torchvision(name: str, image: np.ndarray) -> None:
     """Our graph + NumPy post-processing must reproduce torchvision's own eval output."""
     torch.manual_seed(0)
@@ -43,11 +53,17 @@ def test_core_plus_shared_postprocess_equals_torchvision(name: str, image: np.nd
     assert gaps.min(axis=1).max() < 1e-2
 
 
-def test_core_output_shapes_and_dynamic_batch() -> None:
-    detector = build_model(image_size=64, pretrained=False).eval()
+@pytest.mark.parametrize(
+    "name, anchors",
+    [
+        ("fcos_resnet18", (64 // 8) ** 2 + (64 // 16) ** 2),  # a point per location on P3, P4
+        ("centernet_resnet18", (64 // 4) ** 2),  # a point per stride-4 location
+    ],
+)
+def test_core_output_shapes_and_dynamic_batch(name: str, anchors: int) -> None:
+    detector = build_model(name, image_size=64, pretrained=False).eval()
     core = DetectorCore(detector, 64).eval()
     boxes, scores = core(torch.zeros(3, 3, 64, 64))
-    anchors = (64 // 8) ** 2 + (64 // 16) ** 2  # one point per location on P3 and P4
     assert boxes.shape == (3, anchors, 4) and scores.shape == (3, anchors, 1)
     assert float(scores.detach().min()) >= 0 and float(scores.detach().max()) <= 1
 
@@ -59,9 +75,10 @@ def test_build_model_rejects_bad_names_and_sizes() -> None:
         build_model(image_size=100, pretrained=False)
 
 
-def test_model_is_small_and_batchnorm_trainable() -> None:
-    detector = build_model(pretrained=False)
-    assert 3_000_000 < count_parameters(detector) < 6_000_000
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_model_is_small_and_batchnorm_trainable(name: str) -> None:
+    detector = build_model(name, pretrained=False)
+    assert 500_000 < count_parameters(detector) < 6_000_000
     norms = [m for m in detector.modules() if "BatchNorm" in type(m).__name__]
     assert norms and all(type(m) is torch.nn.BatchNorm2d for m in norms)
 
@@ -80,10 +97,11 @@ def test_offline_fallback_prints_one_sentence(capsys, monkeypatch) -> None:
         build_model(pretrained=True, image_size=64)
 
 
-def test_batch_predictions_equal_single_predictions(image: np.ndarray) -> None:
+@pytest.mark.parametrize("name", ["fcos_resnet18", "centernet_resnet18"])
+def test_batch_predictions_equal_single_predictions(name: str, image: np.ndarray) -> None:
     torch.manual_seed(1)
-    detector = build_model(image_size=64, pretrained=False).eval()
-    config = InferenceConfig("fcos_resnet18", ("cell",), 64, score_threshold=0.1)
+    detector = build_model(name, image_size=64, pretrained=False).eval()
+    config = InferenceConfig(name, ("cell",), 64, score_threshold=0.05)
     predictor = TorchPredictor(detector, config)
     single = predictor.predict(image)
     batch = predictor.predict_batch([image, image[:, ::-1]])

@@ -34,11 +34,15 @@ def data(tmp_path_factory) -> AnnotationSet:
 
 
 def test_tiny_overfit_loss_decreases(data) -> None:
-    """One image, no augmentation, ten steps: the loss must fall clearly."""
+    """FCOS, one image, no augmentation, ten steps: the loss must fall clearly.
+
+    (The default heatmap model has its own overfit test in test_centernet.py.)
+    """
     one = CellDataset(AnnotationSet(data.class_names, data.images[:1]), SIZE, train=False)
     result = train.fit(
         one,
         None,
+        model_name="fcos_resnet18",
         image_size=SIZE,
         epochs=10,
         batch_size=1,
@@ -168,3 +172,31 @@ def test_ensure_checkpoint(tmp_path, monkeypatch, capsys) -> None:
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "fast mode" in out
     assert calls == [(True, missing)]
+
+
+def test_interrupt_keeps_the_best_weights_and_returns(data, monkeypatch, capsys) -> None:
+    """A stop button (KeyboardInterrupt) mid-training still returns a usable result."""
+    real = train.train_one_epoch
+
+    def stop_at_third(*args, **kwargs):
+        if kwargs.get("epoch", args[5] if len(args) > 5 else None) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", stop_at_third)
+    result = train.fit(
+        AnnotationSet(data.class_names, data.images[:2]),
+        AnnotationSet(data.class_names, data.images[2:]),
+        image_size=SIZE,
+        epochs=5,
+        batch_size=2,
+        eval_every=1,
+        pretrained=False,
+        progress=False,
+    )
+    assert "stopped by you after 2 of 5 epochs" in capsys.readouterr().out
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    assert result.metrics["interrupted"] is True and result.metrics["epochs_run"] == 2
+    assert result.best_epoch in (1, 2)
+    assert result.sweep and result.config.score_threshold in [r["threshold"] for r in result.sweep]
+    assert not result.detector.training

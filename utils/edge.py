@@ -284,6 +284,8 @@ HEAD_OUTPUT_PATTERNS = (
     ".*cls_logits.*",
     ".*bbox_reg.*",
     ".*bbox_ctrness.*",
+    r".*/heatmap\.2/.*",  # CenterNet's last heatmap and box convolutions
+    r".*/box\.2/.*",
 )
 
 

@@ -1,10 +1,12 @@
 """Detectors by name, and the exportable core that every runtime runs.
 
-The default, ``fcos_resnet18``, is torchvision's FCOS (anchor-free, one stage: the parent
-of the talk's VFNet) on a ResNet-18 FPN that keeps only the stride-8 and stride-16
-levels, which suit cells 7-50 px wide: 3.7 M parameters, fast on a laptop CPU.
-``retinanet_resnet18`` is the same backbone with RetinaNet's anchor-based head, for
-comparing the two families.
+The default, ``centernet_resnet18``, finds each cell as a peak in a stride-4 heatmap
+(CenterNet / TTFNet style, see ``centernet.py``): on 17 images of thin, dense cells it
+learns to count several times faster from random weights than a box detector does
+(``docs/model_choice.md`` has the measured comparison). ``fcos_resnet18`` is torchvision's
+FCOS (anchor-free, one stage: the parent of the talk's VFNet) on a ResNet-18 FPN at strides
+8 and 16, and ``retinanet_resnet18`` the same backbone with RetinaNet's anchor-based head;
+both stay for comparison.
 
 ImageNet-pretrained backbone weights are used when they can be downloaded (Colab);
 otherwise the backbone starts from random weights with one printed sentence.
@@ -29,7 +31,7 @@ from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
 from .processing import IMAGENET_MEAN, IMAGENET_STD
 
-DEFAULT_MODEL = "fcos_resnet18"
+DEFAULT_MODEL = "centernet_resnet18"
 
 
 class NoExtraLevels(ExtraFPNBlock):
@@ -117,7 +119,14 @@ def _retinanet(num_classes: int, image_size: int, pretrained: bool | str) -> nn.
     )
 
 
+def _centernet(num_classes: int, image_size: int, pretrained: bool | str) -> nn.Module:
+    from .centernet import CenterNet
+
+    return CenterNet(num_classes - 1, weights=_pretrained_weights(pretrained))
+
+
 MODELS: dict[str, Callable[[int, int, bool | str], nn.Module]] = {
+    "centernet_resnet18": _centernet,
     "fcos_resnet18": _fcos,
     "retinanet_resnet18": _retinanet,
 }
@@ -126,7 +135,7 @@ MODELS: dict[str, Callable[[int, int, bool | str], nn.Module]] = {
 def build_model(
     name: str = DEFAULT_MODEL,
     num_classes: int = 1,
-    image_size: int = 384,
+    image_size: int = 512,
     pretrained: bool | str = "auto",
 ) -> nn.Module:
     """A torchvision detector by name; ``num_classes`` excludes the background.
@@ -154,11 +163,18 @@ class DetectorCore(nn.Module):
 
     def __init__(self, detector: nn.Module, image_size: int):
         super().__init__()
+        from .centernet import CenterNet, location_centres
+
+        self.image_size = image_size
+        self.centernet = detector if isinstance(detector, CenterNet) else None
+        if self.centernet is not None:
+            side, device = image_size // 4, next(detector.parameters()).device
+            self.register_buffer("anchors", location_centres(side, side, device), persistent=False)
+            return
         self.backbone = detector.backbone
         self.head = detector.head
         self.box_coder = detector.box_coder
         self.is_fcos = isinstance(detector, FCOS)
-        self.image_size = image_size
         self.register_buffer("anchors", self._anchors(detector, image_size), persistent=False)
 
     @torch.no_grad()
@@ -173,6 +189,8 @@ class DetectorCore(nn.Module):
         return anchors
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.centernet is not None:  # peaks of the heatmap: see utils/centernet.py
+            return self.centernet.decode(images, self.anchors)
         features = list(self.backbone(images).values())
         out = self.head(features)
         batch = images.shape[0]

@@ -1,20 +1,157 @@
-"""``python -m utils.bench train [--fast]``: train on ``data/train``, score on ``data/test``.
+"""``python -m utils.bench train [--fast] [--seeds 0 1 2] [--compare]``: train, score on ``data/test``.
 
-Trains with the same plan as notebook 02 (full mode unless ``--fast``), then evaluates
-the held-out test images through the PyTorch Predictor and prints seconds per epoch,
-total training time, parameters, mAP@[.5:.95], mAP@.5, count MAE and MAPE, with the CPU
-and thread count. Results go to ``artifacts/bench_train.json``; the course's
-``artifacts/model.pt`` is left alone unless ``--save`` is given.
+Trains with the same plan as notebook 02 (full mode unless ``--fast``) once per seed (the seed
+picks the validation split, the initial weights and the augmentations), evaluates the held-out
+test images through the PyTorch Predictor and prints, per seed and as mean / worst: training
+seconds, mAP@[.5:.95], mAP@.5, count MAE and MAPE, with the CPU and thread count.
+
+``--compare`` trains each candidate detector in the same wall-clock budget (the plan's, or
+``--budget`` seconds): each candidate's seconds per step are measured first and its epochs
+set to fill the budget, so the table compares what a learner gets in the same minutes.
+
+Results go to ``artifacts/bench_train.json``; the course's ``artifacts/model.pt`` is left
+alone unless ``--save`` is given (it then holds the first seed's model).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
 
 from . import machine
+
+# The candidates of --compare: name -> what differs from the plan.
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "centernet_resnet18 (heatmap, 256 px crops)": {},
+    "fcos_resnet18 (boxes, whole images)": {
+        "model_name": "fcos_resnet18",
+        "crop_size": None,
+        "repeats": 1,
+        "batch_size": 4,
+        "lr": 1e-3,
+    },
+}
+
+
+def run_once(plan, train, val, test, seed: int, progress: bool) -> tuple[Any, dict[str, Any]]:
+    """One training run and its held-out scores."""
+    from ..evaluate import evaluate
+    from ..train import fit
+
+    started = time.perf_counter()
+    result = fit(train, val, seed=seed, progress=progress, **plan.kwargs())
+    fit_seconds = time.perf_counter() - started
+    scores = evaluate(result.predictor(), test)
+    m = result.metrics
+    return result, {
+        "seed": seed,
+        "train_seconds": m["train_seconds"],
+        "fit_seconds": round(fit_seconds, 1),
+        "seconds_per_epoch": m["seconds_per_epoch"],
+        "precision": m.get("precision"),
+        "best_epoch": result.best_epoch,
+        "threshold": result.config.score_threshold,
+        "test_images": scores["images"],
+        "test_map": round(scores["map"], 4),
+        "test_map_50": round(scores["map_50"], 4),
+        "test_map_75": round(scores["map_75"], 4),
+        "test_count_mae": round(scores["count_mae"], 3),
+        "test_count_mape": round(scores["count_mape"], 2),
+    }
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and worst of each figure over seeds (worst: lowest mAP, highest error and time)."""
+    out: dict[str, Any] = {"seeds": [r["seed"] for r in rows]}
+    for key, worst in (
+        ("train_seconds", max),
+        ("test_map", min),
+        ("test_map_50", min),
+        ("test_count_mae", max),
+        ("test_count_mape", max),
+    ):
+        values = [r[key] for r in rows]
+        out[key] = {"mean": round(statistics.fmean(values), 4), "worst": worst(values)}
+    return out
+
+
+def format_rows(rows: Sequence[dict[str, Any]], label: str = "seed") -> str:
+    head = f"{label:<44} {'train s':>8} {'mAP':>6} {'mAP50':>6} {'MAE':>6} {'MAPE %':>7}"
+    lines = [head]
+    for r in rows:
+        name = str(r.get("name", r["seed"]))
+        lines.append(
+            f"{name:<44} {r['train_seconds']:>8.1f} {r['test_map']:>6.3f} {r['test_map_50']:>6.3f} "
+            f"{r['test_count_mae']:>6.2f} {r['test_count_mape']:>7.2f}"
+        )
+    return "\n".join(lines)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = []
+    for key, label in (
+        ("train_seconds", "train s"),
+        ("test_map", "mAP"),
+        ("test_map_50", "mAP50"),
+        ("test_count_mae", "MAE"),
+        ("test_count_mape", "MAPE %"),
+    ):
+        v = summary[key]
+        lines.append(f"{label:<8} mean {v['mean']:.3f}   worst {v['worst']:.3f}")
+    return "\n".join(lines)
+
+
+def seconds_per_step(plan, train, steps: int = 3) -> float:
+    """Measured cost of one training step of ``plan`` on this machine (after one warm-up)."""
+    import torch
+
+    from ..dataset import CellDataset, make_loader
+    from ..model import build_model
+    from ..train import _to_device, _train_step, make_optimizer, pick_device, pick_precision
+
+    device = pick_device(None)
+    precision = pick_precision(device)
+    dataset = CellDataset(
+        train, plan.image_size, train=True, crop_size=plan.crop_size, repeats=plan.repeats
+    )
+    loader = make_loader(dataset, batch_size=plan.batch_size, shuffle=True)
+    model = build_model(plan.model_name, len(train.class_names), plan.image_size, pretrained=False)
+    model = model.to(device, memory_format=torch.channels_last).train()
+    opt = make_optimizer(model, "adamw", plan.lr * 0.01)
+    batches = iter(loader)
+    elapsed = 0.0
+    for i in range(steps + 1):
+        try:
+            images, targets = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            images, targets = next(batches)
+        t0 = time.perf_counter()
+        images, targets = _to_device(images, targets, device)
+        _train_step(model, images, targets, opt, None, precision, 10.0)
+        if i:
+            elapsed += time.perf_counter() - t0
+    return elapsed / steps
+
+
+def compare(plan, budget: float, train, val, test, seed: int, progress: bool):
+    """Each candidate trained for as many epochs as fit in ``budget`` seconds."""
+    rows = []
+    for name, changes in CANDIDATES.items():
+        candidate = replace(plan, **changes)
+        per_step = seconds_per_step(candidate, train)
+        steps_per_epoch = -(-len(train) * candidate.repeats // candidate.batch_size)
+        epochs = max(1, int(budget / (per_step * steps_per_epoch)))
+        candidate = replace(candidate, epochs=epochs, eval_every=max(1, epochs // 4))
+        print(f"{name}: {per_step:.2f} s/step -> {epochs} epochs in {budget:.0f} s", flush=True)
+        _, row = run_once(candidate, train, val, test, seed, progress)
+        rows.append({"name": name, "epochs": epochs, "seconds_per_step": per_step, **row})
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,7 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="override the plan's epochs")
     parser.add_argument("--size", type=int, help="override the plan's input size")
     parser.add_argument("--model", help="override the model name")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
+    parser.add_argument("--compare", action="store_true", help="candidates in the same budget")
+    parser.add_argument("--budget", type=float, help="seconds per candidate for --compare")
     parser.add_argument("--save", action="store_true", help="also write artifacts/model.pt")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -31,73 +170,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .. import config
     from ..annotations import load_annotations
     from ..dataset import split
-    from ..evaluate import evaluate
     from ..synth import ensure_course_data
-    from ..train import fit, preset
+    from ..train import preset
 
     ensure_course_data()
     plan = preset(args.fast)
     overrides = {"epochs": args.epochs, "image_size": args.size, "model_name": args.model}
-    kwargs = {**plan.kwargs(), **{k: v for k, v in overrides.items() if v is not None}}
-    train, val = split(load_annotations(config.train_dir()), val_fraction=0.2, seed=args.seed)
+    plan = replace(plan, **{k: v for k, v in overrides.items() if v is not None})
     test = load_annotations(config.test_dir())
     host = machine()
     mode = "fast" if args.fast else "full"
+    report: dict[str, Any] = {"mode": mode, "plan": plan.kwargs(), "machine": host}
     print(
-        f"Training {kwargs['model_name']} at {kwargs['image_size']} px for {kwargs['epochs']} "
-        f"epochs ({mode} plan) on {len(train)} images, validating on {len(val)}; "
-        f"{host['cpu']}, {host.get('torch_threads')} torch threads."
+        f"{plan.model_name} at {plan.image_size} px, {plan.epochs} epochs ({mode} plan), "
+        f"seeds {args.seeds}; {host['cpu']}, {host.get('torch_threads')} torch threads."
     )
-    started = time.perf_counter()
-    result = fit(train, val, seed=args.seed, progress=not args.quiet, **kwargs)
-    fit_seconds = time.perf_counter() - started
-    t0 = time.perf_counter()
-    scores = evaluate(result.predictor(), test)
-    eval_seconds = time.perf_counter() - t0
-    if args.save:
-        result.save(config.checkpoint_path())
-
-    m = result.metrics
-    report = {
-        "mode": mode,
-        "plan": result.plan,
-        "parameters": m["parameters"],
-        "device": m["device"],
-        "seconds_per_epoch": m["seconds_per_epoch"],
-        "train_seconds": m["train_seconds"],
-        "fit_seconds": round(fit_seconds, 1),
-        "best_epoch": result.best_epoch,
-        "threshold": result.config.score_threshold,
-        "val": {k: m[k] for k in ("val_map", "val_map_50", "val_count_mae") if k in m},
-        "test_images": scores["images"],
-        "test_map": round(scores["map"], 4),
-        "test_map_50": round(scores["map_50"], 4),
-        "test_map_75": round(scores["map_75"], 4),
-        "test_count_mae": round(scores["count_mae"], 3),
-        "test_count_mape": round(scores["count_mape"], 2),
-        "test_eval_seconds": round(eval_seconds, 1),
-        "machine": host,
-    }
-    out = config.artifacts_dir() / "bench_train.json"
+    if args.compare:
+        train, val = split(load_annotations(config.train_dir()), 0.2, seed=args.seeds[0])
+        budget = args.budget or plan_budget(plan, train)
+        rows = compare(plan, budget, train, val, test, args.seeds[0], not args.quiet)
+        report.update(budget_seconds=budget, compare=rows)
+        print(f"\nSame budget ({budget:.0f} s of training each), seed {args.seeds[0]}:")
+        print(format_rows(rows, label="candidate"))
+    else:
+        rows = []
+        for seed in args.seeds:
+            train, val = split(load_annotations(config.train_dir()), 0.2, seed=seed)
+            result, row = run_once(plan, train, val, test, seed, not args.quiet)
+            rows.append(row)
+            if args.save and seed == args.seeds[0]:
+                result.save(config.checkpoint_path())
+            print(format_rows([row]).splitlines()[1], flush=True)
+        report.update(runs=rows, summary=summarise(rows))
+        print(
+            f"\n{format_rows(rows)}\n\nover {len(rows)} seed(s):\n{format_summary(summarise(rows))}"
+        )
+    out = config.artifacts_dir() / ("bench_compare.json" if args.compare else "bench_train.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(
-        f"\nseconds/epoch      {report['seconds_per_epoch']:.2f}\n"
-        f"training seconds   {report['train_seconds']:.1f} (fit incl. threshold sweep "
-        f"{report['fit_seconds']:.1f})\n"
-        f"parameters         {report['parameters']:,}\n"
-        f"best epoch         {report['best_epoch']} / {kwargs['epochs']}, counting threshold "
-        f"{report['threshold']:.3f}\n"
-        f"test images        {report['test_images']}\n"
-        f"mAP@[.5:.95]       {report['test_map']:.3f}\n"
-        f"mAP@.5             {report['test_map_50']:.3f}\n"
-        f"mAP@.75            {report['test_map_75']:.3f}\n"
-        f"count MAE          {report['test_count_mae']:.2f} cells\n"
-        f"count MAPE         {report['test_count_mape']:.1f} %\n"
-        f"machine            {host['cpu']}, {host['cpu_count']} CPUs, "
-        f"{host.get('torch_threads')} torch threads, device {report['device']}\n"
+        f"\nheld-out: {len(test)} images, {sum(len(i.boxes) for i in test.images)} cells; "
+        f"{host['cpu']}, {host['cpu_count']} CPUs, {host.get('torch_threads')} torch threads\n"
         f"wrote {config.display_path(out)}"
     )
     return 0
+
+
+def plan_budget(plan, train) -> float:
+    """The plan's own training time, estimated from its measured seconds per step."""
+    steps_per_epoch = -(-len(train) * plan.repeats // plan.batch_size)
+    return seconds_per_step(plan, train) * steps_per_epoch * plan.epochs
 
 
 if __name__ == "__main__":

@@ -1,0 +1,137 @@
+"""The centre-heatmap detector: its targets, its peak decoding, that it learns, that it exports."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from utils import export
+from utils.centernet import STRIDE, CenterNet, build_targets, location_centres
+from utils.model import DetectorCore, build_model
+from utils.processing import InferenceConfig
+from utils.runtime import OnnxPredictor, OpenVinoPredictor, TorchPredictor
+
+SIZE = 128
+
+
+def one_target(boxes, labels=None) -> dict[str, torch.Tensor]:
+    boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    labels = torch.ones(len(boxes), dtype=torch.int64) if labels is None else torch.tensor(labels)
+    return {"boxes": boxes, "labels": labels}
+
+
+def test_targets_put_a_peak_of_one_on_each_cell_centre() -> None:
+    # A thin vertical needle (3 px wide) and a squarish cell, far apart.
+    target = one_target([[10, 10, 13, 40], [60, 60, 80, 76]])
+    heat, boxes, weight = build_targets([target], 1, (32, 32), "cpu")
+    assert heat.shape == (1, 1, 32, 32)
+    peaks = (heat[0, 0] == 1).nonzero().tolist()
+    # centres (11.5, 25) and (70, 68) fall in locations (x=2, y=6) and (x=17, y=17)
+    assert sorted(peaks) == [[6, 2], [17, 17]]
+    assert heat.max() == 1 and heat.min() >= 0
+    # the needle's bump is taller than wide, like the needle
+    row, col = heat[0, 0, 6, :], heat[0, 0, :, 2]
+    assert (col > 0.3).sum() > (row > 0.3).sum()
+    # every location that regresses a box regresses one of the two, and each cell weighs log(area)
+    near = weight[0] > 0
+    assert {tuple(b) for b in boxes[0][near].tolist()} == {(10, 10, 13, 40), (60, 60, 80, 76)}
+    needle = near & (boxes[0][..., 0] == 10)
+    assert weight[0][needle].sum().item() == pytest.approx(math.log(3 * 30), rel=1e-4)
+
+
+def test_targets_of_an_empty_image_are_zero() -> None:
+    heat, _, weight = build_targets([one_target([])], 1, (16, 16), "cpu")
+    assert heat.sum() == 0 and weight.sum() == 0
+
+
+def test_decode_keeps_only_local_maxima() -> None:
+    torch.manual_seed(0)
+    model = CenterNet(1).eval()
+    batch = torch.randn(2, 3, SIZE, SIZE)
+    boxes, scores = model.decode(batch)
+    side = SIZE // STRIDE
+    assert boxes.shape == (2, side * side, 4) and scores.shape == (2, side * side, 1)
+    logits, _ = model.raw(batch)
+    heat = torch.sigmoid(logits)[0, 0]
+    peaks = scores[0, :, 0].reshape(side, side)
+    kept = peaks > 0
+    assert kept.any() and (~kept).any()
+    assert torch.equal(peaks[kept], heat[kept])
+    # a kept location is at least as high as its eight neighbours
+    padded = torch.nn.functional.pad(heat, (1, 1, 1, 1), value=-1.0)
+    for y, x in kept.nonzero().tolist()[:50]:
+        assert heat[y, x] >= padded[y : y + 3, x : x + 3].max()
+    # boxes surround their location's centre
+    centres = location_centres(side, side)
+    assert torch.all(boxes[0, :, 0] <= centres[:, 0]) and torch.all(boxes[0, :, 2] >= centres[:, 0])
+
+
+def test_training_mode_returns_named_losses() -> None:
+    torch.manual_seed(0)
+    model = CenterNet(1).train()
+    losses = model([torch.rand(3, 64, 64)], [one_target([[5, 5, 20, 30]])])
+    assert set(losses) == {"heatmap", "box_giou"}
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    with pytest.raises(ValueError, match="targets"):
+        model([torch.rand(3, 64, 64)])
+
+
+def test_tiny_overfit_counts_the_training_image(tmp_path) -> None:
+    """One 256 px image, no augmentation: the loss falls and the count comes out right."""
+    from utils import train
+    from utils.annotations import AnnotatedImage, AnnotationSet
+    from utils.dataset import CellDataset
+    from utils.synth import generate_image
+
+    image, boxes, labels = generate_image(3, 256)
+    path = tmp_path / "cells.png"
+    image.save(path)
+    aset = AnnotationSet(("Microalgae",), [AnnotatedImage(path, 256, 256, boxes, labels)])
+    result = train.fit(
+        CellDataset(aset, 256, train=False),
+        None,
+        model_name="centernet_resnet18",
+        image_size=256,
+        epochs=60,
+        batch_size=1,
+        lr=2e-3,
+        pretrained=False,
+        progress=False,
+    )
+    losses = [row["loss"] for row in result.history]
+    assert np.mean(losses[-5:]) < 0.3 * np.mean(losses[:5]), losses
+    assert {"loss_heatmap", "loss_box_giou"} <= set(result.history[0])
+    count = result.predictor().predict(image, threshold=0.3).count
+    assert abs(count - len(boxes)) <= max(1, round(0.05 * len(boxes))), (count, len(boxes))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    detector = build_model("centernet_resnet18", 1, SIZE, pretrained=False).eval()
+    with torch.no_grad():  # scores around 0.5, so counts are non-zero and could differ
+        detector.heatmap[-1].bias.fill_(0.0)
+    config = InferenceConfig("centernet_resnet18", ("Microalgae",), SIZE, score_threshold=0.5)
+    path = export.export_onnx(detector, config, tmp_path_factory.mktemp("cn") / "cn.onnx")
+    return path, detector, config
+
+
+def test_export_parity_with_onnxruntime_and_openvino(exported) -> None:
+    path, detector, config = exported
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (90 + 20 * i, 140, 3), dtype=np.uint8) for i in range(3)]
+    torch_pred = TorchPredictor(detector, config)
+    assert isinstance(torch_pred.core, DetectorCore)
+    for other in (OnnxPredictor(path, threads=1), OpenVinoPredictor(path, threads=1)):
+        result = export.parity(torch_pred, other, images)
+        assert result["boxes_max_abs"] < 1e-3, result
+        assert result["scores_max_abs"] < 1e-4, result
+        assert result["counts_identical"] == len(images), result
+        assert all(row["pytorch"] > 0 for row in result["per_image"]), result
+    summary = export.graph_summary(path)
+    assert summary["outputs"]["scores"] == ["batch", (SIZE // STRIDE) ** 2, 1]
+    assert {"MaxPool", "Equal", "Where"} <= set(summary["op_types"])  # peak finding in the graph
+    assert "NonMaxSuppression" not in summary["op_types"]

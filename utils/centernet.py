@@ -1,0 +1,237 @@
+"""A centre-heatmap cell detector (CenterNet / TTFNet style): every cell is a peak.
+
+Why not only FCOS: FCOS calls a location positive only if it lies inside the box *and*
+within 1.5 strides of its centre, so a thin diagonal needle at stride 8 gets one positive
+location or none, and the box head learns from almost nothing. Here the network predicts, at
+stride 4, a heatmap with a Gaussian bump on every cell centre (TTFNet's elliptical Gaussian,
+shaped like the box) and, at every location near a centre, the distances to the box's four
+sides. Every cell, however thin, gets a dense, smooth target, which from random weights
+converges several times faster on this data (see ``docs/model_choice.md``).
+
+Counting is finding the peaks: a location counts when it is the maximum of its 3x3
+neighbourhood (a max-pool, inside the exported graph) and scores above the threshold. The
+graph keeps the course's interface - ``boxes [N, A, 4]`` and ``scores [N, A, C]`` with
+non-peaks scored 0 - so the shared NumPy post-processing (threshold, NMS as a safety net for
+flat-topped peaks, rescale) and the browser port run it unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet18
+from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.ops import generalized_box_iou_loss
+from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork
+
+from .processing import IMAGENET_MEAN, IMAGENET_STD
+
+STRIDE = 4
+GAUSSIAN_ALPHA = 0.54  # TTFNet: sigma = alpha * side / 6, so the bump covers ~half the box
+BOX_LOSS_WEIGHT = 5.0  # TTFNet weighs its GIoU box loss 5x the heatmap loss
+MAX_LOG_DISTANCE = 5.0  # exp(5) * 4 = 594 px: no cell is larger, and exp stays finite
+
+
+def _head(channels: int, out: int, bias: float) -> nn.Sequential:
+    """3x3 conv + ReLU + 1x1 conv, the CenterNet head; ``bias`` sets the first prediction."""
+    head = nn.Sequential(
+        nn.Conv2d(channels, channels, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(channels, out, 1),
+    )
+    nn.init.constant_(head[-1].bias, bias)
+    nn.init.normal_(head[-1].weight, std=0.01)
+    return head
+
+
+class CenterNet(nn.Module):
+    """ResNet-18 (to layer2) + FPN merged down to stride 4 + heatmap and box heads.
+
+    Only ``layer1`` and ``layer2`` (strides 4 and 8) are kept by default: their receptive field
+    (~100 px) already spans the largest cell at 512 px, and dropping ``layer3`` made a training
+    step ~27 % cheaper with no loss of accuracy on this data (``docs/model_choice.md``).
+
+    ``forward(images, targets)`` in training returns the losses, like torchvision's detectors
+    (``images``: list of ``[3, H, W]`` tensors in 0..1, all the same size; ``targets``: dicts
+    with ``boxes`` XYXY and ``labels`` 1..C). ``decode(batch)`` takes a normalised batch and
+    returns boxes and peak scores for every location, which is what gets exported.
+    """
+
+    def __init__(self, num_classes: int, weights=None, channels: int = 64, trunk_layers: int = 2):
+        super().__init__()
+        self.num_classes = num_classes
+        trunk = resnet18(weights=weights, norm_layer=nn.BatchNorm2d)
+        layers = {f"layer{i + 1}": str(i) for i in range(trunk_layers)}
+        self.body = IntermediateLayerGetter(trunk, return_layers=layers)
+        self.fpn = FeaturePyramidNetwork([64, 128, 256, 512][:trunk_layers], channels)
+        self.heatmap = _head(channels, num_classes, bias=-math.log((1 - 0.05) / 0.05))
+        # exp(bias) * stride = 8 px from the centre to each side: a typical small cell.
+        self.box = _head(channels, 4, bias=math.log(8 / STRIDE))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    # ------------------------------------------------------------------ network
+
+    def raw(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised batch -> heatmap logits ``[N, C, H, W]`` and distances ``[N, 4, H, W]``."""
+        features = self.fpn(self.body(batch))["0"]
+        logits = self.heatmap(features)
+        distances = torch.exp(self.box(features).clamp(max=MAX_LOG_DISTANCE)) * STRIDE
+        return logits, distances
+
+    def decode(
+        self, batch: torch.Tensor, centres: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised batch -> ``boxes [N, H*W, 4]`` (input pixels), ``scores [N, H*W, C]``.
+
+        Scores are the heatmap where it is a 3x3 local maximum and 0 elsewhere, so a
+        threshold alone counts the peaks. ``centres`` (``[H*W, 2]``) can be passed in as a
+        constant for export; otherwise it is computed from the feature size.
+        """
+        logits, distances = self.raw(batch)
+        heat = torch.sigmoid(logits)
+        peaks = torch.where(F.max_pool2d(heat, 3, stride=1, padding=1) == heat, heat, 0.0)
+        n, c, h, w = heat.shape
+        if centres is None:
+            centres = location_centres(h, w, heat.device)
+        d = distances.flatten(2).transpose(1, 2)  # [N, H*W, 4]: left, top, right, bottom
+        boxes = torch.cat([centres - d[..., :2], centres + d[..., 2:]], dim=-1)
+        return boxes, peaks.flatten(2).transpose(1, 2)
+
+    # ------------------------------------------------------------------ training
+
+    def forward(self, images, targets=None):
+        batch = ((torch.stack(list(images)) - self.mean) / self.std).contiguous(
+            memory_format=torch.channels_last
+        )
+        if not self.training:
+            return self.decode(batch)
+        if targets is None:
+            raise ValueError("CenterNet in training mode needs targets")
+        logits, distances = self.raw(batch)
+        heat_t, box_t, weight_t = build_targets(
+            targets, self.num_classes, logits.shape[-2:], logits.device
+        )
+        return {
+            "heatmap": focal_loss(logits, heat_t),
+            "box_giou": BOX_LOSS_WEIGHT * box_loss(distances, box_t, weight_t),
+        }
+
+
+def location_centres(height: int, width: int, device=None) -> torch.Tensor:
+    """Input-pixel centre of every stride-4 location, row-major: ``[H*W, 2]`` (x, y)."""
+    ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) * STRIDE
+    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) * STRIDE
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)
+
+
+@torch.no_grad()
+def build_targets(targets, num_classes: int, size, device):
+    """Heatmap (max of the cells' Gaussians), box per location, and regression weights.
+
+    Each cell's Gaussian peaks at exactly 1 on the location that holds its centre, with
+    sigmas of ``alpha * side / 6`` (TTFNet). A location near several cells regresses the box
+    of the one whose Gaussian is highest there; its weight is that Gaussian value, scaled so
+    each cell weighs ``log(area)`` in total (larger cells get a little more say, as in TTFNet).
+    """
+    h, w = int(size[0]), int(size[1])
+    ys = torch.arange(h, device=device, dtype=torch.float32)
+    xs = torch.arange(w, device=device, dtype=torch.float32)
+    heats, boxes, weights = [], [], []
+    for target in targets:
+        gt = target["boxes"].to(device).float().reshape(-1, 4)
+        labels = target["labels"].to(device).long().reshape(-1) - 1
+        heat = torch.zeros(num_classes, h, w, device=device)
+        box = torch.zeros(h, w, 4, device=device)
+        weight = torch.zeros(h, w, device=device)
+        if len(gt):
+            bw = (gt[:, 2] - gt[:, 0]).clamp(min=1.0) / STRIDE
+            bh = (gt[:, 3] - gt[:, 1]).clamp(min=1.0) / STRIDE
+            cx = ((gt[:, 0] + gt[:, 2]) / 2 / STRIDE).floor().clamp(0, w - 1)
+            cy = ((gt[:, 1] + gt[:, 3]) / 2 / STRIDE).floor().clamp(0, h - 1)
+            sx = (GAUSSIAN_ALPHA * bw / 6).clamp(min=0.3)
+            sy = (GAUSSIAN_ALPHA * bh / 6).clamp(min=0.3)
+            gx = torch.exp(-((xs[None, :] - cx[:, None]) ** 2) / (2 * sx[:, None] ** 2))
+            gy = torch.exp(-((ys[None, :] - cy[:, None]) ** 2) / (2 * sy[:, None] ** 2))
+            gauss = gy[:, :, None] * gx[:, None, :]  # [K, H, W]
+            for k in range(num_classes):
+                mine = labels == k
+                if mine.any():
+                    heat[k] = gauss[mine].amax(0)
+            best, owner = gauss.max(0)
+            near = best > 0.01
+            area = (bw * bh * STRIDE * STRIDE).clamp(min=2.0)
+            share = torch.zeros(len(gt), device=device).index_add_(0, owner[near], best[near])
+            norm = torch.log(area) / share.clamp(min=1e-6)
+            weight[near] = best[near] * norm[owner[near]]
+            box = gt[owner]  # [H, W, 4]
+        heats.append(heat)
+        boxes.append(box)
+        weights.append(weight)
+    return torch.stack(heats), torch.stack(boxes), torch.stack(weights)
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss, normalised by the number of cells."""
+    pred = torch.sigmoid(logits.float()).clamp(1e-4, 1 - 1e-4)
+    pos = target.eq(1).float()
+    neg_weight = (1 - target) ** 4
+    pos_loss = torch.log(pred) * (1 - pred) ** 2 * pos
+    neg_loss = torch.log(1 - pred) * pred**2 * neg_weight * (1 - pos)
+    return -(pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1.0)
+
+
+def box_loss(distances: torch.Tensor, target_boxes: torch.Tensor, weight: torch.Tensor):
+    """Weighted GIoU between each location's predicted box and the box it is assigned."""
+    n, _, h, w = distances.shape
+    mask = weight > 0
+    if not mask.any():
+        return distances.sum() * 0.0
+    centres = location_centres(h, w, distances.device).view(1, h, w, 2).expand(n, h, w, 2)
+    d = distances.float().permute(0, 2, 3, 1)
+    pred = torch.cat([centres - d[..., :2], centres + d[..., 2:]], dim=-1)
+    loss = generalized_box_iou_loss(pred[mask], target_boxes[mask], reduction="none")
+    return (loss * weight[mask]).sum() / weight[mask].sum().clamp(min=1e-6)
+
+
+def state_summary(model: CenterNet) -> OrderedDict:
+    """Parameter counts per part, for the notebook's 'what is inside' cell."""
+    parts = OrderedDict(
+        backbone=model.body, fpn=model.fpn, heatmap_head=model.heatmap, box_head=model.box
+    )
+    return OrderedDict((k, sum(p.numel() for p in v.parameters())) for k, v in parts.items())
+
+
+@torch.no_grad()
+def heatmaps(detector: CenterNet, image, boxes, image_size: int):
+    """(letterboxed image, target heatmap, predicted heatmap) for one photo, as NumPy arrays.
+
+    What notebook 02 draws to show what the network is asked to predict: one Gaussian bump
+    per labelled cell (``boxes`` in the photo's pixels), and what it predicts after training.
+    """
+    import numpy as np
+
+    from .processing import letterbox
+
+    boxed, scale = letterbox(image, image_size)
+    pixels = torch.from_numpy(np.asarray(boxed, np.float32) / 255.0).permute(2, 0, 1)
+    scaled = torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4) * scale)
+    side = image_size // STRIDE
+    target, _, _ = build_targets(
+        [{"boxes": scaled, "labels": torch.ones(len(scaled), dtype=torch.int64)}],
+        detector.num_classes,
+        (side, side),
+        "cpu",
+    )
+    was_training = detector.training
+    detector.eval()
+    device = next(detector.parameters()).device
+    batch = ((pixels[None].to(device) - detector.mean) / detector.std).float()
+    predicted = torch.sigmoid(detector.raw(batch)[0]).cpu()
+    detector.train(was_training)
+    return np.asarray(boxed), target[0].max(0).values.numpy(), predicted[0].max(0).values.numpy()

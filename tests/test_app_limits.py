@@ -324,3 +324,11 @@ def test_big_decodes_go_back_to_the_os_on_glibc():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's; other C libraries return big blocks on their own")
     assert app.return_big_buffers_to_the_os() is True
+
+
+def test_a_burst_of_100_calls_is_queued_not_refused(server, images):
+    """100 clients at the same moment: every one is counted (HTTP 503 'queue full' = error)."""
+    from utils.bench.api import burst
+
+    result = burst(server, base64_body(images[1], THRESHOLD), 100)
+    assert result["errors"] == 0, result["error_kinds"]

@@ -528,9 +528,30 @@ async def _sweep_forever(app: Any) -> None:
             blocks = app.get_blocks()
             queue = blocks._queue
             async with queue.pending_message_lock:
-                sweeper.sweep(queue, time.monotonic(), getattr(blocks, "state_holder", None))
+                dropped = sweeper.sweep(
+                    queue, time.monotonic(), getattr(blocks, "state_holder", None)
+                )
+            if dropped:
+                trim_heap()
         except Exception:  # housekeeping must never stop the server
             logging.getLogger(__name__).exception("session sweep failed")
+
+
+def trim_heap() -> bool:
+    """glibc: hand the free pages of its heaps back to the OS (``malloc_trim``).
+
+    Requests free thousands of small objects (bodies, JSON, pictures) that leave holes
+    glibc would otherwise keep; after a sweep is a quiet moment to return them.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
 
 
 @contextlib.asynccontextmanager

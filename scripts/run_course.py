@@ -13,7 +13,11 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbconvert.preprocessors import CellExecutionError, ExecutePreprocessor
+from nbconvert.preprocessors import (
+    CellExecutionError,
+    CoalesceStreamsPreprocessor,
+    ExecutePreprocessor,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         except CellExecutionError as error:
             status = "FAILED: " + str(error).strip().splitlines()[-1][:120]
+        # Keep each progress bar's final frame only: tqdm's \r updates, merged and resolved.
+        CoalesceStreamsPreprocessor().preprocess(nb, {})
         seconds = time.perf_counter() - start
         target = path if args.inplace and status == "ok" else out_dir / path.name
         nbformat.write(nb, target)

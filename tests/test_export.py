@@ -131,7 +131,7 @@ def test_ensure_onnx_exports_from_the_checkpoint(tmp_path, monkeypatch, capsys) 
 
     config = InferenceConfig("fcos_resnet18", ("Microalgae",), SIZE)
     ckpt = save_checkpoint(tmp_path / "model.pt", tiny_detector(), config)
-    monkeypatch.setattr(train, "ensure_checkpoint", lambda path=None: Path(path))
+    monkeypatch.setattr(train, "ensure_checkpoint", lambda path=None, ask_hub=True: Path(path))
     out = export.ensure_onnx(tmp_path / "model.onnx", checkpoint=ckpt)
     assert out.exists() and export.read_onnx_config(out) == config
     assert "not found" in capsys.readouterr().out

@@ -200,3 +200,24 @@ def test_interrupt_keeps_the_best_weights_and_returns(data, monkeypatch, capsys)
     assert result.best_epoch in (1, 2)
     assert result.sweep and result.config.score_threshold in [r["threshold"] for r in result.sweep]
     assert not result.detector.training
+
+
+def test_ensure_checkpoint_takes_the_learners_hub_model(tmp_path, monkeypatch, capsys) -> None:
+    """A fresh runtime gets the model notebook 04 pushed instead of training (one line says so)."""
+    from utils import handoff
+
+    target = tmp_path / "model.pt"
+
+    def fetched(checkpoint=None, onnx=None, verbose=True):
+        Path(checkpoint).write_bytes(b"from the hub")
+        return handoff.Handoff(
+            "me/counter",
+            "Using your model from the Hub: me/counter",
+            {"checkpoint": Path(checkpoint)},
+        )
+
+    monkeypatch.setattr(handoff, "fetch_own_model", fetched)
+    monkeypatch.setattr(train, "train_course_model", lambda **k: pytest.fail("trained"))
+    assert train.ensure_checkpoint(target) == target
+    assert target.read_bytes() == b"from the hub"
+    assert capsys.readouterr().out == "Using your model from the Hub: me/counter\n"

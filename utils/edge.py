@@ -44,12 +44,8 @@ from PIL import Image
 from .atomicio import atomic_openvino, atomic_path
 from .config import artifacts_dir, display_path
 from .processing import InferenceConfig, postprocess, preprocess
+from .progress import tqdm
 from .runtime import OV_CONFIG_PATH, Predictor, load_predictor
-
-with warnings.catch_warnings():
-    # tqdm.auto warns (with this machine's path) when Jupyter lacks ipywidgets; text bars are fine.
-    warnings.simplefilter("ignore")
-    from tqdm.auto import tqdm
 
 # ----------------------------------------------------------------------------- calibration
 

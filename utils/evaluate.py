@@ -39,7 +39,7 @@ def predict_set(predictor, aset, batch_size: int = 4, progress: bool = False) ->
     floor = predictor.config.min_score
     batches = range(0, len(items), batch_size)
     if progress:
-        from .train import tqdm
+        from .progress import tqdm
 
         batches = tqdm(batches, desc="predict", unit="batch", leave=False)
     detections: list[Detections] = []

@@ -265,7 +265,8 @@ def ensure_onnx(path: str | Path | None = None, checkpoint: str | Path | None = 
 
     path = Path(path) if path is not None else onnx_path()
     source = Path(checkpoint) if checkpoint is not None else checkpoint_path()
-    if not path.exists() and not source.exists():  # a fresh runtime: the learner's Hub model?
+    asked = not path.exists() and not source.exists()
+    if asked:  # a fresh runtime: the learner's own model from the Hub?
         handoff.fetch_own_model(checkpoint=source, onnx=path)
     if path.exists():
         if not source.exists() or source.stat().st_mtime <= path.stat().st_mtime:
@@ -277,7 +278,7 @@ def ensure_onnx(path: str | Path | None = None, checkpoint: str | Path | None = 
         )
     from . import train
 
-    return export_onnx(train.ensure_checkpoint(source), path=path)
+    return export_onnx(train.ensure_checkpoint(source, ask_hub=not asked), path=path)
 
 
 def plot_op_types(summary: dict[str, Any], top: int = 12, ax=None):

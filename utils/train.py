@@ -19,7 +19,6 @@ import functools
 import math
 import random
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -32,11 +31,7 @@ from torch import nn
 from . import config as course_config
 from . import evaluate as ev
 from .processing import InferenceConfig
-
-with warnings.catch_warnings():
-    # tqdm.auto warns (with this machine's path) when Jupyter lacks ipywidgets; text bars are fine.
-    warnings.simplefilter("ignore")
-    from tqdm.auto import tqdm
+from .progress import tqdm
 
 DEFAULT_MODEL = "centernet_resnet18"
 MIN_WARMUP_STEPS = 20
@@ -530,11 +525,22 @@ def train_course_model(fast: bool = True, save_to: str | Path | None = None, pro
     return fit(train, val, **preset(fast).kwargs(), save_to=save_to, progress=progress)
 
 
-def ensure_checkpoint(path: str | Path | None = None) -> Path:
-    """``artifacts/model.pt`` from notebook 02, trained now in fast mode if it is missing."""
+def ensure_checkpoint(path: str | Path | None = None, ask_hub: bool = True) -> Path:
+    """``artifacts/model.pt`` from notebook 02; if missing, the learner's own model from the Hub
+    (``utils.handoff``: what notebook 04 pushed), else one trained now in fast mode.
+
+    One line says which. ``ask_hub=False`` when the caller already asked the Hub.
+    """
     path = Path(path) if path is not None else course_config.checkpoint_path()
     if path.is_file():
         return path
-    print("No checkpoint from notebook 02 yet: training one in fast mode (~1 min)...")
+    if ask_hub:
+        from .handoff import fetch_own_model
+
+        handoff = fetch_own_model(checkpoint=path, verbose=False)
+        if handoff.checkpoint:
+            print(handoff.message)
+            return path
+    print("No checkpoint from notebook 02 yet: training one in fast mode (about a minute)...")
     train_course_model(fast=True, save_to=path)
     return path

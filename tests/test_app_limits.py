@@ -332,3 +332,7 @@ def test_a_burst_of_100_calls_is_queued_not_refused(server, images):
 
     result = burst(server, base64_body(images[1], THRESHOLD), 100)
     assert result["errors"] == 0, result["error_kinds"]
+
+
+def test_gradio_keeps_timings_of_a_bounded_number_of_events(demo):
+    assert demo._queue.ANALYTICS_MAX_EVENTS <= app.ANALYTICS_EVENTS

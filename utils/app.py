@@ -62,6 +62,7 @@ CONCURRENCY = 2  # requests decoded and counted at once: bounds memory to ~2 x A
 SESSION_CAPACITY = 64  # browser sessions kept (the app keeps no per-session data of its own)
 CACHE_SWEEP = (300, 900)  # every 5 min, delete uploads and pictures older than 15 min
 MAX_QUEUE = 128  # waiting requests; more get HTTP 503 (each holds its body: <= 128 x 34 MB)
+ANALYTICS_EVENTS = 1000  # events Gradio keeps timings of (its default: 10,000)
 SWEEP_SECONDS = 2.0  # how often finished API sessions are dropped from Gradio's queue
 UNCLAIMED_SECONDS = 300.0  # a result no client fetched is dropped after this
 INTERNAL_ERROR = (
@@ -325,6 +326,9 @@ def build_demo(
     Its ``launch`` applies :func:`launch_limits` (size limit on every route, bounded session
     store) unless told otherwise, so every entry point, the Space included, gets them.
     """
+    # Gradio keeps per-event timing for its ETA estimates, up to 10,000 events (~3 KB of
+    # memory per call until then); the last 1,000 estimate just as well.
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", str(ANALYTICS_EVENTS))
     gr = _gradio()
 
     default = float(predictor.config.score_threshold)

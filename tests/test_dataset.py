@@ -139,3 +139,22 @@ def test_split_keeps_one_image_on_each_side(aset):
     assert len(train) == len(val) == 1
     with pytest.raises(ValueError):
         split(aset.subset([0]))
+
+
+def test_random_crops_repeat_each_image_and_keep_boxes_valid(aset):
+    ds = CellDataset(aset, image_size=128, train=True, crop_size=64, repeats=3)
+    assert len(ds) == 3 * len(aset) and "64px crops x3" in repr(ds)
+    torch.manual_seed(0)
+    crops = [ds[i] for i in range(len(ds))]
+    for image, target in crops:
+        _check_item(image, target, 64)
+    # the same photo, drawn three times an epoch, gives three different crops
+    assert not torch.equal(crops[0][0], crops[len(aset)][0])
+    assert sum(len(t["boxes"]) for _, t in crops) > 0
+
+
+def test_crop_as_large_as_the_image_is_no_crop_and_tiny_crops_are_refused(aset):
+    assert CellDataset(aset, image_size=128, train=True, crop_size=256).crop_size is None
+    assert CellDataset(aset, image_size=128, train=False, repeats=4).repeats == 1  # eval: once
+    with pytest.raises(ValueError, match="crop_size"):
+        CellDataset(aset, image_size=128, train=True, crop_size=16)

@@ -20,6 +20,7 @@ import io
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from . import atomicio
@@ -72,15 +73,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"Training on {len(train)} images, validating on {len(val)} ({aset.summary()}).")
+    overrides = {
+        "model_name": args.model,
+        "image_size": args.size,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+    }
+    plan = replace(plan, **{k: v for k, v in overrides.items() if v})
+    if plan.model_name != "centernet_resnet18" and args.model:
+        plan = replace(plan, crop_size=None, repeats=1)  # torchvision detectors resize crops
     result = fit(
         train,
         val,
-        model_name=args.model or plan.model_name,
-        image_size=args.size or plan.image_size,
-        epochs=args.epochs or plan.epochs,
-        batch_size=args.batch_size or plan.batch_size,
-        lr=args.lr or plan.lr,
-        eval_every=plan.eval_every,
+        **plan.kwargs(),
         seed=args.seed,
         pretrained=_pretrained(args.pretrained),
         progress=not args.quiet,
@@ -229,7 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="output folder")
     train.add_argument("--epochs", type=int, help="default: the full (or --fast) plan")
     train.add_argument("--size", type=int, help="input size in pixels (multiple of 32)")
-    train.add_argument("--model", help="fcos_resnet18 (default) or retinanet_resnet18")
+    train.add_argument(
+        "--model", help="centernet_resnet18 (default), fcos_resnet18 or retinanet_resnet18"
+    )
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
     train.add_argument("--val-fraction", type=float, default=0.2)

@@ -82,8 +82,9 @@ class CellDataset(Dataset):
         self.aset = aset
         self.image_size = int(image_size)
         self.train = train
-        if crop_size is not None and not 32 <= crop_size <= self.image_size:
-            raise ValueError(f"crop_size must be 32..{self.image_size}, got {crop_size}")
+        if crop_size is not None and crop_size < 32:
+            raise ValueError(f"crop_size must be at least 32 px, got {crop_size}")
+        # A crop as large as the image is no crop: small images train whole.
         self.crop_size = crop_size if crop_size and crop_size < self.image_size else None
         self.repeats = max(1, int(repeats)) if train else 1
         self.class_names = tuple(class_names) if class_names is not None else aset.class_names

@@ -144,7 +144,7 @@ def readme(meta: dict[str, Any], model_info: str) -> str:
     the clipboard), move the detection threshold, read the count. {model_info}
 
     Built in the course *Deploy a deep-learning model without tears* ({MARKER}): a small
-    FCOS detector trained on 17 labelled images, exported to ONNX and served here with
+    cell counter (a centre-heatmap detector) trained on 17 labelled images, exported to ONNX and served here with
     ONNX Runtime - no PyTorch in this Space.
 
     ## Use the API
@@ -316,7 +316,7 @@ def static_readme(meta: dict[str, Any], model_info: str) -> str:
     does inference. {model_info}
 
     Built in the course *Deploy a deep-learning model without tears* ({MARKER}): a small
-    FCOS detector trained on 17 labelled images, exported to ONNX; `counter.js` is a port of
+    cell counter (a centre-heatmap detector) trained on 17 labelled images, exported to ONNX; `counter.js` is a port of
     the course's Python pre/post-processing that counts exactly what Python counts.
 
     URL parameters: `?threshold=0.4`, `?threads=2` (needs a cross-origin-isolated page),

@@ -60,13 +60,13 @@ def preset(fast: bool | None = None) -> TrainingPlan:
     """Full mode: about 3 min on a 2-core laptop CPU; fast mode: about 1 min.
 
     Both train the heatmap counter on 256 px crops of 512 px photos, 8 crops a step: 210 steps
-    (fast) or 560 (full). See ``docs/model_choice.md`` for how these were chosen.
+    (fast) or 448 (full). See ``docs/model_choice.md`` for how these were chosen.
     """
     if fast is None:
         fast = course_config.fast_mode(verbose=False)
     if fast:
         return TrainingPlan(epochs=30, eval_every=15)
-    return TrainingPlan(epochs=80, eval_every=10)
+    return TrainingPlan(epochs=64, eval_every=16)
 
 
 @dataclass
@@ -219,14 +219,17 @@ def _train_step(
     return float(loss.detach()), {k: float(v.detach()) for k, v in losses.items()}
 
 
-def train_one_epoch(model, loader, step, schedule, device, epoch: int, progress: bool = True):
-    """One pass over ``loader``: a step per batch, the schedule advanced, mean losses returned."""
+def train_one_epoch(model, loader, step, schedule, device, epoch: int):
+    """One pass over ``loader``: a step per batch, the schedule advanced, mean losses returned.
+
+    No progress bar of its own: ``fit``'s one bar per epoch (with the loss) is enough, and a
+    second, nested bar fills a saved notebook with a line per update.
+    """
     model.train()
     started = time.perf_counter()
     sums: dict[str, float] = {}
     seen = 0
-    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
-    for images, targets in bar:
+    for images, targets in loader:
         images, targets = _to_device(images, targets, device)
         loss, parts = step(model, images, targets)
         if not math.isfinite(loss):
@@ -240,7 +243,6 @@ def train_one_epoch(model, loader, step, schedule, device, epoch: int, progress:
         sums["loss"] = sums.get("loss", 0.0) + loss * n
         for key, value in parts.items():
             sums[f"loss_{key}"] = sums.get(f"loss_{key}", 0.0) + value * n
-        bar.set_postfix(loss=f"{loss:.3f}")
     row: dict[str, Any] = {"epoch": epoch, **{k: v / max(seen, 1) for k, v in sums.items()}}
     row["seconds"] = time.perf_counter() - started
     return row
@@ -339,7 +341,7 @@ def fit(
             step = functools.partial(
                 _train_step, optimizer=opt, scaler=scaler, precision=precision, grad_clip=grad_clip
             )
-            row = train_one_epoch(model, loader, step, schedule, device_, epoch, progress)
+            row = train_one_epoch(model, loader, step, schedule, device_, epoch)
             row["lr"] = opt.param_groups[0]["lr"]
             row.update(val_map=None, val_map_50=None, val_count_mae=None)
             if val_set is not None and (epoch % eval_every == 0 or epoch == epochs):

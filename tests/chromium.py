@@ -10,14 +10,9 @@ import os
 import shutil
 from pathlib import Path
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from utils.web import CHROMIUM_ARGS  # one list for the course's own browser runs and its tests
+
+__all__ = ["CHROMIUM_ARGS", "chromium_path"]
 
 
 def chromium_path() -> str | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import gzip
 import html
@@ -298,11 +299,13 @@ def wait_for_count(page, run: int, timeout_ms: int = 120_000) -> dict:
     return page.evaluate("window.microalgae.last")
 
 
-@_outside_event_loop
-def count_in_browser(
-    folder: str | Path, images: Sequence[str | Path], threads: int = 1, query: str = ""
-) -> dict:
-    """Open the site in headless Chromium, upload each image, return load + per-image results."""
+@contextlib.contextmanager
+def open_site(folder: str | Path, viewport: tuple[int, int]):
+    """Serve ``folder`` on 127.0.0.1 and open a headless Chromium page: yields (page, url, browser).
+
+    One place for what every in-browser measurement needs; the server and the browser are
+    closed whatever happens inside.
+    """
     from playwright.sync_api import sync_playwright
 
     url, stop = serve(folder)
@@ -312,41 +315,50 @@ def count_in_browser(
                 executable_path=chromium_executable(), headless=True, args=CHROMIUM_ARGS
             )
             try:
-                page = browser.new_page(viewport={"width": 1100, "height": 900})
-                page.add_init_script(LONGTASK_PROBE)
-                page.goto(f"{url}?threads={threads}{query}")
-                page.wait_for_function(
-                    "['ready', 'error'].includes(document.body.dataset.state)", timeout=180_000
-                )
-                if page.evaluate("document.body.dataset.state") == "error":
-                    raise RuntimeError(page.locator("#status").inner_text())
-                load = page.evaluate("window.microalgae.load")
-                info = {
-                    "threads": page.evaluate("window.microalgae.counter.threads"),
-                    "isolated": page.evaluate("crossOriginIsolated"),
-                    "browser": browser.version,
-                    "cores": page.evaluate("navigator.hardwareConcurrency"),
-                    "load_longest_task_ms": page.evaluate("window.__longest"),
-                }
-                rows = []
-                for path in images:
-                    run = int(page.evaluate("window.microalgae.runs")) + 1
-                    page.evaluate("window.__longest = 0")
-                    page.locator("#file").set_input_files(str(path))
-                    last = wait_for_count(page, run)
-                    longest = page.evaluate("window.__longest")
-                    rows.append(
-                        {
-                            "name": Path(path).name,
-                            "count": last["count"],
-                            "timings": last["timings"],
-                            "longest_task_ms": longest,
-                        }
-                    )
+                page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+                yield page, url, browser
             finally:
                 browser.close()
     finally:
         stop()
+
+
+@_outside_event_loop
+def count_in_browser(
+    folder: str | Path, images: Sequence[str | Path], threads: int = 1, query: str = ""
+) -> dict:
+    """Open the site in headless Chromium, upload each image, return load + per-image results."""
+    with open_site(folder, (1100, 900)) as (page, url, browser):
+        page.add_init_script(LONGTASK_PROBE)
+        page.goto(f"{url}?threads={threads}{query}")
+        page.wait_for_function(
+            "['ready', 'error'].includes(document.body.dataset.state)", timeout=180_000
+        )
+        if page.evaluate("document.body.dataset.state") == "error":
+            raise RuntimeError(page.locator("#status").inner_text())
+        load = page.evaluate("window.microalgae.load")
+        info = {
+            "threads": page.evaluate("window.microalgae.counter.threads"),
+            "isolated": page.evaluate("crossOriginIsolated"),
+            "browser": browser.version,
+            "cores": page.evaluate("navigator.hardwareConcurrency"),
+            "load_longest_task_ms": page.evaluate("window.__longest"),
+        }
+        rows = []
+        for path in images:
+            run = int(page.evaluate("window.microalgae.runs")) + 1
+            page.evaluate("window.__longest = 0")
+            page.locator("#file").set_input_files(str(path))
+            last = wait_for_count(page, run)
+            longest = page.evaluate("window.__longest")
+            rows.append(
+                {
+                    "name": Path(path).name,
+                    "count": last["count"],
+                    "timings": last["timings"],
+                    "longest_task_ms": longest,
+                }
+            )
     return {"load": load, "rows": rows, **info}
 
 
@@ -430,29 +442,16 @@ def measure(
 @_outside_event_loop
 def screenshot(site: str | Path, photo: str | Path, out_png: str | Path, threads: int = 1) -> Path:
     """A picture of the page after counting ``photo`` twice (headless Chromium), for docs."""
-    from playwright.sync_api import sync_playwright
-
-    url, stop = serve(site)
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=chromium_executable(), headless=True, args=CHROMIUM_ARGS
-            )
-            try:
-                page = browser.new_page(viewport={"width": 1000, "height": 1180})
-                page.goto(f"{url}?threads={threads}")
-                page.wait_for_function("document.body.dataset.state === 'ready'", timeout=180_000)
-                for run in (1, 2):  # the second count shows warm timings, as visitors see them
-                    page.locator("#file").set_input_files([])
-                    page.locator("#file").set_input_files(str(photo))
-                    wait_for_count(page, run)
-                out = Path(out_png)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(out), full_page=True)
-            finally:
-                browser.close()
-    finally:
-        stop()
+    with open_site(site, (1000, 1180)) as (page, url, _):
+        page.goto(f"{url}?threads={threads}")
+        page.wait_for_function("document.body.dataset.state === 'ready'", timeout=180_000)
+        for run in (1, 2):  # the second count shows warm timings, as visitors see them
+            page.locator("#file").set_input_files([])
+            page.locator("#file").set_input_files(str(photo))
+            wait_for_count(page, run)
+        out = Path(out_png)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out), full_page=True)
     return out
 
 

@@ -40,3 +40,12 @@ def machine() -> dict[str, object]:
     except ImportError:
         pass
     return info
+
+
+def write_report(path, report: dict) -> None:
+    """Every benchmark's JSON report, written atomically (a killed run never leaves half a file)."""
+    import json
+
+    from ..atomicio import write_text
+
+    write_text(path, json.dumps(report, indent=1) + "\n")

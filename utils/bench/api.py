@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..config import artifacts_dir, display_path, fast_mode, test_dir
+from . import write_report
 
 TALK_SPACE_SECONDS = 1.1
 
@@ -240,9 +241,7 @@ def run(
         **results,
     }
     path = Path(out) if out else artifacts_dir() / "bench_api.json"
-    from ..atomicio import write_text
-
-    write_text(path, json.dumps(report, indent=2) + "\n")
+    write_report(path, report)
     report["written_to"] = display_path(path)
     return report
 
@@ -493,9 +492,7 @@ def soak(
         process.wait(timeout=30)
     report.update(cpu=cpu_model(), cores=os.cpu_count(), fast_mode=fast_mode(verbose=False))
     path = Path(out) if out else artifacts_dir() / "bench_api_soak.json"
-    from ..atomicio import write_text
-
-    write_text(path, json.dumps(report, indent=2) + "\n")
+    write_report(path, report)
     report["written_to"] = display_path(path)
     return report
 

@@ -13,7 +13,6 @@ and after the run; compare numbers only from the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import artifacts_dir, checkpoint_path, display_path, fast_mode, test_dir, train_dir
+from . import write_report
 
 GOAL_SPEEDUP = 5.0
 GOAL_MAP_DROP = 0.01
@@ -104,7 +104,7 @@ def run(
         "seconds": round(time.perf_counter() - start, 1),
     }
     path = Path(out) if out else artifacts_dir() / "bench_edge.json"
-    path.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    write_report(path, report)
     report["json"] = display_path(path)
     return report
 

@@ -16,14 +16,13 @@ alone unless ``--save`` is given (it then holds the first seed's model).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from . import machine
+from . import machine, write_report
 
 # The candidates of --compare: name -> what differs from the plan.
 CANDIDATES: dict[str, dict[str, Any]] = {
@@ -207,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     out = config.artifacts_dir() / ("bench_compare.json" if args.compare else "bench_train.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_report(out, report)
     print(
         f"\nheld-out: {len(test)} images, {sum(len(i.boxes) for i in test.images)} cells; "
         f"{host['cpu']}, {host['cpu_count']} CPUs, {host.get('torch_threads')} torch threads\n"

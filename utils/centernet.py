@@ -18,7 +18,6 @@ flat-topped peaks, rescale) and the browser port run it unchanged.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
@@ -197,14 +196,6 @@ def box_loss(distances: torch.Tensor, target_boxes: torch.Tensor, weight: torch.
     pred = torch.cat([centres - d[..., :2], centres + d[..., 2:]], dim=-1)
     loss = generalized_box_iou_loss(pred[mask], target_boxes[mask], reduction="none")
     return (loss * weight[mask]).sum() / weight[mask].sum().clamp(min=1e-6)
-
-
-def state_summary(model: CenterNet) -> OrderedDict:
-    """Parameter counts per part, for the notebook's 'what is inside' cell."""
-    parts = OrderedDict(
-        backbone=model.body, fpn=model.fpn, heatmap_head=model.heatmap, box_head=model.box
-    )
-    return OrderedDict((k, sum(p.numel() for p in v.parameters())) for k, v in parts.items())
 
 
 @torch.no_grad()

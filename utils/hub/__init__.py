@@ -1,0 +1,129 @@
+"""Share the model on the Hugging Face Hub: model card, allow-listed upload, tag, pull back, verify.
+
+    card = build_model_card(config, metrics, repo_id)          # YAML metadata + text, offline
+    folder = prepare_upload_folder(out_dir, onnx, ckpt, card, config, metrics)
+    result = push_folder(folder, repo_id, tag="v1")           # create repo, upload, tag
+    path = pull_model(result.repo_id, result.revision)        # hf_hub_download, pinned
+    share_model(...)                                          # all of it, for the notebook
+
+One module per job: ``auth`` (token, endpoint, errors), ``card`` (model card), ``plan``
+(allow-list, credential skipping, the folder to upload), ``push`` (versioned push), ``pull``
+(download + verify), ``share`` (the notebook's one call). Imports run one way:
+auth, card, plan <- push, pull <- share.
+
+``huggingface_hub`` is imported inside the functions only: it reads ``HF_ENDPOINT`` once, at
+import, and ``import utils.hub`` must not fix it before a caller (or tests/conftest) sets it.
+``HF_ENDPOINT`` points everything at another server, e.g. the local test Hub of
+``tests/hub_server.py``.
+"""
+
+from .auth import (
+    MISSING_TOKEN_HELP,
+    PUBLIC_ENDPOINT,
+    TOKEN_ENV,
+    HubSetupError,
+    InvalidRepoIdError,
+    MissingTokenError,
+    TagExistsError,
+    TokenPermissionError,
+    TokenRejectedError,
+    describe_token,
+    endpoint_label,
+    get_token,
+    hub_endpoint,
+    hub_reachable,
+    token_and_source,
+    whoami,
+)
+from .card import (
+    CARD_TEMPLATE,
+    DATASET_ID,
+    TRAINING_LABELS,
+    build_model_card,
+    card_metrics,
+    training_summary,
+)
+from .plan import (
+    ALLOW_PATTERNS,
+    BINARY_SUFFIXES,
+    CREDENTIAL_NAME_PATTERNS,
+    IGNORE_PATTERNS,
+    SCAN_BYTES,
+    SPACE_ALLOW_PATTERNS,
+    STATIC_SPACE_ALLOW_PATTERNS,
+    TOKEN_PATTERN,
+    UPLOAD_DIR_NAME,
+    credential_files,
+    credential_reason,
+    describe_plan,
+    describe_skipped,
+    human_size,
+    prepare_upload_folder,
+    sha256_file,
+    skipped_credentials,
+    upload_plan,
+)
+from .pull import pull_model, verify_roundtrip
+from .push import (
+    PushResult,
+    git_blob_oid,
+    next_version_tag,
+    plan_version_tag,
+    push_folder,
+    same_as_remote,
+)
+from .share import DEFAULT_REPO_NAME, ShareResult, share_model
+
+__all__ = [
+    "ALLOW_PATTERNS",
+    "BINARY_SUFFIXES",
+    "CARD_TEMPLATE",
+    "CREDENTIAL_NAME_PATTERNS",
+    "DATASET_ID",
+    "DEFAULT_REPO_NAME",
+    "IGNORE_PATTERNS",
+    "MISSING_TOKEN_HELP",
+    "PUBLIC_ENDPOINT",
+    "SCAN_BYTES",
+    "SPACE_ALLOW_PATTERNS",
+    "STATIC_SPACE_ALLOW_PATTERNS",
+    "TOKEN_ENV",
+    "TOKEN_PATTERN",
+    "TRAINING_LABELS",
+    "UPLOAD_DIR_NAME",
+    "HubSetupError",
+    "InvalidRepoIdError",
+    "MissingTokenError",
+    "PushResult",
+    "ShareResult",
+    "TagExistsError",
+    "TokenPermissionError",
+    "TokenRejectedError",
+    "build_model_card",
+    "card_metrics",
+    "credential_files",
+    "credential_reason",
+    "describe_plan",
+    "describe_skipped",
+    "describe_token",
+    "endpoint_label",
+    "get_token",
+    "git_blob_oid",
+    "human_size",
+    "hub_endpoint",
+    "hub_reachable",
+    "next_version_tag",
+    "plan_version_tag",
+    "prepare_upload_folder",
+    "pull_model",
+    "push_folder",
+    "same_as_remote",
+    "sha256_file",
+    "share_model",
+    "skipped_credentials",
+    "token_and_source",
+    "training_summary",
+    "upload_plan",
+    "verify_roundtrip",
+    "whoami",
+]

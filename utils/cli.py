@@ -3,6 +3,7 @@
     python -m utils train --data data/train --out runs/a          # model.pt + metrics.json
     python -m utils evaluate --checkpoint runs/a/model.pt --data data/test
     python -m utils count --checkpoint runs/a/model.pt photos/ --out counts.csv
+    python -m utils count --checkpoint model.onnx archive/ --engine ray --out counts.parquet
     python -m utils export --checkpoint runs/a/model.pt --out runs/a/model.onnx
 
 ``--data`` takes a Pascal VOC folder or a COCO ``.json``. ``count`` and ``evaluate``
@@ -19,6 +20,7 @@ import csv
 import io
 import json
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -167,6 +169,8 @@ def image_files(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 def cmd_count(args: argparse.Namespace) -> int:
+    if args.engine is not None or args.prelabels:
+        return cmd_count_batch(args)
     predictor = _load_predictor(args.checkpoint)
     files = image_files(args.images)
     threshold = predictor.config.score_threshold if args.threshold is None else args.threshold
@@ -186,13 +190,68 @@ def cmd_count(args: argparse.Namespace) -> int:
         )
     else:
         sys.stdout.write(text.getvalue())
-    failed = [Path(name).name for name, _, error in rows if error]
+    _fail_on_errors([(name, error) for name, _, error in rows])
+    return 0
+
+
+def _fail_on_errors(rows: Sequence[tuple[str, str]]) -> None:
+    failed = [Path(name).name for name, error in rows if error]
     if failed:
         shown = ", ".join(failed[:3]) + (", ..." if len(failed) > 3 else "")
         raise CliError(
             f"{len(failed)} of {len(rows)} images could not be counted ({shown}); "
             "see the error column"
         )
+
+
+def cmd_count_batch(args: argparse.Namespace) -> int:
+    """``count --engine plain|ray``: the archive job of ``utils.batch`` (resume, Parquet,
+    mean score and seconds per image, pre-labels)."""
+    from . import batch
+
+    engine = args.engine or "plain"
+    model = Path(args.checkpoint)
+    if not model.exists():
+        raise CliError(f"model file {display_path(model)} not found")
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise CliError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    if args.prelabels == "coco" and not args.prelabels_out:
+        raise CliError("--prelabels coco needs --prelabels-out FILE.json")
+    if args.out:
+        batch.output_format(args.out)
+    files = image_files(args.images)
+    start = time.perf_counter()
+    new = batch.run(
+        model,
+        files,
+        out=args.out,
+        threshold=args.threshold,
+        engine=engine,
+        workers=args.workers,
+        batch_size=args.batch_size,
+        address=args.address,
+        boxes=bool(args.prelabels),
+        progress=not args.quiet,
+    )
+    seconds = time.perf_counter() - start
+    if args.prelabels:
+        from .prelabels import write_prelabels
+        from .runtime import load_predictor
+
+        names = load_predictor(model).config.class_names
+        print(write_prelabels(new, names, args.prelabels, args.prelabels_out))
+    if args.out:
+        rows = batch.read_table(args.out)
+        s = batch.summary(rows)
+        print(
+            f"Counted {len(new)} new image(s) in {seconds:.1f} s with the {engine} engine "
+            f"({len(files) - len(new)} already in {display_path(args.out)}); "
+            f"{s['cells']} cells in {s['counted']} images, {s['errors']} error(s)."
+        )
+    else:
+        rows = new
+        sys.stdout.write(batch.csv_text(rows))
+    _fail_on_errors([(r["file"], r["error"]) for r in rows])
     return 0
 
 
@@ -258,11 +317,32 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threshold", type=float, help="counting threshold (default: stored)")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    count = sub.add_parser("count", help="count cells in images; prints CSV file,count,error")
+    count = sub.add_parser(
+        "count", help="count cells in images; prints CSV file,count,error (see --engine)"
+    )
     count.add_argument("--checkpoint", required=True, help="model.pt (or .onnx / .xml)")
     count.add_argument("images", nargs="+", help="image files and/or folders")
     count.add_argument("--threshold", type=float, help="counting threshold (default: stored)")
-    count.add_argument("--out", help="write the CSV here instead of printing it")
+    count.add_argument(
+        "--out", help="write the CSV (or with --engine: .csv or .parquet) here instead of printing it"
+    )
+    count.add_argument(
+        "--engine",
+        choices=("plain", "ray"),
+        help="archive job: columns file,count,mean_score,seconds,error, skips files already "
+        "in --out; ray = Ray Data actor pool (pip install '.[scale]')",
+    )
+    count.add_argument("--workers", type=int, default=2, help="Ray actors (one CPU each)")
+    count.add_argument("--batch-size", type=int, default=8, help="images per Ray batch")
+    count.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else local)")
+    count.add_argument(
+        "--prelabels",
+        choices=("voc", "coco"),
+        help="also write the boxes for review: voc = labelImg XML next to each image, "
+        "coco = one JSON (--prelabels-out)",
+    )
+    count.add_argument("--prelabels-out", help="the COCO JSON file for --prelabels coco")
+    count.add_argument("--quiet", action="store_true", help="no progress bar")
     count.set_defaults(func=cmd_count)
 
     export = sub.add_parser("export", help="export a checkpoint to ONNX (for the app and the Hub)")

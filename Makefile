@@ -17,7 +17,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,scale]"
 	@rm -f $(VENV)/.installed-*; touch $@
 	@echo "Course environment ready in $(VENV)/"
 

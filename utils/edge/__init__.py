@@ -1,0 +1,61 @@
+"""Smaller and faster models for the edge: INT8 with ONNX Runtime, OpenVINO FP32/FP16/INT8.
+
+Every format here is built from the one exported ONNX file (``export.export_onnx``) and
+runs through the same ``runtime.Predictor`` and the same NumPy pre/post-processing, so the
+scorecard compares runtimes and number formats, nothing else.
+
+One module per job, imports running one way (left to right):
+``calibration`` (the preprocessed calibration images) -> ``ort_int8`` (ONNX Runtime static
+and dynamic INT8), ``openvino_ir`` (OpenVINO FP32/FP16 IR, NNCF INT8) -> ``formats`` (every
+format from one ONNX file) -> ``timing`` (latency, throughput, machine facts) ->
+``scorecard`` (all of them side by side: size, latency, mAP, count error, counts identical
+to PyTorch; table, DataFrame and plot).
+"""
+
+from .calibration import calibration_batches
+from .formats import ModelFormat, build_formats, cpu_has_bf16
+from .openvino_ir import (
+    HEAD_OUTPUT_PATTERNS,
+    NncfOptions,
+    ir_files,
+    quantize_openvino,
+    to_openvino,
+)
+from .ort_int8 import quantize_dynamic, quantize_static, quantized_node_count
+from .scorecard import (
+    TABLE_COLUMNS,
+    TALK_FPS,
+    as_dataframe,
+    format_table,
+    fps_story,
+    plot_scorecard,
+    scorecard,
+)
+from .timing import cpu_name, machine_caption, runtime_versions, time_predictor, time_round_robin
+
+__all__ = [
+    "HEAD_OUTPUT_PATTERNS",
+    "TABLE_COLUMNS",
+    "TALK_FPS",
+    "ModelFormat",
+    "NncfOptions",
+    "as_dataframe",
+    "build_formats",
+    "calibration_batches",
+    "cpu_has_bf16",
+    "cpu_name",
+    "format_table",
+    "fps_story",
+    "ir_files",
+    "machine_caption",
+    "plot_scorecard",
+    "quantize_dynamic",
+    "quantize_openvino",
+    "quantize_static",
+    "quantized_node_count",
+    "runtime_versions",
+    "scorecard",
+    "time_predictor",
+    "time_round_robin",
+    "to_openvino",
+]

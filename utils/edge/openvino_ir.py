@@ -1,0 +1,139 @@
+"""OpenVINO IR in FP32 and FP16 (``convert_model`` -> ``save_model``), INT8 with NNCF.
+
+FP16-compressed weights halve the file with the same accuracy (a CPU still computes in
+FP32). NNCF post-training quantization (``nncf.quantize``) is calibrated on the training
+images, optionally with an ``ignored_scope`` that keeps the head's last layers and the
+decoding in float.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..atomicio import atomic_openvino
+from ..processing import InferenceConfig
+from ..runtime import OV_CONFIG_PATH
+from .calibration import _calibration_job, _output_path, _read_config
+
+
+def _ov_set_config(model: Any, config: InferenceConfig, recipe: dict[str, Any]) -> None:
+    model.set_rt_info(json.dumps(config.to_dict()), OV_CONFIG_PATH)
+    model.set_rt_info(json.dumps(recipe), ["deploy_without_tears", "recipe"])
+
+
+def ir_files(xml: str | Path) -> list[Path]:
+    """The two files of an OpenVINO IR: ``.xml`` (graph) and ``.bin`` (weights)."""
+    xml = Path(xml)
+    return [xml, xml.with_suffix(".bin")]
+
+
+def to_openvino(
+    onnx_file: str | Path, output: str | Path | None = None, fp16: bool = False
+) -> Path:
+    """ONNX -> OpenVINO IR (``.xml`` + ``.bin``); ``fp16`` stores the weights in half precision."""
+    import openvino as ov
+
+    onnx_file = Path(onnx_file)
+    config = _read_config(onnx_file)
+    suffix = "_fp16" if fp16 else "_fp32"
+    output = _output_path(onnx_file, output, f"_ov{suffix}.xml")
+    model = ov.convert_model(str(onnx_file))
+    _ov_set_config(model, config, {"tool": "openvino.convert_model", "weights": suffix[1:]})
+    with atomic_openvino(output) as tmp:  # the .xml/.bin pair, never half-written
+        ov.save_model(model, str(tmp), compress_to_fp16=fp16)
+    return output
+
+
+# Node names of the exported graph (``torch.onnx.export`` names nodes after module paths).
+HEAD_OUTPUT_PATTERNS = (
+    ".*cls_logits.*",
+    ".*bbox_reg.*",
+    ".*bbox_ctrness.*",
+    r".*/heatmap\.2/.*",  # CenterNet's last heatmap and box convolutions
+    r".*/box\.2/.*",
+)
+
+
+@dataclass
+class NncfOptions:
+    """The knobs of ``nncf.quantize`` that matter for this detector."""
+
+    preset: str = "mixed"  # "performance": symmetric activations; "mixed": asymmetric
+    subset_size: int = 300  # calibration images used (all of ours)
+    fast_bias_correction: bool = True
+    ignore_head_outputs: bool = False  # keep the head's last convs (and decoding) in float
+    ignored_patterns: tuple[str, ...] = ()
+
+
+@contextmanager
+def _plain_progress():
+    """NNCF draws progress with ``rich``, which in Jupyter becomes widget outputs (that the
+    course never commits); show them as plain text for the duration instead."""
+    try:
+        import rich
+    except ImportError:
+        yield
+        return
+    console = rich.get_console()
+    saved = dict(console.__dict__)
+    rich.reconfigure(force_jupyter=False, force_terminal=False)
+    try:
+        yield
+    finally:
+        console.__dict__.clear()
+        console.__dict__.update(saved)
+
+
+def quantize_openvino(
+    onnx_file: str | Path,
+    calibration_images: Iterable[Any],
+    output: str | Path | None = None,
+    options: NncfOptions | None = None,
+    limit: int | None = None,
+) -> Path:
+    """OpenVINO INT8 IR with NNCF post-training quantization calibrated on preprocessed images."""
+    import logging
+
+    # NNCF imports torch's extension loader, which logs a CUDA warning on CPU-only machines.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message='install "ipywidgets"')
+    import nncf
+    import openvino as ov
+
+    nncf.set_log_level(logging.ERROR)
+    options = options or NncfOptions()
+    onnx_file, output, config, batches = _calibration_job(
+        onnx_file, output, "_ov_int8.xml", calibration_images, limit, "NNCF quantization"
+    )
+    model = ov.convert_model(str(onnx_file))
+    patterns = list(options.ignored_patterns)
+    if options.ignore_head_outputs:
+        patterns += list(HEAD_OUTPUT_PATTERNS)
+    ignored = nncf.IgnoredScope(patterns=patterns, validate=False) if patterns else None
+    preset = nncf.QuantizationPreset(options.preset)
+    with _plain_progress():
+        quantized = nncf.quantize(
+            model,
+            nncf.Dataset(batches),
+            preset=preset,
+            subset_size=min(options.subset_size, len(batches)),
+            fast_bias_correction=options.fast_bias_correction,
+            ignored_scope=ignored,
+        )
+    recipe = {
+        "tool": "nncf.quantize",
+        "preset": options.preset,
+        "calibration_images": min(options.subset_size, len(batches)),
+        "fast_bias_correction": options.fast_bias_correction,
+        "ignored_patterns": patterns,
+    }
+    _ov_set_config(quantized, config, recipe)
+    with atomic_openvino(output) as tmp:
+        ov.save_model(quantized, str(tmp), compress_to_fp16=False)
+    return output

@@ -1,0 +1,44 @@
+"""Read, write and check box annotations: Pascal VOC (labelImg) and COCO JSON (Label Studio, CVAT).
+
+Every loader returns the same :class:`AnnotationSet`: a list of images with their boxes in
+pixels (x1, y1, x2, y2) and class names. Whatever tool you label with, the rest of the course
+sees one format.
+
+Validation is strict and *complete*: a loader checks every file, collects every problem it
+finds and raises a single :class:`AnnotationError` that lists them all, each naming its file,
+so that a learner fixes a folder in one pass instead of one error per run. Nothing is dropped
+silently; an image with no boxes is valid (it teaches the model what "no cells" looks like).
+
+Decisions worth knowing:
+
+- A box may stick out of the image by at most ``BOX_TOLERANCE_PX`` (1 px, the usual
+  off-by-one of labelling tools); it is then clipped to the image. Further out is an error.
+- Boxes of zero or negative width or height are errors.
+- An image file in a VOC folder without an XML beside it is an error: an unlabelled image
+  must not be mistaken for an image without cells. Save it in labelImg (an empty XML is fine)
+  or move it out of the folder.
+- VOC coordinates are written as integers, rounded to the nearest pixel, as labelImg does.
+
+One module per job, imports running one way: ``data`` (the data model and the error),
+``checks`` (shared by every reader) <- ``voc``, ``coco`` <- ``load`` (``load_annotations``).
+"""
+
+from .checks import BOX_TOLERANCE_PX
+from .coco import read_coco, write_coco
+from .data import AnnotatedImage, AnnotationError, AnnotationSet
+from .load import load_annotations
+from .voc import IMAGE_SUFFIXES, read_voc, voc_xml, write_voc
+
+__all__ = [
+    "BOX_TOLERANCE_PX",
+    "IMAGE_SUFFIXES",
+    "AnnotatedImage",
+    "AnnotationError",
+    "AnnotationSet",
+    "load_annotations",
+    "read_coco",
+    "read_voc",
+    "voc_xml",
+    "write_coco",
+    "write_voc",
+]

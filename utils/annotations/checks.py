@@ -1,0 +1,103 @@
+"""Checks shared by every reader: readable images, boxes inside them, known classes, numbers.
+
+A box may stick out of the image by at most ``BOX_TOLERANCE_PX`` (1 px, the usual off-by-one
+of labelling tools); it is then clipped to the image. Further out is an error, and so are
+boxes of zero or negative width or height.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+BOX_TOLERANCE_PX = 1.0
+
+
+def _image_size(path: Path, problems: list[str], label: str) -> tuple[int, int] | None:
+    """(width, height) of a readable image, else a problem and None."""
+    if not path.is_file():
+        problems.append(f"{label}: image file {path.name} is missing; copy it beside the labels")
+        return None
+    try:
+        with Image.open(path) as img:
+            img.load()  # decodes: catches truncated and corrupt files, not only bad headers
+            return img.size
+    except Exception as err:  # PIL raises several types for broken files
+        problems.append(
+            f"{label}: image {path.name} cannot be read ({type(err).__name__}: {err}); "
+            "re-export or replace the file"
+        )
+        return None
+
+
+def _check_boxes(
+    raw: list[tuple[float, float, float, float]],
+    width: int,
+    height: int,
+    label: str,
+    problems: list[str],
+) -> np.ndarray:
+    """Clip boxes that stick out by <= 1 px; report the others and empty boxes."""
+    boxes = np.asarray(raw, dtype=np.float32).reshape(-1, 4)
+    tol = BOX_TOLERANCE_PX
+    for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+        where = f"{label}: box {i + 1} ({x1:g}, {y1:g}, {x2:g}, {y2:g})"
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+            problems.append(f"{where} has a coordinate that is not a finite number; redraw it")
+        elif x2 <= x1 or y2 <= y1:
+            problems.append(f"{where} has zero or negative area; redraw or delete it")
+        elif x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
+            problems.append(
+                f"{where} lies outside the {width}x{height} image; redraw it inside the image"
+            )
+    if len(boxes):
+        boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, width)
+        boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, height)
+    return boxes
+
+
+def _check_classes(
+    labels: list[str], class_names: Sequence[str] | None, label: str, problems: list[str]
+) -> None:
+    if class_names is None:
+        return
+    for name in sorted(set(labels) - set(class_names)):
+        problems.append(
+            f"{label}: unknown class {name!r}; expected one of {list(class_names)} "
+            "(fix the label or pass class_names)"
+        )
+
+
+def _number(value: object) -> float | None:
+    """A finite number from XML text or JSON, or None when it is not one.
+
+    NaN and infinity parse as floats but poison training (NaN boxes pass every ``<`` check),
+    and JSON ``true`` is not a coordinate.
+    """
+    if isinstance(value, bool) or isinstance(value, (list, dict)):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _integer(value: object) -> int | None:
+    """A COCO id: an integer (or an integral number / digit string), else None."""
+    number = _number(value)
+    if number is None or not number.is_integer():
+        return None
+    return int(number)
+
+
+def _kind(value: object) -> str:
+    """How to name a wrong value in a message without printing all of it."""
+    if isinstance(value, (list, dict)):
+        return "a list" if isinstance(value, list) else "an object"
+    text = repr(value)
+    return text if len(text) <= 20 else text[:17] + "..."

@@ -1,0 +1,94 @@
+"""The data model every reader returns: images with pixel boxes and class names, and the error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..config import display_path
+
+
+class AnnotationError(ValueError):
+    """Annotations that cannot be used; the message lists every problem, one file per line."""
+
+    def __init__(self, problems: Sequence[str], source: str | Path | None = None):
+        self.problems = list(problems)
+        where = f" in {display_path(source)}" if source is not None else ""
+        head = f"{len(self.problems)} annotation problem(s){where}:"
+        tail = "Fix the files listed above (or remove them from the folder) and load again."
+        super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems), tail]))
+
+
+@dataclass
+class AnnotatedImage:
+    """One image file and its boxes (x1, y1, x2, y2 in pixels of that file)."""
+
+    image_path: Path
+    width: int
+    height: int
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    labels: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.image_path = Path(self.image_path)
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        self.labels = [str(x) for x in self.labels]
+        if len(self.labels) != len(self.boxes):
+            raise ValueError(
+                f"{self.image_path.name}: {len(self.boxes)} boxes but {len(self.labels)} labels"
+            )
+
+    def load_image(self) -> Image.Image:
+        """The image as PIL RGB."""
+        with Image.open(self.image_path) as img:
+            return img.convert("RGB")
+
+    @property
+    def name(self) -> str:
+        return self.image_path.name
+
+
+@dataclass
+class AnnotationSet:
+    """Images + boxes + the ordered class names (label id ``i`` is ``class_names[i]``)."""
+
+    class_names: tuple[str, ...]
+    images: list[AnnotatedImage]
+
+    def __post_init__(self) -> None:
+        self.class_names = tuple(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> AnnotatedImage:
+        return self.images[index]
+
+    def __iter__(self):
+        return iter(self.images)
+
+    @property
+    def num_boxes(self) -> int:
+        return int(sum(len(img.boxes) for img in self.images))
+
+    def label_ids(self, img: AnnotatedImage) -> np.ndarray:
+        """0-based class indices of an image's boxes."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        try:
+            return np.asarray([index[name] for name in img.labels], dtype=np.int64)
+        except KeyError as err:
+            raise AnnotationError(
+                [f"{img.name}: class {err.args[0]!r} is not one of {list(self.class_names)}"]
+            ) from None
+
+    def subset(self, indices: Iterable[int]) -> AnnotationSet:
+        """A new set with the images at ``indices`` (same class names)."""
+        return AnnotationSet(self.class_names, [self.images[i] for i in indices])
+
+    def summary(self) -> str:
+        """One line: images, boxes, classes."""
+        return f"{len(self)} images, {self.num_boxes} boxes, classes {list(self.class_names)}"

@@ -1,0 +1,184 @@
+"""Pascal VOC (labelImg): one XML per image, images beside them; read and write.
+
+An image file in a VOC folder without an XML beside it is an error: an unlabelled image must
+not be mistaken for an image without cells. VOC coordinates are written as integers, rounded
+to the nearest pixel, as labelImg does.
+"""
+
+from __future__ import annotations
+
+import shutil
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .. import atomicio
+from ..config import display_path
+from .checks import _check_boxes, _check_classes, _image_size, _number
+from .data import AnnotatedImage, AnnotationError, AnnotationSet
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _text(node: ET.Element, path: str) -> str | None:
+    child = node.find(path)
+    if child is None or child.text is None or not child.text.strip():
+        return None
+    return child.text.strip()
+
+
+def _parse_voc_xml(
+    xml_path: Path, class_names: Sequence[str] | None, problems: list[str]
+) -> AnnotatedImage | None:
+    label = xml_path.name
+    try:
+        root = ET.parse(xml_path).getroot()
+    except ET.ParseError as err:
+        problems.append(f"{label}: not valid XML ({err}); re-save it from the labelling tool")
+        return None
+    if root.tag != "annotation":
+        problems.append(
+            f"{label}: root element is <{root.tag}>, expected <annotation> (Pascal VOC)"
+        )
+        return None
+    filename = _text(root, "filename")
+    if filename is None:
+        problems.append(f"{label}: missing required field <filename>")
+        return None
+    image_path = xml_path.parent / Path(filename.replace("\\", "/")).name
+    if not image_path.is_file():
+        other = _text(root, "path")  # labelImg's absolute path: last resort, other machine
+        if other and Path(other).is_file():
+            image_path = Path(other)
+    size = _image_size(image_path, problems, label)
+
+    raw_boxes, labels, ok = [], [], True
+    for k, obj in enumerate(root.findall("object"), start=1):
+        name = _text(obj, "name")
+        coords = [_text(obj, f"bndbox/{tag}") for tag in ("xmin", "ymin", "xmax", "ymax")]
+        if name is None:
+            problems.append(f"{label}: object {k} is missing required field <name>")
+            ok = False
+            continue
+        if any(c is None for c in coords):
+            problems.append(f"{label}: object {k} ({name}) is missing <bndbox> xmin/ymin/xmax/ymax")
+            ok = False
+            continue
+        numbers = [_number(c) for c in coords]
+        bad = [tag for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), numbers) if v is None]
+        if bad:
+            problems.append(
+                f"{label}: object {k} ({name}) <bndbox> {'/'.join(bad)} is not a finite number "
+                f"(got {', '.join(str(c)[:20] for c in coords)}); redraw the box"
+            )
+            ok = False
+            continue
+        raw_boxes.append(tuple(numbers))  # type: ignore[arg-type]
+        labels.append(name)
+    _check_classes(labels, class_names, label, problems)
+    if size is None or not ok:
+        return None
+    width, height = size
+    xml_size = _number(_text(root, "size/width")), _number(_text(root, "size/height"))
+    if all(v is not None and v > 0 for v in xml_size):  # labelImg writes 0 when unknown
+        xml_w, xml_h = (int(v) for v in xml_size)  # type: ignore[arg-type]
+        if (xml_w, xml_h) != (width, height):
+            problems.append(
+                f"{label}: <size> says {xml_w}x{xml_h} but {image_path.name} is "
+                f"{width}x{height}; the boxes were drawn on another version of the image"
+            )
+            return None
+    n_before = len(problems)
+    boxes = _check_boxes(raw_boxes, width, height, label, problems)
+    if len(problems) > n_before:
+        return None
+    return AnnotatedImage(image_path, width, height, boxes, labels)
+
+
+def read_voc(folder: str | Path, class_names: Sequence[str] | None = None) -> AnnotationSet:
+    """A folder of labelImg Pascal VOC files (one ``.xml`` per image, images beside them).
+
+    ``class_names=None`` infers them (sorted); otherwise any other class is an error.
+    Raises :class:`AnnotationError` listing every problem found.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AnnotationError([f"{display_path(folder)} is not a folder"], None)
+    xml_files = sorted(folder.glob("*.xml"))
+    problems: list[str] = []
+    if not xml_files:
+        problems.append(
+            f"{display_path(folder)} holds no .xml files; save labels in Pascal VOC format"
+        )
+    images = [_parse_voc_xml(p, class_names, problems) for p in xml_files]
+    labelled = {p.stem for p in xml_files}
+    for img_path in sorted(folder.iterdir()):
+        if img_path.suffix.lower() in IMAGE_SUFFIXES and img_path.stem not in labelled:
+            problems.append(
+                f"{img_path.name}: image without an XML file; label it (an empty XML means "
+                "'no cells') or move it out of the folder"
+            )
+    if problems:
+        raise AnnotationError(problems, folder)
+    found = [img for img in images if img is not None]
+    names = tuple(class_names) if class_names is not None else _sorted_names(found)
+    return AnnotationSet(names, found)
+
+
+def _sorted_names(images: Iterable[AnnotatedImage]) -> tuple[str, ...]:
+    return tuple(sorted({name for img in images for name in img.labels}))
+
+
+def _indent(elem: ET.Element, level: int = 0) -> None:
+    """Tab indentation like labelImg's (ET.indent only exists from Python 3.9 with spaces)."""
+    pad = "\n" + "\t" * level
+    if len(elem):
+        if not (elem.text and elem.text.strip()):
+            elem.text = pad + "\t"
+        for child in elem:
+            _indent(child, level + 1)
+        if not (child.tail and child.tail.strip()):
+            child.tail = pad
+    if level and not (elem.tail and elem.tail.strip()):
+        elem.tail = pad
+
+
+def voc_xml(img: AnnotatedImage, folder_name: str = "", filename: str | None = None) -> str:
+    """The labelImg XML text of one image (``path`` holds the file name: no machine paths)."""
+    filename = filename or img.image_path.name
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = folder_name
+    ET.SubElement(root, "filename").text = filename
+    ET.SubElement(root, "path").text = filename
+    ET.SubElement(ET.SubElement(root, "source"), "database").text = "Unknown"
+    size = ET.SubElement(root, "size")
+    ET.SubElement(size, "width").text = str(img.width)
+    ET.SubElement(size, "height").text = str(img.height)
+    ET.SubElement(size, "depth").text = "3"
+    ET.SubElement(root, "segmented").text = "0"
+    for box, name in zip(img.boxes.tolist(), img.labels):
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = name
+        ET.SubElement(obj, "pose").text = "Unspecified"
+        touches = x1 <= 0 or y1 <= 0 or x2 >= img.width or y2 >= img.height
+        ET.SubElement(obj, "truncated").text = "1" if touches else "0"
+        ET.SubElement(obj, "difficult").text = "0"
+        bnd = ET.SubElement(obj, "bndbox")
+        for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), (x1, y1, x2, y2)):
+            ET.SubElement(bnd, tag).text = str(value)
+    _indent(root)
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write_voc(aset: AnnotationSet, folder: str | Path, copy_images: bool = True) -> Path:
+    """Write one labelImg XML per image into ``folder`` (and copy the images there)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for img in aset.images:
+        target = folder / img.image_path.name
+        if copy_images and img.image_path.resolve() != target.resolve():
+            shutil.copyfile(img.image_path, target)
+        xml = voc_xml(img, folder_name=folder.name)
+        atomicio.write_text(folder / f"{img.image_path.stem}.xml", xml)
+    return folder

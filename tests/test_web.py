@@ -167,7 +167,7 @@ def test_site_layout_and_mime_types(site, model, url):
 
 
 def test_missing_onnxruntime_web_says_npm_ci(tmp_path, monkeypatch, model):
-    monkeypatch.setattr(web, "ORT_DIST", tmp_path / "nothing")
+    monkeypatch.setattr(web.site, "ORT_DIST", tmp_path / "nothing")  # where ort_files looks
     with pytest.raises(web.WebSetupError, match="npm ci"):
         web.build_site(tmp_path / "site", model)
 

@@ -1,7 +1,11 @@
 """A torch Dataset over an :class:`~utils.annotations.AnnotationSet`, with box-aware augmentation.
 
-Every image first goes through :func:`utils.processing.letterbox`, the same resize + black
-padding that inference uses, so training and serving see identical pixels. Training then adds
+Every image is first resized the way inference resizes it, so training and serving see
+identical pixels: to the **working scale** (``scale``, chosen by :func:`working_scale` from the
+training boxes so that the median cell is ``TARGET_CELL_PX`` wide whatever the photo's
+resolution), or, without a scale, letterboxed whole into ``image_size`` as older models were.
+At the working scale a 2,800 px photo is not shrunk to the input size: training draws random
+crops of it at that scale, as inference cuts it into tiles. Training then adds
 torchvision ``transforms.v2`` augmentations that move the boxes with the pixels:
 
 - horizontal and vertical flips and random 90-degree turns: a microscope slide has no "up";
@@ -10,12 +14,13 @@ torchvision ``transforms.v2`` augmentations that move the boxes with the pixels:
 - colour jitter and an occasional slight blur (focus and white balance vary between photos);
 - ``SanitizeBoundingBoxes`` drops boxes pushed out of the frame.
 
-With 17 images, decoded letterboxed images are cached in memory. Augmentation draws from
+With 17 images, decoded resized images are cached in memory. Augmentation draws from
 torch's global RNG, so ``torch.manual_seed`` makes a run repeatable (``num_workers=0``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,6 +33,40 @@ from .annotations import AnnotatedImage, AnnotationError, AnnotationSet
 from .processing import letterbox
 
 Target = dict[str, torch.Tensor]
+
+# The median cell side sqrt(w h), in working pixels, that the heatmap counter (stride 4) is
+# trained at. 22.5 px is what the course's 640 px photos (median cell 28 px) become at a
+# 512 px input, the setting measured best in docs/model_choice.md (512 px beat 384 px:
+# count error 2.1 % against 3.7 %): so 640 px photos train exactly as before, and a 2,800 px
+# photo of the same field is brought to the same cell size instead of being shrunk whole.
+TARGET_CELL_PX = 22.5
+
+
+def cell_sides(aset: AnnotationSet) -> np.ndarray:
+    """Every box's side ``sqrt(w h)`` in photo pixels (the size of a cell, whatever its angle)."""
+    sides = [
+        np.sqrt(np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None))
+        for b in (img.boxes.reshape(-1, 4) for img in aset.images)
+    ]
+    return np.concatenate(sides) if sides else np.zeros((0,), np.float32)
+
+
+def working_scale(aset: AnnotationSet, cell_px: float = TARGET_CELL_PX) -> float:
+    """Working pixels per photo pixel that bring the median training cell to ``cell_px``."""
+    sides = cell_sides(aset)
+    sides = sides[sides > 0]
+    if len(sides) == 0:
+        raise AnnotationError(["no boxes to choose the working scale from; label some cells"])
+    return float(cell_px / np.median(sides))
+
+
+def tile_overlap(aset: AnnotationSet, scale: float, image_size: int) -> int:
+    """Tile overlap in working pixels: the longest box side seen (99th percentile), so that a
+    cell on a seam lies whole inside the tile that owns it; a multiple of 8, 32 to S/2."""
+    boxes = [img.boxes.reshape(-1, 4) for img in aset.images]
+    longest = np.concatenate([np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) for b in boxes])
+    need = float(np.percentile(longest, 99)) * scale if len(longest) else 32.0
+    return int(min(image_size // 2, max(32, 8 * math.ceil(need / 8))))
 
 
 def train_transforms(crop_size: int | None = None) -> v2.Transform:
@@ -53,19 +92,21 @@ def train_transforms(crop_size: int | None = None) -> v2.Transform:
 
 
 def rotate90(image: torch.Tensor, boxes: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Turn a square ``[C, S, S]`` image and its XYXY boxes by ``k`` quarter turns (exact)."""
-    size = image.shape[-1]
+    """Turn a ``[C, H, W]`` image and its XYXY boxes by ``k`` quarter turns (exact)."""
     for _ in range(k % 4):
+        width = image.shape[-1]
         image = torch.rot90(image, 1, dims=(-2, -1))  # counter-clockwise
         x1, y1, x2, y2 = boxes.unbind(-1)
-        boxes = torch.stack([y1, size - x2, y2, size - x1], dim=-1)
+        boxes = torch.stack([y1, width - x2, y2, width - x1], dim=-1)
     return image, boxes
 
 
 class CellDataset(Dataset):
     """``(image, target)`` pairs ready for torchvision detectors.
 
-    ``image``: ``tv_tensors.Image`` float32 ``[3, S, S]`` in 0..1 (letterboxed).
+    ``image``: ``tv_tensors.Image`` float32 ``[3, S, S]`` in 0..1 (letterboxed), or with a
+    working ``scale``: the photo at that scale (training: a random ``crop_size`` crop, or an
+    ``image_size`` one without ``crop_size``, as inference's tiles).
     ``target``: ``{"boxes": BoundingBoxes XYXY [N, 4], "labels": int64 [N]}`` with labels
     1..C (0 is torchvision's background), following ``class_names`` (default: the set's).
     """
@@ -78,14 +119,18 @@ class CellDataset(Dataset):
         class_names: Sequence[str] | None = None,
         crop_size: int | None = None,
         repeats: int = 1,
+        scale: float | None = None,
     ):
         self.aset = aset
         self.image_size = int(image_size)
         self.train = train
+        self.scale = scale
         if crop_size is not None and crop_size < 32:
             raise ValueError(f"crop_size must be at least 32 px, got {crop_size}")
-        # A crop as large as the image is no crop: small images train whole.
-        self.crop_size = crop_size if crop_size and crop_size < self.image_size else None
+        if scale is not None:  # every training sample is a square crop of the working image
+            self.crop_size = min(crop_size or self.image_size, self.image_size) if train else None
+        else:  # a crop as large as the image is no crop: small images train whole
+            self.crop_size = crop_size if crop_size and crop_size < self.image_size else None
         self.repeats = max(1, int(repeats)) if train else 1
         self.class_names = tuple(class_names) if class_names is not None else aset.class_names
         unknown = {n for img in aset.images for n in img.labels} - set(self.class_names)
@@ -102,26 +147,43 @@ class CellDataset(Dataset):
         return len(self.aset) * self.repeats
 
     def letterboxed(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """uint8 image ``[3, S, S]``, boxes in input pixels, 1-based labels (cached, no augmentation)."""
+        """uint8 image ``[3, H, W]``, boxes in input pixels, 1-based labels (cached, no augmentation).
+
+        Letterboxed to ``S x S``, or resized to the working scale and padded black (right and
+        bottom, like inference's tiles) to at least the crop size.
+        """
         if index not in self._cache:
             item: AnnotatedImage = self.aset.images[index]
-            boxed, scale = letterbox(item.load_image(), self.image_size)
+            if self.scale is None:
+                boxed, scale = letterbox(item.load_image(), self.image_size)
+            else:
+                boxed, scale = self._at_working_scale(item), self.scale
             image = torch.from_numpy(np.array(boxed, dtype=np.uint8)).permute(2, 0, 1).contiguous()
             boxes = torch.from_numpy(item.boxes * np.float32(scale)).reshape(-1, 4)
             labels = torch.tensor([self._index[n] for n in item.labels], dtype=torch.int64)
             self._cache[index] = (image, boxes, labels)
         return self._cache[index]
 
+    def _at_working_scale(self, item: AnnotatedImage) -> np.ndarray:
+        from .processing import working_image
+
+        work = working_image(item.load_image(), self.scale)  # the pixels inference will see
+        side = self.crop_size or 0
+        if work.shape[0] >= side and work.shape[1] >= side:
+            return work
+        padded = np.zeros((max(side, work.shape[0]), max(side, work.shape[1]), 3), np.uint8)
+        padded[: work.shape[0], : work.shape[1]] = work
+        return padded
+
     def __getitem__(self, index: int) -> tuple[tv_tensors.Image, Target]:
         image, boxes, labels = self.letterboxed(index % len(self.aset))
-        size = self.image_size
         if self.train:
             k = int(torch.randint(0, 4, (1,)).item())
             image, boxes = rotate90(image, boxes, k)
         image = tv_tensors.Image(image)
         target: Target = {
             "boxes": tv_tensors.BoundingBoxes(
-                boxes.clone(), format="XYXY", canvas_size=(size, size)
+                boxes.clone(), format="XYXY", canvas_size=tuple(image.shape[-2:])
             ),
             "labels": labels.clone(),
         }
@@ -133,7 +195,9 @@ class CellDataset(Dataset):
     def __repr__(self) -> str:
         mode = "train (augmented)" if self.train else "eval"
         crop = f", {self.crop_size}px crops x{self.repeats}" if self.crop_size else ""
-        return f"CellDataset({len(self.aset)} images, {self.image_size}px{crop}, {mode})"
+        size = f"scale {self.scale:.3g}" if self.scale else f"{self.image_size}px"
+        return f"CellDataset({len(self.aset)} images, {size}{crop}, {mode})"
+
 
 
 def collate(

@@ -4,15 +4,35 @@ The exported graph (see ``model.DetectorCore``) is the network plus box decoding
 fixed square input size: it takes a normalised float32 batch ``[N, 3, S, S]`` and returns
 ``boxes [N, A, 4]`` (x1, y1, x2, y2 in input pixels) and ``scores [N, A, C]``. Everything
 around it lives here, in NumPy, so PyTorch, ONNX Runtime, OpenVINO, the Gradio Space
-(no torch) and a browser port all resize, normalise, threshold, suppress and rescale the
-same way:
+(no torch) and the browser port (``web/counter.js``) all resize, tile, normalise, threshold,
+suppress and rescale the same way:
 
-    image -> letterbox -> normalise -> [graph] -> threshold -> NMS -> rescale -> Detections
+    photo -> resize to the working scale -> S x S tiles -> normalise -> [graph]
+          -> threshold -> keep what each tile owns -> NMS -> rescale -> Detections
+
+**Working scale.** A model trained with tiling stores ``scale`` (working pixels per photo
+pixel), chosen from its training boxes so that the median cell has the size its strides want
+(``dataset.working_scale``). A photo is resized by that scale, whatever its size, so a cell in
+a 12 MP photo looks as it did in training. Models without ``scale`` fit the whole photo into
+one input (a letterbox), as before; a photo whose working image fits one input gets exactly
+that letterbox.
+
+**Tiles and seams.** A working image larger than ``S`` is cut into ``S x S`` tiles spread
+evenly so that neighbours overlap by at least ``tile_overlap`` (more than the largest cell).
+Each tile *owns* the part of the image closer to its centre than to its neighbours' (the
+seam is the middle of the overlap) and keeps only detections whose box centre it owns (plus
+a band of a quarter of the overlap, so that a cell right on a seam, whose two estimates may
+fall on either side of it, is never dropped by both), so a cell on a seam, seen whole by both
+tiles, is kept once or twice and a last NMS over the whole image merges the pair. We write
+this ourselves instead of using SAHI (the reference for sliced inference) because it must
+run identically without torch in the Space and in JavaScript in the browser, and because
+SAHI merges tiles by box overlap (NMS/NMM), where a centre-point counter has an exact rule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,6 +56,10 @@ class InferenceConfig:
     nms_iou: float = 0.6
     max_detections: int = 300
     min_score: float = 0.05  # candidates below this are never kept, whatever the slider says
+    # Tiling (see the module docstring). None: fit the whole photo into one input (older models).
+    scale: float | None = None  # working pixels per photo pixel, chosen from the training boxes
+    tile_overlap: int = 64  # working pixels shared by neighbouring tiles: more than a cell
+    cell_size: float | None = None  # median cell side sqrt(w h) in working pixels, in training
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -66,6 +90,9 @@ class Detections:
     scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
     labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
     class_names: tuple[str, ...] = ()
+    tiles: int = 1  # how many S x S inputs the photo took
+    scale: float = 1.0  # working pixels per photo pixel that it was counted at
+    note: str = ""  # one sentence when the photo looks unlike the training photos
 
     @property
     def count(self) -> int:
@@ -75,7 +102,15 @@ class Detections:
     def above(self, threshold: float) -> Detections:
         """Only the detections scoring at least ``threshold``."""
         keep = self.scores >= threshold
-        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], self.class_names)
+        return Detections(
+            self.boxes[keep],
+            self.scores[keep],
+            self.labels[keep],
+            self.class_names,
+            self.tiles,
+            self.scale,
+            self.note,
+        )
 
     def to_records(self) -> list[dict[str, Any]]:
         """One dict per detection, for tables and JSON."""
@@ -227,3 +262,250 @@ def postprocess(
         postprocess_one(boxes[i], scores[i], config, scales[i], sizes[i], threshold)
         for i in range(len(scales))
     ]
+
+
+# ------------------------------------------------------------------------------ tiling
+
+MAX_TILES = 256  # about 40 MP of working image: a photo needing more is refused, not queued
+MIN_WORKING_SIDE = 32  # below this the cells are a few pixels: nothing sensible to count
+SCALE_WARNING = 2.0  # cells this many times larger or smaller than in training get a note
+
+
+class ScaleError(ValueError):
+    """A photo that cannot be counted at the model's working scale; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Where the ``S x S`` tiles of one photo lie, in working pixels (see the module docstring)."""
+
+    width: int  # the photo
+    height: int
+    scale: float  # working pixels per photo pixel
+    work_width: int
+    work_height: int
+    size: int  # S, the graph's input side
+    xs: tuple[int, ...]  # left edges of the tile columns
+    ys: tuple[int, ...]  # top edges of the tile rows
+
+    @property
+    def tiles(self) -> int:
+        return len(self.xs) * len(self.ys)
+
+    def windows(self) -> list[tuple[int, int]]:
+        """Top-left corners, row by row: the order tiles go through the graph."""
+        return [(x, y) for y in self.ys for x in self.xs]
+
+
+def tile_starts(length: int, size: int, overlap: int) -> tuple[int, ...]:
+    """Left edges of tiles of ``size`` covering ``length``, spread evenly, overlapping >= ``overlap``.
+
+    Rounded half up (``floor(v + 0.5)``), which JavaScript's ``Math.round`` matches exactly.
+    """
+    if length <= size:
+        return (0,)
+    overlap = min(max(0, int(overlap)), size // 2)
+    n = math.ceil((length - overlap) / (size - overlap))
+    return tuple(int(math.floor(i * (length - size) / (n - 1) + 0.5)) for i in range(n))
+
+
+def seams(starts: Sequence[int], size: int) -> list[float]:
+    """Where ownership passes from one tile to the next: the middle of each overlap."""
+    return [(starts[i + 1] + starts[i] + size) / 2 for i in range(len(starts) - 1)]
+
+
+def working_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """A photo's size at the working scale (rounded as ``letterbox`` rounds)."""
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def plan_tiles(
+    width: int, height: int, config: InferenceConfig, scale: float | None = None
+) -> TileGrid:
+    """The tile grid of a ``width x height`` photo at ``scale`` (default: the model's own).
+
+    Raises :class:`ScaleError` for a photo too small to count or so large it would need
+    more than ``MAX_TILES`` inputs.
+    """
+    size = config.image_size
+    if scale is None:
+        scale = config.scale
+    if scale is None:  # an older model: the whole photo into one input
+        scale = size / max(width, height)
+    if not (math.isfinite(scale) and scale > 0):
+        raise ScaleError(f"scale must be a positive number, got {scale}")
+    work_w, work_h = working_size(width, height, scale)
+    if min(work_w, work_h) < MIN_WORKING_SIDE and max(work_w, work_h) < size:
+        raise ScaleError(
+            f"the photo is {width} x {height} px: at the model's scale ({scale:.3g}) that is "
+            f"{work_w} x {work_h} px, too small for its cells to be seen; "
+            "send the original photo, not a thumbnail"
+        )
+    xs = tile_starts(work_w, size, config.tile_overlap)
+    ys = tile_starts(work_h, size, config.tile_overlap)
+    if len(xs) * len(ys) > MAX_TILES:
+        raise ScaleError(
+            f"the photo is {width} x {height} px: at the model's scale ({scale:.3g}) it needs "
+            f"{len(xs) * len(ys)} tiles, more than {MAX_TILES}; crop it to the field of view "
+            "or downscale it to the training photos' magnification"
+        )
+    return TileGrid(width, height, float(scale), work_w, work_h, size, xs, ys)
+
+
+def working_image(image: Image.Image | np.ndarray, scale: float) -> np.ndarray:
+    """The photo resized to the working scale (Pillow bilinear, as ``letterbox``)."""
+    rgb = to_rgb_array(image)
+    size = working_size(rgb.shape[1], rgb.shape[0], scale)
+    if size == (rgb.shape[1], rgb.shape[0]):
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+
+
+def tiles(work: np.ndarray, grid: TileGrid, config: InferenceConfig) -> Iterator[np.ndarray]:
+    """Normalised ``[3, S, S]`` tiles in ``grid.windows()`` order, one at a time.
+
+    A working image smaller than ``S`` along a side is padded black on the right/bottom, the
+    same padding as ``letterbox``. Made lazily, so a 12 MP photo never holds all its tiles
+    in memory at once.
+    """
+    size = grid.size
+    for x, y in grid.windows():
+        crop = work[y : y + size, x : x + size]
+        if crop.shape[0] != size or crop.shape[1] != size:
+            padded = np.zeros((size, size, 3), np.uint8)
+            padded[: crop.shape[0], : crop.shape[1]] = crop
+            crop = padded
+        yield normalize(Image.fromarray(crop), config)
+
+
+def run_tiles(run, stream: Iterable[np.ndarray], batch_size: int = 4):
+    """Raw graph outputs (boxes, scores) of a stream of tiles, ``batch_size`` tiles per call."""
+    boxes, scores, batch = [], [], []
+    for tile in stream:
+        batch.append(tile)
+        if len(batch) == batch_size:
+            b, s = run(np.stack(batch))
+            boxes.append(b)
+            scores.append(s)
+            batch = []
+    if batch:
+        b, s = run(np.stack(batch))
+        boxes.append(b)
+        scores.append(s)
+    return np.concatenate(boxes), np.concatenate(scores)
+
+
+def merge_tiles(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    grid: TileGrid,
+    config: InferenceConfig,
+    threshold: float | None = None,
+) -> Detections:
+    """Raw outputs of all tiles of one photo (``T x A x 4``, ``T x A x C``) -> Detections.
+
+    Per tile: threshold, keep the detections whose box centre the tile owns, clip to the
+    tile, move to working pixels. Then one class-aware NMS over the photo, back to photo
+    pixels. With one tile this is exactly the letterbox post-processing.
+    """
+    threshold = config.score_threshold if threshold is None else float(threshold)
+    floor = max(threshold, config.min_score)
+    size = float(grid.size)
+    # Each tile keeps a band of ``margin`` past its seams: two tiles' estimates of one cell's
+    # centre differ by a pixel or two, and without the band a cell right on a seam could be
+    # claimed by neither. What both keep, the final NMS merges.
+    margin = config.tile_overlap / 4
+    x_seams, y_seams = seams(grid.xs, grid.size), seams(grid.ys, grid.size)
+    x_bounds = [-math.inf, *x_seams, math.inf]
+    y_bounds = [-math.inf, *y_seams, math.inf]
+    all_boxes, all_scores, all_classes = [], [], []
+    for t, (x0, y0) in enumerate(grid.windows()):
+        col, row = grid.xs.index(x0), grid.ys.index(y0)
+        anchor_idx, class_idx = np.nonzero(scores[t] >= floor)
+        raw = boxes[t][anchor_idx].astype(np.float32)
+        if grid.tiles > 1:
+            cx = (raw[:, 0] + raw[:, 2]) / np.float32(2) + np.float32(x0)
+            cy = (raw[:, 1] + raw[:, 3]) / np.float32(2) + np.float32(y0)
+            own = (cx >= x_bounds[col] - margin) & (cx < x_bounds[col + 1] + margin)
+            own &= (cy >= y_bounds[row] - margin) & (cy < y_bounds[row + 1] + margin)
+            anchor_idx, class_idx, raw = anchor_idx[own], class_idx[own], raw[own]
+        # Clip to the input frame before NMS, as torchvision does, so IoUs match across runtimes.
+        clipped = np.clip(raw, 0, size)
+        clipped += np.asarray([x0, y0, x0, y0], np.float32)
+        all_boxes.append(clipped)
+        all_scores.append(scores[t][anchor_idx, class_idx].astype(np.float32))
+        all_classes.append(class_idx)
+    kept_boxes = np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4), np.float32)
+    kept_scores = np.concatenate(all_scores) if all_scores else np.zeros((0,), np.float32)
+    class_idx = np.concatenate(all_classes) if all_classes else np.zeros((0,), np.int64)
+    # Class-aware NMS: shift each class to its own region so boxes of different classes never overlap.
+    span = float(max(grid.work_width, grid.work_height, grid.size)) * 4.0
+    offset = class_idx[:, None].astype(np.float32) * np.float32(span)
+    limit = config.max_detections * grid.tiles
+    keep = nms(kept_boxes + offset, kept_scores, config.nms_iou)[:limit]
+    out_boxes = kept_boxes[keep] / np.float32(grid.scale)
+    out_boxes[:, 0::2] = np.clip(out_boxes[:, 0::2], 0, grid.width)
+    out_boxes[:, 1::2] = np.clip(out_boxes[:, 1::2], 0, grid.height)
+    detections = Detections(
+        boxes=out_boxes.astype(np.float32),
+        scores=kept_scores[keep],
+        labels=class_idx[keep].astype(np.int64),
+        class_names=tuple(config.class_names),
+        tiles=grid.tiles,
+        scale=grid.scale,
+    )
+    detections.note = scale_note(detections, config)
+    return detections
+
+
+def scale_note(detections: Detections, config: InferenceConfig) -> str:
+    """One sentence when the counted cells are far larger or smaller than the training cells.
+
+    The model only knows cells of about ``cell_size`` working pixels: a photo taken at another
+    magnification is still counted, but the count deserves a warning and a better scale.
+    """
+    if not config.cell_size or detections.count < 5:
+        return ""
+    sides = np.sqrt(
+        np.clip(detections.boxes[:, 2] - detections.boxes[:, 0], 0, None)
+        * np.clip(detections.boxes[:, 3] - detections.boxes[:, 1], 0, None)
+    )
+    seen = float(np.median(sides)) * detections.scale
+    ratio = seen / config.cell_size
+    if 1 / SCALE_WARNING <= ratio <= SCALE_WARNING:
+        return ""
+    better = detections.scale * config.cell_size / max(seen, 1e-6)
+    size = "larger" if ratio > 1 else "smaller"
+    factor = ratio if ratio > 1 else 1 / ratio
+    return (
+        f"The cells look {factor:.1f}x {size} than in the training photos, so this count is "
+        f"unreliable: count again with scale={better:.3g} (CLI: --scale {better:.3g}), "
+        "or train on photos like this one."
+    )
+
+
+def count_tiled(
+    run,
+    images: Sequence[Image.Image | np.ndarray],
+    config: InferenceConfig,
+    threshold: float | None = None,
+    scale: float | None = None,
+    batch_size: int = 4,
+) -> list[Detections]:
+    """Detections on photos of any size; ``run`` maps a normalised tile batch to raw outputs.
+
+    Tiles of all the photos go through the graph together, ``batch_size`` at a time.
+    """
+    grids, works = [], []
+    for image in images:
+        rgb = to_rgb_array(image)
+        grids.append(plan_tiles(rgb.shape[1], rgb.shape[0], config, scale))
+        works.append(working_image(rgb, grids[-1].scale))
+    stream = (tile for work, grid in zip(works, grids) for tile in tiles(work, grid, config))
+    boxes, scores = run_tiles(run, stream, batch_size)
+    results, first = [], 0
+    for grid in grids:
+        last = first + grid.tiles
+        results.append(merge_tiles(boxes[first:last], scores[first:last], grid, config, threshold))
+        first = last
+    return results

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from .config import display_path
-from .processing import Detections, InferenceConfig, postprocess, preprocess
+from .processing import Detections, InferenceConfig, count_tiled
 
 ImageLike = Image.Image | np.ndarray
 
@@ -36,18 +36,25 @@ class Predictor(ABC):
         """Normalised ``[N, 3, S, S]`` float32 -> (``boxes [N, A, 4]``, ``scores [N, A, C]``)."""
 
     def predict_batch(
-        self, images: Sequence[ImageLike], threshold: float | None = None
+        self,
+        images: Sequence[ImageLike],
+        threshold: float | None = None,
+        scale: float | None = None,
     ) -> list[Detections]:
-        """Detections per image; ``threshold`` defaults to the stored counting threshold."""
+        """Detections per image; ``threshold`` defaults to the stored counting threshold.
+
+        Every photo is resized to the model's working scale (``scale`` overrides it) and
+        counted in tiles: ``processing.count_tiled``, the path every runtime shares.
+        """
         if len(images) == 0:
             return []
-        batch, scales, sizes = preprocess(images, self.config)
-        boxes, scores = self.run(batch)
-        return postprocess(boxes, scores, self.config, scales, sizes, threshold)
+        return count_tiled(self.run, images, self.config, threshold, scale)
 
-    def predict(self, image: ImageLike, threshold: float | None = None) -> Detections:
-        """Detections on one image (any size; it is letterboxed to the model's input size)."""
-        return self.predict_batch([image], threshold)[0]
+    def predict(
+        self, image: ImageLike, threshold: float | None = None, scale: float | None = None
+    ) -> Detections:
+        """Detections on one photo of any size (tiled at the model's working scale)."""
+        return self.predict_batch([image], threshold, scale)[0]
 
     def __repr__(self) -> str:
         c = self.config

@@ -387,14 +387,50 @@ def write_dataset(
     return aset
 
 
-def make_course_data(data_dir: str | Path | None = None, size: int | None = None) -> Path:
-    """``data/train`` (17 images, seeds 0-16) and ``data/test`` (30 images, seeds 1000-1029)."""
+def make_course_data(
+    data_dir: str | Path | None = None,
+    size: int | None = None,
+    train: int = len(TRAIN_SEEDS),
+    test: int = len(TEST_SEEDS),
+) -> Path:
+    """``data/train`` (17 images, seeds 0-16) and ``data/test`` (30 images, seeds 1000-1029).
+
+    At ``size`` 2800 these are the same scenes as full-resolution photos (the talk's are
+    2794 px): everything is drawn in relative units, so cells, outlines, blur and grid keep
+    their proportions. ``train``/``test`` take the first N seeds of each list (or more).
+    """
     from .config import data_dir as default_dir
 
     root = Path(data_dir) if data_dir is not None else default_dir()
     size = size or DEFAULT_SIZE
-    write_dataset(root / "train", TRAIN_SEEDS, size)
-    write_dataset(root / "test", TEST_SEEDS, size)
+    write_dataset(root / "train", _seeds(TRAIN_SEEDS, train), size)
+    write_dataset(root / "test", _seeds(TEST_SEEDS, test), size)
+    return root
+
+
+def _seeds(base: Sequence[int], n: int) -> list[int]:
+    """The first ``n`` seeds of ``base``, continued past its end when ``n`` is larger."""
+    return [base[0] + i for i in range(n)] if n > len(base) else list(base[:n])
+
+
+def ensure_highres_data(data_dir: str | Path | None = None, size: int = 2800) -> Path:
+    """The full-resolution twin of ``data/`` (same 17 + 30 scenes at ``size`` px), made on demand.
+
+    About 3 s per photo and 1 MB each as JPEG, so it is not committed:
+    ``artifacts/data_<size>/`` by default.
+    """
+    from .config import artifacts_dir, display_path
+
+    root = Path(data_dir) if data_dir is not None else artifacts_dir() / f"data_{size}"
+    wanted = {"train": len(TRAIN_SEEDS), "test": len(TEST_SEEDS)}
+    if all(len(list((root / sub).glob("*.xml"))) >= n for sub, n in wanted.items()):
+        return root
+    start = time.perf_counter()
+    make_course_data(root, size)
+    print(
+        f"Generated {sum(wanted.values())} photos of {size} px in {display_path(root)} "
+        f"({time.perf_counter() - start:.0f} s)."
+    )
     return root
 
 
@@ -419,12 +455,33 @@ def ensure_course_data(data_dir: str | Path | None = None) -> Path:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Generate the course's synthetic microscope data.")
     parser.add_argument("--out", default=None, help="data folder (default: the course's data/)")
-    parser.add_argument("--size", type=int, default=None, help="image side (default 640)")
+    parser.add_argument(
+        "--size", type=int, default=None, help="image side (default 640; the talk's: 2794)"
+    )
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        help="write N photos straight into --out (seeds from --first-seed) instead of train/ and test/",
+    )
+    parser.add_argument("--first-seed", type=int, default=2000, help="first seed for --images")
+    parser.add_argument("--train", type=int, default=len(TRAIN_SEEDS), help="training photos")
+    parser.add_argument("--test", type=int, default=len(TEST_SEEDS), help="held-out photos")
     args = parser.parse_args(argv)
+    if args.size is not None and not 64 <= args.size <= 8192:
+        parser.error(f"--size must be between 64 and 8192 px, got {args.size}")
     start = time.perf_counter()
-    root = make_course_data(args.out, args.size)
     from .config import display_path
 
+    if args.images is not None:
+        if args.out is None:
+            parser.error("--images needs --out (a folder for the photos)")
+        seeds = range(args.first_seed, args.first_seed + args.images)
+        write_dataset(args.out, list(seeds), args.size or DEFAULT_SIZE)
+        shown = display_path(Path(args.out))
+        print(f"Wrote {args.images} photos to {shown} in {time.perf_counter() - start:.1f} s.")
+        return
+    root = make_course_data(args.out, args.size, args.train, args.test)
     print(f"Wrote {display_path(root)}/train and /test in {time.perf_counter() - start:.1f} s.")
 
 

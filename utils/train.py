@@ -30,6 +30,7 @@ from torch import nn
 
 from . import config as course_config
 from . import evaluate as ev
+from .dataset import TARGET_CELL_PX
 from .processing import InferenceConfig
 from .progress import tqdm
 
@@ -48,8 +49,12 @@ class TrainingPlan:
     warmup_epochs: float = 1.0
     eval_every: int = 5
     model_name: str = DEFAULT_MODEL
-    crop_size: int | None = 256  # random crops of the letterboxed image (see dataset.py)
+    crop_size: int | None = 256  # random crops of the photo at its working scale (dataset.py)
     repeats: int = 4  # crops per image per epoch
+    # The median cell's side in working pixels: sets the working scale from the training
+    # boxes (dataset.working_scale), so 640 px and 2,800 px photos both train and count at
+    # the cell size the model wants. None: every photo resized whole to image_size.
+    cell_size: float | None = TARGET_CELL_PX
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`fit`."""
@@ -126,14 +131,36 @@ def _as_dataset(
     class_names: Sequence[str] | None,
     crop_size: int | None = None,
     repeats: int = 1,
+    scale: float | None = None,
 ):
     from .dataset import CellDataset
 
     if isinstance(data, CellDataset):
         return data
     return CellDataset(
-        data, image_size, train=train, class_names=class_names, crop_size=crop_size, repeats=repeats
+        data,
+        image_size,
+        train=train,
+        class_names=class_names,
+        crop_size=crop_size,
+        repeats=repeats,
+        scale=scale,
     )
+
+
+def scale_settings(train_set, image_size: int, cell_size: float | None) -> dict[str, Any]:
+    """The working scale and tile overlap for ``InferenceConfig``, from the training boxes."""
+    from .dataset import CellDataset, tile_overlap, working_scale
+
+    if cell_size is None:
+        return {}
+    aset = train_set.aset if isinstance(train_set, CellDataset) else train_set
+    scale = working_scale(aset, cell_size)
+    return {
+        "scale": round(scale, 6),
+        "tile_overlap": tile_overlap(aset, scale, image_size),
+        "cell_size": float(cell_size),
+    }
 
 
 def pick_precision(device: torch.device, precision: str = "auto") -> str:
@@ -282,6 +309,7 @@ def fit(
     eval_every: int = 5,
     crop_size: int | None = None,
     repeats: int = 1,
+    cell_size: float | None = None,
     precision: str = "auto",
     seed: int = 0,
     device: str | None = None,
@@ -314,12 +342,22 @@ def fit(
     seed_everything(seed)
     device_ = pick_device(device)
     precision = pick_precision(device_, precision)
-    dataset = _as_dataset(train_set, image_size, True, names, crop_size, repeats)
+    tiling = scale_settings(train_set, image_size, cell_size)
+    if tiling and progress:
+        print(
+            f"Working scale {tiling['scale']:.3g}: the median cell becomes {cell_size:g} px; "
+            f"photos are counted in {image_size} px tiles overlapping by {tiling['tile_overlap']} px."
+        )
+    dataset = _as_dataset(
+        train_set, image_size, True, names, crop_size, repeats, tiling.get("scale")
+    )
     loader = make_loader(dataset, batch_size=batch_size, shuffle=True, seed=seed)
     model = build_model(model_name, len(names), image_size, pretrained=pretrained)
     # channels_last: the layout oneDNN's CPU convolutions are fastest in (~1.7x per step here).
     model = model.to(device_, memory_format=torch.channels_last)
-    inference = InferenceConfig(model_name=model_name, class_names=names, image_size=image_size)
+    inference = InferenceConfig(
+        model_name=model_name, class_names=names, image_size=image_size, **tiling
+    )
 
     opt = make_optimizer(model, optimizer, lr, weight_decay)
     steps_per_epoch = len(loader)
@@ -428,6 +466,8 @@ def fit(
         "grad_clip": grad_clip,
         "crop_size": crop_size,
         "repeats": repeats,
+        "cell_size": cell_size,
+        "scale": tiling.get("scale"),
         "precision": precision,
         "seed": seed,
     }

@@ -3,7 +3,8 @@
 // A port of utils/processing.py, step for step, so that the page counts the same cells as
 // Python does on the same photo:
 //
-//   image -> letterbox -> normalise -> [graph] -> threshold -> NMS -> rescale -> detections
+//   photo -> resize to the working scale -> tiles -> normalise -> [graph]
+//         -> threshold -> keep what each tile owns -> NMS -> rescale -> detections
 //
 // * The inference config (input size, mean/std, thresholds, class names) is read from the
 //   ONNX file's own metadata_props, as utils.runtime.OnnxPredictor does; config.json next to
@@ -27,6 +28,9 @@ const CONFIG_DEFAULTS = {
   nms_iou: 0.6,
   max_detections: 300,
   min_score: 0.05,
+  scale: null, // working pixels per photo pixel; null: the whole photo into one input
+  tile_overlap: 64,
+  cell_size: null,
 };
 
 // ---------------------------------------------------------------------------- the config
@@ -388,6 +392,146 @@ export function postprocess(boxes, scores, numClasses, config, scale, width, hei
   return out;
 }
 
+// ---------------------------------------------------------------------------- tiling
+
+// processing.MAX_TILES, MIN_WORKING_SIDE, SCALE_WARNING
+export const MAX_TILES = 256;
+const MIN_WORKING_SIDE = 32;
+const SCALE_WARNING = 2.0;
+
+/** processing.tile_starts: left edges of ``size`` tiles covering ``length``, spread evenly. */
+export function tileStarts(length, size, overlap) {
+  if (length <= size) return [0];
+  const o = Math.min(Math.max(0, Math.trunc(overlap)), Math.floor(size / 2));
+  const n = Math.ceil((length - o) / (size - o));
+  return Array.from({ length: n }, (_, i) => Math.floor((i * (length - size)) / (n - 1) + 0.5));
+}
+
+/** processing.seams: where ownership passes from one tile to the next. */
+function seams(starts, size) {
+  return starts.slice(1).map((next, i) => (next + starts[i] + size) / 2);
+}
+
+/** processing.plan_tiles: the tile grid of a photo at ``scale`` (default: the model's). */
+export function planTiles(width, height, config, scale = null) {
+  const size = config.image_size;
+  let s = scale ?? config.scale ?? null;
+  if (s === null) s = size / Math.max(width, height); // an older model: the whole photo into one input
+  if (!(Number.isFinite(s) && s > 0)) throw new Error(`scale must be a positive number, got ${s}`);
+  const workWidth = Math.max(1, roundHalfEven(width * s));
+  const workHeight = Math.max(1, roundHalfEven(height * s));
+  const shown = Number(s.toPrecision(3));
+  if (Math.min(workWidth, workHeight) < MIN_WORKING_SIDE && Math.max(workWidth, workHeight) < size) {
+    throw new Error(
+      `the photo is ${width} x ${height} px: at the model's scale (${shown}) that is ` +
+        `${workWidth} x ${workHeight} px, too small for its cells to be seen; send the original photo, not a thumbnail`,
+    );
+  }
+  const xs = tileStarts(workWidth, size, config.tile_overlap);
+  const ys = tileStarts(workHeight, size, config.tile_overlap);
+  if (xs.length * ys.length > MAX_TILES) {
+    throw new Error(
+      `the photo is ${width} x ${height} px: at the model's scale (${shown}) it needs ` +
+        `${xs.length * ys.length} tiles, more than ${MAX_TILES}; crop it to the field of view or downscale it`,
+    );
+  }
+  return { width, height, scale: s, workWidth, workHeight, size, xs, ys, tiles: xs.length * ys.length };
+}
+
+/** processing.tiles: the ``S x S`` RGB crop of the working image at (x, y), padded black. */
+export function tileAt(work, grid, x, y) {
+  const size = grid.size;
+  const out = new Uint8Array(size * size * 3);
+  const w = Math.min(size, grid.workWidth - x);
+  const h = Math.min(size, grid.workHeight - y);
+  for (let row = 0; row < h; row++) {
+    const from = ((y + row) * grid.workWidth + x) * 3;
+    out.set(work.subarray(from, from + w * 3), row * size * 3);
+  }
+  return out;
+}
+
+/** processing.merge_tiles: raw outputs of every tile ([{boxes, scores}], row by row) -> detections. */
+export function mergeTiles(tiles, numClasses, grid, config, threshold) {
+  const f = Math.fround;
+  const t = threshold === undefined || threshold === null ? config.score_threshold : Number(threshold);
+  const floor = f(Math.max(t, config.min_score));
+  const size = grid.size;
+  const margin = config.tile_overlap / 4; // a band past each seam: see processing.merge_tiles
+  const xBounds = [-Infinity, ...seams(grid.xs, size), Infinity];
+  const yBounds = [-Infinity, ...seams(grid.ys, size), Infinity];
+  const candBoxes = [];
+  const candScores = [];
+  const candLabels = [];
+  let index = 0;
+  grid.ys.forEach((y0, row) => {
+    grid.xs.forEach((x0, col) => {
+      const { boxes, scores } = tiles[index++];
+      const anchors = scores.length / numClasses;
+      for (let a = 0; a < anchors; a++) {
+        for (let c = 0; c < numClasses; c++) {
+          const s = scores[a * numClasses + c];
+          if (!(s >= floor)) continue;
+          if (grid.tiles > 1) {
+            const cx = f(f(f(boxes[a * 4] + boxes[a * 4 + 2]) / 2) + x0);
+            const cy = f(f(f(boxes[a * 4 + 1] + boxes[a * 4 + 3]) / 2) + y0);
+            const inX = cx >= xBounds[col] - margin && cx < xBounds[col + 1] + margin;
+            if (!(inX && cy >= yBounds[row] - margin && cy < yBounds[row + 1] + margin)) continue;
+          }
+          candScores.push(s);
+          candLabels.push(c);
+          for (let k = 0; k < 4; k++) {
+            const clipped = Math.min(Math.max(boxes[a * 4 + k], 0), size);
+            candBoxes.push(f(clipped + (k % 2 === 0 ? x0 : y0)));
+          }
+        }
+      }
+    });
+  });
+  const n = candScores.length;
+  const kept = Float32Array.from(candBoxes);
+  const span = Math.max(grid.workWidth, grid.workHeight, size) * 4.0;
+  const shifted = new Float32Array(n * 4); // class-aware: each class in its own region
+  for (let i = 0; i < n; i++) {
+    const offset = f(candLabels[i] * f(span));
+    for (let k = 0; k < 4; k++) shifted[i * 4 + k] = f(kept[i * 4 + k] + offset);
+  }
+  const limit = config.max_detections * grid.tiles;
+  const keep = nms(shifted, Float32Array.from(candScores), config.nms_iou).slice(0, limit);
+  const out = { boxes: [], scores: [], labels: [], count: keep.length, tiles: grid.tiles, scale: grid.scale };
+  for (const i of keep) {
+    const b = [0, 1, 2, 3].map((k) => f(kept[i * 4 + k] / f(grid.scale))); // float32, as NumPy
+    out.boxes.push([
+      Math.min(Math.max(b[0], 0), grid.width),
+      Math.min(Math.max(b[1], 0), grid.height),
+      Math.min(Math.max(b[2], 0), grid.width),
+      Math.min(Math.max(b[3], 0), grid.height),
+    ]);
+    out.scores.push(candScores[i]);
+    out.labels.push(candLabels[i]);
+  }
+  out.note = scaleNote(out, config);
+  return out;
+}
+
+/** processing.scale_note: a sentence when the cells are far larger or smaller than in training. */
+export function scaleNote(result, config) {
+  if (!config.cell_size || result.count < 5) return "";
+  const sides = result.boxes.map(([x1, y1, x2, y2]) => Math.sqrt(Math.max(x2 - x1, 0) * Math.max(y2 - y1, 0)));
+  sides.sort((a, b) => a - b);
+  const m = sides.length;
+  const median = m % 2 ? sides[(m - 1) / 2] : (sides[m / 2 - 1] + sides[m / 2]) / 2;
+  const seen = median * result.scale;
+  const ratio = seen / config.cell_size;
+  if (ratio >= 1 / SCALE_WARNING && ratio <= SCALE_WARNING) return "";
+  const better = Number(((result.scale * config.cell_size) / Math.max(seen, 1e-6)).toPrecision(3));
+  const factor = (ratio > 1 ? ratio : 1 / ratio).toFixed(1);
+  return (
+    `The cells look ${factor}x ${ratio > 1 ? "larger" : "smaller"} than in the training photos, so this count is ` +
+    `unreliable: count again with scale=${better} (CLI: --scale ${better}), or train on photos like this one.`
+  );
+}
+
 // ---------------------------------------------------------------------------- the model
 
 /** Decode an image file (Blob) to RGBA pixels at its own size, with no colour conversion.
@@ -528,40 +672,48 @@ export class Counter {
     return counter;
   }
 
-  /** Raw graph outputs for RGBA pixels: {boxes, scores, numClasses, scale, timings}. */
-  async run(pixels, width, height) {
+  /** Raw graph outputs of every tile of a photo (RGBA pixels): {tiles, numClasses, grid, timings}.
+   *
+   * The photo is resized to the model's working scale and cut into tiles (processing.count_tiled);
+   * an older model without a scale gets one letterboxed input, exactly as before.
+   */
+  async run(pixels, width, height, scale = null) {
     const t0 = performance.now();
-    const size = this.config.image_size;
-    const { rgb, scale } = letterbox(pixels, width, height, size, 4);
-    const input = normalize(rgb, size, this.config.mean, this.config.std);
-    const t1 = performance.now();
-    const feeds = { [this.inputName]: new this.ort.Tensor("float32", input, [1, 3, size, size]) };
-    const outputs = await this.session.run(feeds);
-    const t2 = performance.now();
-    const boxes = outputs[this.outputNames[0]];
-    const scores = outputs[this.outputNames[1]];
-    return {
-      boxes: boxes.data,
-      scores: scores.data,
-      numClasses: scores.dims[2],
-      scale,
-      width,
-      height,
-      timings: { preprocess_ms: t1 - t0, session_ms: t2 - t1 },
-    };
+    const grid = planTiles(width, height, this.config, scale);
+    const work = resizeBilinear(pixels, width, height, grid.workWidth, grid.workHeight, 4);
+    let preprocess = performance.now() - t0;
+    let session = 0;
+    const tiles = [];
+    let numClasses = 0;
+    const size = grid.size;
+    for (const y of grid.ys) {
+      for (const x of grid.xs) {
+        const t1 = performance.now();
+        const input = normalize(tileAt(work, grid, x, y), size, this.config.mean, this.config.std);
+        const t2 = performance.now();
+        const feeds = { [this.inputName]: new this.ort.Tensor("float32", input, [1, 3, size, size]) };
+        const outputs = await this.session.run(feeds);
+        session += performance.now() - t2;
+        preprocess += t2 - t1;
+        const scores = outputs[this.outputNames[1]];
+        numClasses = scores.dims[2];
+        tiles.push({ boxes: outputs[this.outputNames[0]].data, scores: scores.data });
+      }
+    }
+    return { tiles, numClasses, grid, timings: { preprocess_ms: preprocess, session_ms: session } };
   }
 
   /** Detections from raw outputs at ``threshold`` (default: the counting threshold). */
   detections(raw, threshold) {
     const t0 = performance.now();
-    const result = postprocess(raw.boxes, raw.scores, raw.numClasses, this.config, raw.scale, raw.width, raw.height, threshold);
+    const result = mergeTiles(raw.tiles, raw.numClasses, raw.grid, this.config, threshold);
     result.timings = { ...raw.timings, postprocess_ms: performance.now() - t0 };
     return result;
   }
 
-  async predict(pixels, width, height, threshold) {
+  async predict(pixels, width, height, threshold, scale = null) {
     const t0 = performance.now();
-    const raw = await this.run(pixels, width, height);
+    const raw = await this.run(pixels, width, height, scale);
     const result = this.detections(raw, threshold);
     result.timings.total_ms = performance.now() - t0;
     return result;
@@ -681,9 +833,10 @@ export async function startApp({ modelUrl, examplesUrl = "./examples.json" } = {
     count.dataset.run = String(++state.runs);
     const t = result.timings;
     $("timing").textContent =
-      `model ${t.session_ms.toFixed(0)} ms, resize+normalise ${t.preprocess_ms.toFixed(0)} ms, ` +
-      `NMS ${t.postprocess_ms.toFixed(1)} ms (all in this browser)`;
-    setState("done", `${plural(result.count)} found in ${state.name} at threshold ${label(threshold())}.`);
+      `model ${t.session_ms.toFixed(0)} ms on ${result.tiles} tile${result.tiles === 1 ? "" : "s"}, ` +
+      `resize+normalise ${t.preprocess_ms.toFixed(0)} ms, NMS ${t.postprocess_ms.toFixed(1)} ms (all in this browser)`;
+    const note = result.note ? ` ${result.note}` : "";
+    setState("done", `${plural(result.count)} found in ${state.name} at threshold ${label(threshold())}.${note}`);
   };
 
   const count = async (blob, name) => {

@@ -1,0 +1,277 @@
+"""Tiled counting (issue 10): the grid, the seams, the working scale, every runtime alike.
+
+A photo larger than the model's input is resized to the working scale and cut into
+overlapping tiles; each tile keeps only the cells whose centre it owns. These tests use an
+"oracle" graph that reports known cells exactly where they are (so any double count or miss
+at a seam is the merge's fault), then a real exported model on three runtimes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from utils import processing
+from utils.processing import (
+    InferenceConfig,
+    ScaleError,
+    count_tiled,
+    plan_tiles,
+    postprocess_one,
+    tile_starts,
+)
+
+CONFIG = InferenceConfig("oracle", ("Microalgae",), 128, score_threshold=0.5, tile_overlap=32)
+
+
+@pytest.mark.parametrize(
+    "length,size,overlap",
+    [
+        (128, 128, 32),
+        (129, 128, 32),
+        (320, 128, 32),
+        (1000, 128, 48),
+        (5000, 512, 64),
+        (700, 512, 64),
+    ],
+)
+def test_tiles_cover_the_image_and_overlap_enough(length, size, overlap):
+    starts = tile_starts(length, size, overlap)
+    assert starts[0] == 0 and starts[-1] == max(0, length - size)
+    assert list(starts) == sorted(set(starts))
+    for a, b in zip(starts, starts[1:]):
+        assert a + size - b >= overlap  # neighbours share at least `overlap` pixels
+    covered = np.zeros(length, bool)
+    for s in starts:
+        covered[s : s + size] = True
+    assert covered.all()
+
+
+def test_a_photo_that_fits_is_one_letterboxed_tile():
+    grid = plan_tiles(640, 480, CONFIG)  # an older model: no scale, the whole photo into one input
+    assert grid.tiles == 1 and (grid.work_width, grid.work_height) == (128, 96)
+    assert grid.scale == pytest.approx(128 / 640)
+    tiled = plan_tiles(640, 480, dataclasses.replace(CONFIG, scale=0.5))
+    assert (tiled.work_width, tiled.work_height) == (320, 240)
+    assert (len(tiled.xs), len(tiled.ys)) == (3, 3)
+
+
+def test_one_tile_equals_the_letterbox_postprocessing():
+    """With one tile the tiled path must be exactly the old path: same boxes, same scores."""
+    rng = np.random.default_rng(0)
+    boxes = rng.uniform(-10, 140, (1, 500, 4)).astype(np.float32)
+    boxes[..., 2:] = boxes[..., :2] + rng.uniform(2, 30, (1, 500, 2)).astype(np.float32)
+    scores = rng.uniform(0, 1, (1, 500, 2)).astype(np.float32)
+    config = InferenceConfig("x", ("a", "b"), 128, nms_iou=0.5)
+    grid = plan_tiles(300, 200, config)
+    merged = processing.merge_tiles(boxes, scores, grid, config, 0.4)
+    legacy = postprocess_one(boxes[0], scores[0], config, grid.scale, (300, 200), 0.4)
+    np.testing.assert_array_equal(merged.boxes, legacy.boxes)
+    np.testing.assert_array_equal(merged.scores, legacy.scores)
+    np.testing.assert_array_equal(merged.labels, legacy.labels)
+
+
+def _cells(n: int, width: int, height: int, seed: int, scale: float = 0.5) -> np.ndarray:
+    """``n`` boxes (photo pixels) all over the photo, seams included, 10-30 px at the working
+    ``scale`` (the working scale is there to give cells that size), no two overlapping by
+    more than IoU 0.2 (so the final NMS never merges two real cells)."""
+    rng = np.random.default_rng(seed)
+    cells: list[np.ndarray] = []
+    while len(cells) < n:
+        centre = rng.uniform([10, 10], [width - 10, height - 10])
+        half = rng.uniform(5, 15, 2) / scale
+        box = np.concatenate([centre - half, centre + half]).astype(np.float32)
+        if not cells or _iou(box, np.asarray(cells)).max() <= 0.2:
+            cells.append(box)
+    return np.asarray(cells, np.float32)
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return w * h / (area(box) + area(boxes) - w * h)
+
+
+def oracle(cells: np.ndarray, config: InferenceConfig, jitter: float = 0.0, seed: int = 0):
+    """A fake graph that sees every cell touching its tile, at its true place (+/- jitter px).
+
+    It returns full boxes, even past the tile's edge, as the heatmap counter does for a cell
+    whose centre it sees; cells whose centre lies outside the tile are seen only partly and
+    reported where their visible part is, the way a real model mis-sees a cut cell.
+    """
+    rng = np.random.default_rng(seed)
+    state = {"windows": None, "done": 0}
+
+    def run(batch: np.ndarray):
+        n, size = len(batch), config.image_size
+        windows = state["windows"][state["done"] : state["done"] + n]
+        state["done"] += n
+        boxes = np.zeros((n, 400, 4), np.float32)
+        scores = np.zeros((n, 400, 1), np.float32)
+        for t, (x0, y0) in enumerate(windows):
+            work = cells * state["scale"] - np.asarray([x0, y0, x0, y0], np.float32)
+            cx, cy = (work[:, 0] + work[:, 2]) / 2, (work[:, 1] + work[:, 3]) / 2
+            touching = (
+                (work[:, 2] > 0) & (work[:, 0] < size) & (work[:, 3] > 0) & (work[:, 1] < size)
+            )
+            inside = (cx >= 0) & (cx < size) & (cy >= 0) & (cy < size)
+            seen = np.where(inside[:, None], work, np.clip(work, 0, size))[touching]
+            seen = seen + rng.uniform(-jitter, jitter, seen.shape).astype(np.float32)
+            boxes[t, : len(seen)] = seen
+            scores[t, : len(seen), 0] = 0.9
+        return boxes, scores
+
+    return run, state
+
+
+@pytest.mark.parametrize("jitter", [0.0, 1.5])
+@pytest.mark.parametrize(
+    "size,scale", [((1400, 1000), 0.5), ((2800, 2800), 0.25), ((900, 300), 1.0)]
+)
+def test_cells_on_seams_are_counted_once(size, scale, jitter):
+    width, height = size
+    cells = _cells(150, width, height, seed=width, scale=scale)
+    # The overlap covers the largest cell (60 px at scale 1), as tile_overlap() makes sure.
+    config = dataclasses.replace(CONFIG, scale=scale, tile_overlap=64, nms_iou=0.5)
+    grid = plan_tiles(width, height, config)
+    assert grid.tiles > 1
+    run, state = oracle(cells, config, jitter)
+    state.update(windows=grid.windows(), scale=grid.scale)
+    photo = np.zeros((height, width, 3), np.uint8)
+    found = count_tiled(run, [photo], config)[0]
+    assert found.tiles == grid.tiles and state["done"] == grid.tiles
+    assert found.count == len(cells)
+    clipped = np.clip(cells, 0, [width, height, width, height])
+    for k in range(4):  # every cell found where it is (up to the jitter, in photo pixels)
+        error = np.abs(np.sort(found.boxes[:, k]) - np.sort(clipped[:, k])).max()
+        assert error <= jitter / scale + 1e-3
+
+
+def test_without_ownership_seams_would_double_count():
+    """The test above can fail: keeping every tile's detections counts seam cells twice."""
+    width, height = 1400, 1000
+    cells = _cells(150, width, height, seed=width)
+    config = dataclasses.replace(CONFIG, scale=0.5, nms_iou=0.99)
+    grid = plan_tiles(width, height, config)
+    run, state = oracle(cells, config, jitter=1.5)
+    state.update(windows=grid.windows(), scale=grid.scale)
+    boxes, scores = processing.run_tiles(
+        run, processing.tiles(np.zeros((500, 700, 3), np.uint8), grid, config)
+    )
+    seen = int((scores >= 0.5).sum())
+    assert seen > len(cells) + 10  # many cells are seen by two or four tiles
+
+
+def test_too_small_and_too_large_photos_are_refused_with_a_reason():
+    config = dataclasses.replace(CONFIG, scale=0.1)
+    with pytest.raises(ScaleError, match="thumbnail"):
+        plan_tiles(200, 150, config)
+    with pytest.raises(ScaleError, match=r"more than 256"):
+        plan_tiles(60000, 2000, dataclasses.replace(CONFIG, scale=1.0))
+    with pytest.raises(ScaleError, match="positive"):
+        plan_tiles(640, 640, CONFIG, scale=float("nan"))
+
+
+def test_cells_far_larger_than_in_training_get_a_note():
+    config = dataclasses.replace(CONFIG, scale=1.0, cell_size=22.5)
+    big = processing.Detections(
+        boxes=np.tile(np.asarray([[0, 0, 90, 90]], np.float32), (8, 1)),
+        scores=np.ones(8, np.float32),
+        labels=np.zeros(8, np.int64),
+        scale=1.0,
+    )
+    note = processing.scale_note(big, config)
+    assert "4.0x larger" in note and "--scale 0.25" in note
+    fine = dataclasses.replace(big, boxes=big.boxes / 4)
+    assert processing.scale_note(fine, config) == ""
+
+
+def test_working_scale_brings_the_median_cell_to_the_target(tmp_path):
+    from utils import synth
+    from utils.annotations import load_annotations
+    from utils.dataset import TARGET_CELL_PX, CellDataset, cell_sides, tile_overlap, working_scale
+
+    folder = tmp_path / "big"
+    synth.write_dataset(folder, [0, 1], size=1280)
+    aset = load_annotations(folder)
+    scale = working_scale(aset)
+    assert np.median(cell_sides(aset)) * scale == pytest.approx(TARGET_CELL_PX)
+    overlap = tile_overlap(aset, scale, 512)
+    longest = max(
+        float(np.max(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])))
+        for b in (i.boxes for i in aset.images)
+    )
+    assert 32 <= overlap <= 256 and overlap % 8 == 0 and overlap >= 0.9 * longest * scale
+    data = CellDataset(aset, 512, train=True, crop_size=256, repeats=3, scale=scale)
+    image, target = data[0]
+    assert tuple(image.shape) == (3, 256, 256) and len(data) == 6
+    full = data.letterboxed(0)[0]
+    assert tuple(full.shape[-2:]) == (round(1280 * scale),) * 2  # the photo at its working scale
+    boxes = target["boxes"]
+    assert len(boxes) > 0 and float(boxes.max()) <= 256
+
+
+@pytest.fixture(scope="module")
+def tiled_model(tmp_path_factory):
+    """An untrained heatmap counter at 128 px with a working scale that makes 640 px photos 3x3 tiles."""
+    import torch
+
+    from utils.export import export_onnx
+    from utils.model import build_model
+
+    torch.manual_seed(0)
+    detector = build_model(pretrained=False, image_size=128).eval()
+    config = InferenceConfig(
+        "untrained",
+        ("Microalgae",),
+        128,
+        score_threshold=0.5,
+        min_score=0.0,
+        scale=0.5,
+        tile_overlap=32,
+    )
+    path = export_onnx(detector, config, path=tmp_path_factory.mktemp("tiled") / "model.onnx")
+    return detector, config, path
+
+
+def test_every_runtime_counts_the_same_tiles(tiled_model):
+    """Eager PyTorch, ONNX Runtime and OpenVINO: identical counts on a tiled photo."""
+    from utils.config import test_dir
+    from utils.images import load_image
+    from utils.runtime import OpenVinoPredictor, TorchPredictor, load_predictor
+
+    detector, config, path = tiled_model
+    photo = load_image(sorted(test_dir().glob("*.jpg"))[0]).image
+    onnx = load_predictor(path)
+    scores = np.sort(np.concatenate([d.scores for d in onnx.predict_batch([photo], 0.0)]))
+    threshold = float(scores[-80]) if len(scores) >= 80 else 0.0  # keep ~80 candidates
+    counts = {}
+    for predictor in (TorchPredictor(detector, config), onnx, OpenVinoPredictor(path)):
+        found = predictor.predict(photo, threshold)
+        counts[predictor.runtime] = found.count
+        assert found.tiles == 9
+    assert len(set(counts.values())) == 1 and counts["onnxruntime"] > 10, counts
+
+
+def test_exif_rotated_photo_is_counted_upright(tiled_model, tmp_path):
+    from utils.config import test_dir
+    from utils.images import load_image
+    from utils.runtime import load_predictor
+
+    _, _, path = tiled_model
+    predictor = load_predictor(path)
+    upright = Image.open(sorted(test_dir().glob("*.jpg"))[0]).convert("RGB").crop((0, 0, 640, 400))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # the sensor's orientation
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    stored.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    loaded = load_image(tmp_path / "phone.jpg").image
+    assert loaded.size == upright.size
+    grid = plan_tiles(*loaded.size, predictor.config)
+    assert predictor.predict(loaded, 0.0).tiles == grid.tiles == len(grid.xs) * len(grid.ys)
+    assert math.isclose(grid.scale, 0.5)

@@ -134,8 +134,17 @@ def output_format(path: str | Path) -> str:
 
 
 def _clean(row: Row) -> Row:
-    """A row with exactly :data:`COLUMNS` (internal keys dropped)."""
-    return {name: row.get(name) for name in COLUMNS}
+    """A row with exactly :data:`COLUMNS` and their types (internal keys dropped).
+
+    Ray's NumPy batches turn a column of counts with one missing value into floats.
+    """
+    clean = {name: row.get(name) for name in COLUMNS}
+    for name, kind in (("count", int), ("mean_score", float), ("seconds", float)):
+        value = clean[name]
+        clean[name] = None if value is None or value != value else kind(value)
+    clean["file"] = str(clean["file"])
+    clean["error"] = str(clean["error"] or "")
+    return clean
 
 
 def csv_text(rows: Iterable[Row], columns: Sequence[str] = COLUMNS) -> str:
@@ -374,7 +383,7 @@ def ray_count(
             RayCounter,
             fn_constructor_kwargs={"model": model, "threshold": threshold, "boxes": boxes},
             batch_size=batch_size,
-            concurrency=workers,
+            concurrency=min(workers, blocks),  # never more actors than blocks
             num_cpus=1,
             batch_format="numpy",
         )

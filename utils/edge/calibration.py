@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..processing import InferenceConfig, preprocess
+from ..processing import InferenceConfig, plan_tiles, tiles, working_image
 
 
 def _pil_images(images: Iterable[Any], limit: int | None = None) -> list[Image.Image]:
@@ -36,8 +36,17 @@ def _pil_images(images: Iterable[Any], limit: int | None = None) -> list[Image.I
 def calibration_batches(
     images: Iterable[Any], config: InferenceConfig, limit: int | None = None
 ) -> list[np.ndarray]:
-    """Preprocessed ``[1, 3, S, S]`` tensors, exactly what the model sees when it serves."""
-    return [preprocess([img], config)[0] for img in _pil_images(images, limit)]
+    """Preprocessed ``[1, 3, S, S]`` tiles, exactly what the model sees when it serves.
+
+    A photo larger than one input gives all its tiles at the model's working scale
+    (``processing.count_tiled``), so INT8 ranges are calibrated on the pixels it will count.
+    """
+    batches = []
+    for img in _pil_images(images, limit):
+        grid = plan_tiles(img.width, img.height, config)
+        work = working_image(img, grid.scale)
+        batches += [tile[None] for tile in tiles(work, grid, config)]
+    return batches
 
 
 def _calibration_reader(batches: Sequence[np.ndarray], input_name: str):

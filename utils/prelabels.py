@@ -28,7 +28,9 @@ from .config import display_path
 FORMATS = ("voc", "coco")
 
 
-def _rounded(boxes: np.ndarray, width: int, height: int, whole: bool) -> np.ndarray:
+def _rounded(
+    boxes: np.ndarray, width: int, height: int, whole: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Boxes clipped to the image, rounded as the format stores them, empty ones dropped."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, width)
@@ -95,14 +97,22 @@ def write_prelabels(
     """Write pre-labels of ``kind`` (voc or coco) and return one sentence saying where."""
     if kind not in FORMATS:
         raise ValueError(f"unknown pre-label format {kind!r}; choose one of {list(FORMATS)}")
+    rows = list(rows)
     aset = prelabel_set(rows, class_names, whole_pixels=kind == "voc")
+    found = sum(len(json.loads(r[BOXES_KEY])["boxes"]) for r in rows if r.get(BOXES_KEY))
+    dropped = found - aset.num_boxes
+    note = (
+        f" ({dropped} box(es) left out: empty once clipped to the photo, e.g. in the padding)"
+        if dropped
+        else ""
+    )
     if kind == "voc":
         written, kept = write_voc_prelabels(aset)
-        text = f"Wrote {len(written)} Pascal VOC pre-label file(s) next to the images"
+        text = f"Wrote {len(written)} Pascal VOC pre-label file(s) next to the images{note}"
         if kept:
             text += f"; kept {len(kept)} existing XML file(s) (delete them to pre-label again)"
         return text + "."
     if json_path is None:
         raise ValueError("COCO pre-labels need a JSON file name (--prelabels-out)")
     path = write_coco_prelabels(aset, json_path)
-    return f"Wrote COCO pre-labels of {len(aset)} image(s) to {display_path(path)}."
+    return f"Wrote COCO pre-labels of {len(aset)} image(s) to {display_path(path)}{note}."

@@ -1,0 +1,131 @@
+"""Pre-labels for review: the counter's boxes written as labelImg XML or COCO JSON load back
+through ``load_annotations`` with the same boxes, so a person can fix them and retrain."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from utils import batch, cli, export
+from utils.annotations import load_annotations
+from utils.model import build_model
+from utils.prelabels import prelabel_set, write_coco_prelabels, write_prelabels
+from utils.processing import InferenceConfig
+from utils.runtime import load_predictor
+from utils.synth import TEST_SEEDS, generate_image
+
+SIZE = 128
+THRESHOLD = 0.054  # among the untrained model's peak scores: tens of boxes per photo
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    detector = build_model("centernet_resnet18", 1, SIZE, pretrained=False).eval()
+    config = InferenceConfig("centernet_resnet18", ("Microalgae",), SIZE, score_threshold=THRESHOLD)
+    return export.export_onnx(detector, config, tmp_path_factory.mktemp("model") / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def originals(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("originals")
+    paths = []
+    for seed, (w, h) in zip(TEST_SEEDS[:3], [(256, 256), (320, 240), (200, 260)]):
+        image, _, _ = generate_image(seed, 256)
+        path = folder / f"photo_{seed}.jpg"
+        image.resize((w, h)).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture()
+def photos(originals, tmp_path) -> list[Path]:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in originals:
+        shutil.copy(path, folder / path.name)
+    return sorted(folder.glob("*.jpg"))
+
+
+def _rows(model: Path, photos: list[Path]) -> list[dict]:
+    predictor = load_predictor(model)
+    return [batch.count_image(predictor, p, THRESHOLD, boxes=True) for p in photos]
+
+
+def _boxes(row: dict, decimals: int = 0) -> np.ndarray:
+    """What a label file can hold: the row's boxes clipped to the photo, rounded, not empty."""
+    found = json.loads(row[batch.BOXES_KEY])
+    boxes = np.asarray(found["boxes"], np.float64).reshape(-1, 4)
+    boxes[:, 0::2] = boxes[:, 0::2].clip(0, found["width"])
+    boxes[:, 1::2] = boxes[:, 1::2].clip(0, found["height"])
+    boxes = boxes.round(decimals)
+    return boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+
+
+def test_voc_prelabels_load_back_with_the_same_boxes(model, photos) -> None:
+    rows = _rows(model, photos)
+    assert all(r["count"] > 3 for r in rows)  # something to review on every photo
+    message = write_prelabels(rows, ("Microalgae",), "voc")
+    assert message.startswith("Wrote 3 Pascal VOC pre-label file(s)")
+    aset = load_annotations(photos[0].parent)
+    assert [img.name for img in aset] == [p.name for p in photos]
+    for img, row in zip(aset, rows):
+        assert 0 < len(img.boxes) <= row["count"]
+        np.testing.assert_array_equal(img.boxes, _boxes(row).astype(np.float32))
+        assert set(img.labels) == {"Microalgae"}
+        found = json.loads(row[batch.BOXES_KEY])
+        assert (img.width, img.height) == (found["width"], found["height"])
+
+
+def test_voc_prelabels_never_overwrite_a_persons_labels(model, photos) -> None:
+    mine = photos[0].with_suffix(".xml")
+    mine.write_text("<annotation>my careful labels</annotation>", "utf-8")
+    message = write_prelabels(_rows(model, photos), ("Microalgae",), "voc")
+    assert "kept 1 existing XML file(s)" in message
+    assert mine.read_text("utf-8") == "<annotation>my careful labels</annotation>"
+    assert photos[1].with_suffix(".xml").exists()
+
+
+def test_coco_prelabels_load_back_and_a_resumed_job_merges(model, photos) -> None:
+    rows = _rows(model, photos)
+    target = photos[0].parent / "prelabels.json"
+    write_coco_prelabels(prelabel_set(rows[:2], ("Microalgae",), whole_pixels=False), target)
+    write_coco_prelabels(prelabel_set(rows[2:], ("Microalgae",), whole_pixels=False), target)
+    aset = load_annotations(target)  # the second write kept the first two images
+    assert [img.name for img in aset] == [p.name for p in photos]
+    for img, row in zip(aset, rows):
+        np.testing.assert_allclose(img.boxes, _boxes(row, 2), atol=0.006)
+        assert (img.width, img.height) == (
+            json.loads(row[batch.BOXES_KEY])["width"],
+            json.loads(row[batch.BOXES_KEY])["height"],
+        )
+
+
+def test_error_rows_get_no_prelabels(model, photos) -> None:
+    broken = photos[0].parent / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff truncated")
+    rows = _rows(model, [*photos, broken])
+    aset = prelabel_set(rows, ("Microalgae",))
+    assert len(aset) == 3 and "broken.jpg" not in {img.name for img in aset}
+
+
+def test_cli_writes_prelabels_that_train_would_read(model, photos, tmp_path, capsys) -> None:
+    folder = photos[0].parent
+    out = tmp_path / "counts.csv"
+    code = cli.main(["count", "--checkpoint", str(model), str(folder), "--out", str(out),
+                     "--prelabels", "coco", "--prelabels-out", str(folder / "review.json"),
+                     "--quiet"])
+    text = capsys.readouterr().out
+    assert code == 0 and "Wrote COCO pre-labels of 3 image(s)" in text
+    counted = {Path(r["file"]).name: r["count"] for r in batch.read_table(out)}
+    aset = load_annotations(folder / "review.json")
+    assert {img.name for img in aset} == set(counted)
+    # every counted cell is a box to review, except those wholly in the letterbox padding
+    # (an untrained model finds some there); the message says how many were left out
+    left_out = sum(counted.values()) - aset.num_boxes
+    assert 0 < aset.num_boxes and (left_out == 0 or f"({left_out} box(es) left out" in text)

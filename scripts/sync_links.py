@@ -110,11 +110,17 @@ if importlib.util.find_spec("google.colab"):
     print(problem or "`import utils` is the course package.")"""
 
 
-def setup_source() -> str:
+# Optional extras (pyproject.toml) a notebook's Colab cell installs with the course package.
+NOTEBOOK_EXTRAS = {"09_archive.ipynb": ("scale",)}
+
+
+def setup_source(notebook: str | None = None) -> str:
     """The guarded Colab cell. Plain Python (no ``%pip -q``): it must show what pip changed."""
+    extras = NOTEBOOK_EXTRAS.get(notebook or "", ())
+    name = package_name() + (f"[{','.join(extras)}]" if extras else "")
     return (
         SETUP_TEMPLATE.replace("__PACKAGE__", package_name())
-        .replace("__REQUIREMENT__", f"{package_name()} @ git+{repository_url()}")
+        .replace("__REQUIREMENT__", f"{name} @ git+{repository_url()}")
     )
 
 
@@ -150,7 +156,7 @@ def sync_notebook(path: Path) -> dict:
         }
         cells.insert(1, cell)
         setup = [cell]
-    setup[0]["source"] = _lines(setup_source())
+    setup[0]["source"] = _lines(setup_source(path.name))
     setup[0]["outputs"] = []
     nb["metadata"].pop("widgets", None)
     for cell in cells:

@@ -1,4 +1,4 @@
-"""``python -m utils.bench train|edge|api [options]``: run one benchmark (imported lazily)."""
+"""``python -m utils.bench train|edge|api|batch [options]``: run one benchmark (imported lazily)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from . import BENCHMARKS
+from . import BENCHMARKS as _BENCHMARKS
+
+# batch: plain vs Ray Data throughput of `count` (utils/bench/batch.py, issue 14)
+BENCHMARKS = (*_BENCHMARKS, *(("batch",) if "batch" not in _BENCHMARKS else ()))
 
 USAGE = f"usage: python -m utils.bench {{{','.join(BENCHMARKS)}}} [options]  (--help after a name)"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.test_app import THRESHOLD, expected, held_out_images, untrained_onnx
+from tests.test_app import THRESHOLD, expected
 from utils import app
 from utils.bench.api import base64_body, base64_call, rss_mb
 
@@ -27,15 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory):
+def predictor(untrained_onnx):
     from utils.runtime import OnnxPredictor
 
-    return OnnxPredictor(untrained_onnx(tmp_path_factory), threads=2)
+    return OnnxPredictor(untrained_onnx, threads=2)
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    return held_out_images(tmp_path_factory)
+def images(held_out_images):
+    return held_out_images
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.chromium import CHROMIUM_ARGS, chromium_path
-from tests.test_app import THRESHOLD, held_out_images, untrained_onnx
-from utils import app
+from tests.test_app import THRESHOLD
 from utils.images import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,26 +35,17 @@ TRAINED_SHOT = UPDATE and TRAINED.exists()  # README screenshots show the traine
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory):
+def predictor(request):
     """The untrained test model; the trained one for README screenshots when it exists."""
     from utils.runtime import OnnxPredictor
 
-    path = TRAINED if TRAINED_SHOT else untrained_onnx(tmp_path_factory)
+    path = TRAINED if TRAINED_SHOT else request.getfixturevalue("untrained_onnx")
     return OnnxPredictor(path, threads=2)
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    return held_out_images(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def server(predictor, images):
-    url, close = app.launch_in_background(predictor, examples=images)
-    try:
-        yield url
-    finally:
-        close()
+def images(held_out_images):
+    return held_out_images
 
 
 @pytest.fixture(scope="module")

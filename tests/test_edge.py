@@ -11,24 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from utils import edge, export
+from utils import edge
 from utils.annotations import AnnotatedImage, AnnotationSet
-from utils.model import build_model
 from utils.processing import InferenceConfig, preprocess
 from utils.runtime import OnnxPredictor, OpenVinoPredictor, TorchPredictor
 
-SIZE = 128
-
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> tuple[Path, torch.nn.Module, InferenceConfig]:
-    torch.manual_seed(0)
-    detector = build_model("fcos_resnet18", 1, SIZE, pretrained=False).eval()
-    with torch.no_grad():
-        detector.head.classification_head.cls_logits.bias.fill_(1.5)
-    config = InferenceConfig("fcos_resnet18", ("Microalgae",), SIZE, score_threshold=0.55)
-    path = export.export_onnx(detector, config, tmp_path_factory.mktemp("edge") / "model.onnx")
-    return path, detector, config
+def model(tiny_export) -> tuple[Path, torch.nn.Module, InferenceConfig]:
+    """The tiny exported detector of conftest.py (scores straddle its 0.55 threshold)."""
+    return tiny_export
 
 
 @pytest.fixture(scope="module")

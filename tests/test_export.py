@@ -10,28 +10,16 @@ import pytest
 import torch
 
 from utils import export
-from utils.model import build_model
 from utils.processing import InferenceConfig, preprocess
 from utils.runtime import ModelFileError, OnnxPredictor, OpenVinoPredictor, TorchPredictor
 
-SIZE = 128
-
-
-def tiny_detector() -> torch.nn.Module:
-    """An untrained FCOS whose scores straddle 0.5, so counts are non-zero and can differ."""
-    torch.manual_seed(0)
-    detector = build_model("fcos_resnet18", 1, SIZE, pretrained=False)
-    with torch.no_grad():
-        detector.head.classification_head.cls_logits.bias.fill_(1.5)
-    return detector.eval()
+SIZE = 128  # the tiny detector's input size (TINY_SIZE in conftest.py)
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> tuple[Path, torch.nn.Module, InferenceConfig]:
-    detector = tiny_detector()
-    config = InferenceConfig("fcos_resnet18", ("Microalgae",), SIZE, score_threshold=0.55)
-    path = export.export_onnx(detector, config, tmp_path_factory.mktemp("onnx") / "m.onnx")
-    return path, detector, config
+def exported(tiny_export) -> tuple[Path, torch.nn.Module, InferenceConfig]:
+    """The tiny exported detector of conftest.py (scores straddle its 0.55 threshold)."""
+    return tiny_export
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +56,7 @@ def test_graph_summary_counts_ops(exported) -> None:
     assert summary["outputs"]["boxes"] == ["batch", anchors, 4]
     assert summary["outputs"]["scores"] == ["batch", anchors, 1]
     assert 5 < summary["size_mb"] < 40
-    assert summary["file"] == "m.onnx"  # never this machine's absolute path
+    assert summary["file"] == path.name == "model.onnx"  # never this machine's absolute path
 
 
 def test_parity_torch_vs_onnxruntime_and_openvino(exported, images) -> None:
@@ -91,7 +79,7 @@ def test_dynamic_batch(exported, images) -> None:
     np.testing.assert_allclose(scores, ref_scores, atol=1e-4)
 
 
-def test_export_from_checkpoint_file(tmp_path) -> None:
+def test_export_from_checkpoint_file(tmp_path, tiny_detector) -> None:
     from utils.checkpoint import save_checkpoint
 
     config = InferenceConfig("fcos_resnet18", ("Microalgae",), SIZE, score_threshold=0.3)
@@ -100,12 +88,12 @@ def test_export_from_checkpoint_file(tmp_path) -> None:
     assert export.read_onnx_config(path) == config
 
 
-def test_bare_detector_needs_config(tmp_path) -> None:
+def test_bare_detector_needs_config(tmp_path, tiny_detector) -> None:
     with pytest.raises(ValueError, match="InferenceConfig"):
         export.export_onnx(tiny_detector(), None, tmp_path / "x.onnx")
 
 
-def test_parity_detects_a_different_model(exported, images, tmp_path) -> None:
+def test_parity_detects_a_different_model(exported, images, tmp_path, tiny_detector) -> None:
     path, detector, config = exported
     other = tiny_detector()
     with torch.no_grad():
@@ -123,7 +111,9 @@ def test_ensure_onnx_keeps_an_existing_file(exported, tmp_path, monkeypatch) -> 
     assert export.ensure_onnx(path, checkpoint=tmp_path / "absent.pt") == path
 
 
-def test_ensure_onnx_exports_from_the_checkpoint(tmp_path, monkeypatch, capsys) -> None:
+def test_ensure_onnx_exports_from_the_checkpoint(
+    tmp_path, monkeypatch, capsys, tiny_detector
+) -> None:
     import os
 
     from utils import train

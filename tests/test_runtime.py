@@ -7,12 +7,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 from PIL import Image
 
-from utils import edge, export
+from utils import edge
 from utils.checkpoint import save_checkpoint
-from utils.model import build_model
 from utils.processing import InferenceConfig
 from utils.runtime import (
     ModelFileError,
@@ -22,18 +20,14 @@ from utils.runtime import (
     load_predictor,
 )
 
-SIZE = 128
+SIZE = 128  # the tiny detector's input size (TINY_SIZE in conftest.py)
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    torch.manual_seed(0)
-    detector = build_model("fcos_resnet18", 1, SIZE, pretrained=False).eval()
-    with torch.no_grad():
-        detector.head.classification_head.cls_logits.bias.fill_(1.5)
-    config = InferenceConfig("fcos_resnet18", ("Microalgae",), SIZE, score_threshold=0.55)
+def files(tmp_path_factory, tiny_export) -> dict[str, Path]:
+    """The tiny detector of conftest.py as a checkpoint, an ONNX file and an OpenVINO IR."""
+    onnx_file, detector, config = tiny_export
     root = tmp_path_factory.mktemp("runtime")
-    onnx_file = export.export_onnx(detector, config, root / "model.onnx")
     return {
         "pt": save_checkpoint(root / "model.pt", detector, config),
         "onnx": onnx_file,

@@ -12,37 +12,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_app import THRESHOLD, held_out_images, untrained_onnx
-from tests.test_web import CANDIDATES, counting_model
+from tests.test_app import THRESHOLD
 from utils import space
 from utils.images import load_image
 
-# Makes ``import torch`` fail in a child process, as on a Space without torch installed.
-BLOCK_TORCH = "import sys\nfor _name in ('torch', 'torchvision'):\n    sys.modules[_name] = None\n"
+
+@pytest.fixture(scope="module")
+def onnx_file(untrained_onnx) -> Path:
+    return untrained_onnx
 
 
 @pytest.fixture(scope="module")
-def onnx_file(tmp_path_factory) -> Path:
-    return untrained_onnx(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> list[Path]:
-    return held_out_images(tmp_path_factory)
+def images(held_out_images) -> list[Path]:
+    return held_out_images
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory, onnx_file, images) -> Path:
     return space.write_space(tmp_path_factory.mktemp("spaces") / "space", onnx_file, images)
-
-
-@pytest.fixture(scope="module")
-def no_torch_env(tmp_path_factory) -> dict[str, str]:
-    site = tmp_path_factory.mktemp("no_torch")
-    (site / "sitecustomize.py").write_text(BLOCK_TORCH)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(PYTHONPATH=str(site), GRADIO_ANALYTICS_ENABLED="False")
-    return env
 
 
 def test_files(folder, images):
@@ -184,12 +171,6 @@ N_STATIC = 8
 
 
 @pytest.fixture(scope="module")
-def counting_onnx(tmp_path_factory) -> Path:
-    """An untrained 128 px model whose stored threshold keeps a few dozen boxes (test_web.py)."""
-    return counting_model(tmp_path_factory.mktemp("static_model") / "counting_128.onnx")
-
-
-@pytest.fixture(scope="module")
 def static_images() -> list[Path]:
     found = sorted((Path(__file__).resolve().parents[1] / "data" / "test").glob("*.jpg"))
     assert len(found) >= N_STATIC, "data/test needs held-out photos: run `make data`"
@@ -250,7 +231,9 @@ def test_static_space_counts_like_python_in_chromium(static_folder, static_image
     assert result["load"]["decoded"] > (static_folder / "model.onnx").stat().st_size
 
 
-def test_fp16_weights_halve_the_file_and_keep_the_config(tmp_path, counting_onnx, static_images):
+def test_fp16_weights_halve_the_file_and_keep_the_config(
+    tmp_path, counting_onnx, counting_candidates, static_images
+):
     """The static Space's default: half the bytes, the same config, float32 outputs."""
     import numpy as np
 
@@ -274,7 +257,7 @@ def test_fp16_weights_halve_the_file_and_keep_the_config(tmp_path, counting_onnx
         outputs.append(session.run(None, {session.get_inputs()[0].name: batch}))
     assert all(half.dtype == np.float32 for half in outputs[1])  # float16 storage only
     # The top scores stay close (a peak may move to a neighbouring anchor, so compare sorted).
-    top_full, top_half = (np.sort(o[1].ravel())[-CANDIDATES:] for o in outputs)
+    top_full, top_half = (np.sort(o[1].ravel())[-counting_candidates:] for o in outputs)
     assert float(np.abs(top_full - top_half).max()) <= 0.05 * float(top_full.max())
 
 

@@ -30,9 +30,8 @@ from utils.images import load_image
 from utils.processing import InferenceConfig, letterbox, postprocess_one
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZE = 128
+SIZE = 128  # the counting model's input size (counting_onnx in conftest.py)
 N_IMAGES = 4
-CANDIDATES = 60  # the stored threshold keeps this many raw scores of the first photo (pre-NMS)
 
 
 def chromium_or_fail() -> str:
@@ -45,39 +44,10 @@ def chromium_or_fail() -> str:
     return path
 
 
-def counting_model(path: Path, size: int = SIZE, candidates: int = CANDIDATES) -> Path:
-    """A seeded, untrained model whose stored threshold keeps ``candidates`` raw scores.
-
-    The threshold is read off the model's own scores on the first held-out photo (an untrained
-    detector's scores depend on its head's prior), rounded to 4 decimals plus 0.00005: off
-    the slider's 0.01 grid on purpose, the page must count at exactly this value.
-    """
-    import dataclasses
-    import math
-
-    import onnxruntime
-    import torch
-
-    from utils.export import export_onnx
-    from utils.model import build_model
-    from utils.processing import preprocess
-
-    torch.manual_seed(0)
-    detector = build_model(pretrained=False, image_size=size).eval()
-    config = InferenceConfig("untrained", ("Microalgae",), size, score_threshold=0.5, min_score=0)
-    export_onnx(detector, config, path=path)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    photo = load_image(sorted((ROOT / "data" / "test").glob("*.jpg"))[0]).image
-    batch = preprocess([photo], config)[0]
-    scores = np.sort(session.run(None, {session.get_inputs()[0].name: batch})[1].ravel())
-    threshold = math.floor(float(scores[-candidates]) * 1e4) / 1e4 + 0.00005
-    config = dataclasses.replace(config, score_threshold=threshold, min_score=threshold / 2)
-    return export_onnx(detector, config, path=path)
-
-
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return counting_model(tmp_path_factory.mktemp("web_model") / "untrained_128.onnx")
+def model(counting_onnx) -> Path:
+    """The counting model of conftest.py: its stored threshold keeps a few dozen boxes."""
+    return counting_onnx
 
 
 @pytest.fixture(scope="module")

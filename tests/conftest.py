@@ -1,0 +1,151 @@
+"""Fixtures shared by several test files: the small models they count with, the held-out
+pictures, the Gradio app server and a child-process environment without torch.
+
+The session set-up (the local Hub, ``HF_ENDPOINT``, fast mode) lives in the repository's
+``conftest.py``, which pytest loads first. Imports of torch, ONNX and the course modules stay
+inside the fixtures, so collecting a test file that needs none of them stays fast.
+
+The models are built once per session: each file used to export its own copy of the same
+seeded detector.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_SIZE = 128  # the tiny exported detector's input size (test_edge, test_export, test_runtime)
+COUNTING_CANDIDATES = 60  # raw scores of the first held-out photo that the counting model keeps
+
+
+@pytest.fixture(scope="session")
+def untrained_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded, untrained 320 px model with the default counting path (the app's tests)."""
+    import torch
+
+    from utils.export import export_onnx
+    from utils.model import build_model
+    from utils.processing import InferenceConfig
+
+    path = tmp_path_factory.getbasetemp() / "untrained_fcos.onnx"
+    torch.manual_seed(0)
+    model = build_model(pretrained=False, image_size=320).eval()
+    config = InferenceConfig("fcos_resnet18", ("Microalgae",), 320, score_threshold=0.5)
+    return export_onnx(model, config, path=path)
+
+
+@pytest.fixture(scope="session")
+def held_out_images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two held-out images if the course data is there, else two synthetic pictures."""
+    held_out = sorted((ROOT / "data" / "test").glob("*.jpg"))[:2]
+    if held_out:
+        return held_out
+    folder = tmp_path_factory.mktemp("images")
+    paths = []
+    for seed in (0, 1):
+        array = (np.random.default_rng(seed).random((240, 320, 3)) * 255).astype(np.uint8)
+        paths.append(folder / f"random_{seed}.jpg")
+        Image.fromarray(array).save(paths[-1], quality=92)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def server(predictor, images):
+    """The Gradio app of the test file's ``predictor`` and ``images`` on 127.0.0.1: its URL."""
+    from utils import app
+
+    url, close = app.launch_in_background(predictor, examples=images)
+    try:
+        yield url
+    finally:
+        close()
+
+
+@pytest.fixture(scope="session")
+def no_torch_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for a child process in which ``import torch`` fails, as on a Space without
+    torch installed (a ``sitecustomize`` blocks torch and torchvision)."""
+    site = tmp_path_factory.mktemp("no_torch")
+    (site / "sitecustomize.py").write_text(
+        "import sys\nfor _name in ('torch', 'torchvision'):\n    sys.modules[_name] = None\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(PYTHONPATH=str(site), GRADIO_ANALYTICS_ENABLED="False")
+    return env
+
+
+def build_tiny_detector():
+    """An untrained FCOS whose scores straddle 0.5, so counts are non-zero and can differ."""
+    import torch
+
+    from utils.model import build_model
+
+    torch.manual_seed(0)
+    detector = build_model("fcos_resnet18", 1, TINY_SIZE, pretrained=False)
+    with torch.no_grad():
+        detector.head.classification_head.cls_logits.bias.fill_(1.5)
+    return detector.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_detector():
+    """:func:`build_tiny_detector` as a fixture: call it for a fresh copy to change."""
+    return build_tiny_detector
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory: pytest.TempPathFactory):
+    """(ONNX path, torch detector, config) of the tiny detector, exported once. Read-only:
+    a test that changes the detector builds its own with ``tiny_detector()``."""
+    from utils.export import export_onnx
+    from utils.processing import InferenceConfig
+
+    detector = build_tiny_detector()
+    config = InferenceConfig("fcos_resnet18", ("Microalgae",), TINY_SIZE, score_threshold=0.55)
+    path = export_onnx(detector, config, tmp_path_factory.mktemp("tiny") / "model.onnx")
+    return path, detector, config
+
+
+@pytest.fixture(scope="session")
+def counting_candidates() -> int:
+    return COUNTING_CANDIDATES
+
+
+@pytest.fixture(scope="session")
+def counting_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded, untrained 128 px model whose stored threshold keeps ``COUNTING_CANDIDATES``
+    raw scores of the first held-out photo (test_web, test_space).
+
+    The threshold is read off the model's own scores on that photo (an untrained detector's
+    scores depend on its head's prior), rounded to 4 decimals plus 0.00005: off the slider's
+    0.01 grid on purpose, the page must count at exactly this value.
+    """
+    import dataclasses
+    import math
+
+    import onnxruntime
+    import torch
+
+    from utils.export import export_onnx
+    from utils.images import load_image
+    from utils.model import build_model
+    from utils.processing import InferenceConfig, preprocess
+
+    path = tmp_path_factory.mktemp("counting_model") / "untrained_128.onnx"
+    size = TINY_SIZE
+    torch.manual_seed(0)
+    detector = build_model(pretrained=False, image_size=size).eval()
+    config = InferenceConfig("untrained", ("Microalgae",), size, score_threshold=0.5, min_score=0)
+    export_onnx(detector, config, path=path)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    photo = load_image(sorted((ROOT / "data" / "test").glob("*.jpg"))[0]).image
+    batch = preprocess([photo], config)[0]
+    scores = np.sort(session.run(None, {session.get_inputs()[0].name: batch})[1].ravel())
+    threshold = math.floor(float(scores[-COUNTING_CANDIDATES]) * 1e4) / 1e4 + 0.00005
+    config = dataclasses.replace(config, score_threshold=threshold, min_score=threshold / 2)
+    return export_onnx(detector, config, path=path)

@@ -1,26 +1,21 @@
-"""Edge formats: ORT static/dynamic INT8, OpenVINO FP16/INT8, and the scorecard (small runs)."""
+"""Edge formats: ORT static/dynamic INT8, OpenVINO FP16/INT8, and the scorecard (small runs).
+
+``tiny_export`` (tests/conftest.py): the tiny FCOS whose scores straddle its 0.55 threshold.
+"""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-import torch
 from PIL import Image
 
 from utils import edge
 from utils.annotations import AnnotatedImage, AnnotationSet
-from utils.processing import InferenceConfig, preprocess
+from utils.processing import preprocess
 from utils.runtime import OnnxPredictor, OpenVinoPredictor, TorchPredictor
-
-
-@pytest.fixture(scope="module")
-def model(tiny_export) -> tuple[Path, torch.nn.Module, InferenceConfig]:
-    """The tiny exported detector of conftest.py (scores straddle its 0.55 threshold)."""
-    return tiny_export
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +45,9 @@ def _raw(predictor, images, config):
 
 
 def test_static_qdq_is_smaller_quantized_and_leaves_no_temp_files(
-    model, images, tmp_path, monkeypatch
+    tiny_export, images, tmp_path, monkeypatch
 ) -> None:
-    path, _, config = model
+    path, _, config = tiny_export
     workdir = tmp_path / "cwd"
     workdir.mkdir()
     monkeypatch.chdir(workdir)
@@ -78,15 +73,15 @@ def test_static_qdq_is_smaller_quantized_and_leaves_no_temp_files(
     assert np.abs(q_scores - fp32_scores).mean() < 0.03
 
 
-def test_dynamic_uses_integer_convolutions(model, tmp_path) -> None:
-    path, _, config = model
+def test_dynamic_uses_integer_convolutions(tiny_export, tmp_path) -> None:
+    path, _, config = tiny_export
     out = edge.quantize_dynamic(path, tmp_path / "dyn.onnx")
     assert edge.quantized_node_count(out)["ConvInteger"] > 10
     assert OnnxPredictor(out).config == config
 
 
-def test_openvino_fp16_ir_loads_and_agrees_with_fp32(model, images, tmp_path) -> None:
-    path, _, config = model
+def test_openvino_fp16_ir_loads_and_agrees_with_fp32(tiny_export, images, tmp_path) -> None:
+    path, _, config = tiny_export
     fp32 = edge.to_openvino(path, tmp_path / "fp32.xml")
     fp16 = edge.to_openvino(path, tmp_path / "fp16.xml", fp16=True)
     size32 = sum(f.stat().st_size for f in edge.ir_files(fp32))
@@ -103,8 +98,8 @@ def test_openvino_fp16_ir_loads_and_agrees_with_fp32(model, images, tmp_path) ->
     ]
 
 
-def test_nncf_int8_ir(model, images, tmp_path) -> None:
-    path, _, config = model
+def test_nncf_int8_ir(tiny_export, images, tmp_path) -> None:
+    path, _, config = tiny_export
     options = edge.NncfOptions(ignore_head_outputs=True)
     out = edge.quantize_openvino(path, images[:2], tmp_path / "int8.xml", options)
     text = out.read_text()
@@ -116,8 +111,8 @@ def test_nncf_int8_ir(model, images, tmp_path) -> None:
     assert np.abs(s8 - s32).mean() < 0.05
 
 
-def test_scorecard_rows_are_sane(model, test_set, tmp_path) -> None:
-    path, detector, config = model
+def test_scorecard_rows_are_sane(tiny_export, test_set, tmp_path) -> None:
+    path, detector, config = tiny_export
     formats = [
         edge.ModelFormat("ONNX Runtime FP32", path, "onnxruntime"),
         edge.ModelFormat(

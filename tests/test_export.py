@@ -17,19 +17,13 @@ SIZE = 128  # the tiny detector's input size (TINY_SIZE in conftest.py)
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_export) -> tuple[Path, torch.nn.Module, InferenceConfig]:
-    """The tiny exported detector of conftest.py (scores straddle its 0.55 threshold)."""
-    return tiny_export
-
-
-@pytest.fixture(scope="module")
 def images() -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     return [rng.integers(0, 255, (90 + 20 * i, 140, 3), dtype=np.uint8) for i in range(3)]
 
 
-def test_export_passes_checker_and_keeps_names(exported) -> None:
-    path, _, _ = exported
+def test_export_passes_checker_and_keeps_names(tiny_export) -> None:
+    path, _, _ = tiny_export
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     assert [i.name for i in model.graph.input] == ["images"]
@@ -37,16 +31,16 @@ def test_export_passes_checker_and_keeps_names(exported) -> None:
     assert not path.with_name(path.name + ".tmp").exists()
 
 
-def test_metadata_round_trip(exported) -> None:
-    path, _, config = exported
+def test_metadata_round_trip(tiny_export) -> None:
+    path, _, config = tiny_export
     assert export.read_onnx_config(path) == config
     props = export.metadata(path)
     assert props["torch_version"] == torch.__version__
     assert props[export.VERSION_KEY]
 
 
-def test_graph_summary_counts_ops(exported) -> None:
-    path, _, _ = exported
+def test_graph_summary_counts_ops(tiny_export) -> None:
+    path, _, _ = tiny_export
     summary = export.graph_summary(path)
     assert summary["op_types"]["Conv"] >= 20
     assert "NonMaxSuppression" not in summary["op_types"]  # NMS stays outside the graph
@@ -59,8 +53,8 @@ def test_graph_summary_counts_ops(exported) -> None:
     assert summary["file"] == path.name == "model.onnx"  # never this machine's absolute path
 
 
-def test_parity_torch_vs_onnxruntime_and_openvino(exported, images) -> None:
-    path, detector, config = exported
+def test_parity_torch_vs_onnxruntime_and_openvino(tiny_export, images) -> None:
+    path, detector, config = tiny_export
     torch_pred = TorchPredictor(detector, config)
     for other in (OnnxPredictor(path, threads=1), OpenVinoPredictor(path, threads=1)):
         result = export.parity(torch_pred, other, images)
@@ -70,8 +64,8 @@ def test_parity_torch_vs_onnxruntime_and_openvino(exported, images) -> None:
         assert any(row["pytorch"] > 0 for row in result["per_image"]), "test needs non-zero counts"
 
 
-def test_dynamic_batch(exported, images) -> None:
-    path, detector, config = exported
+def test_dynamic_batch(tiny_export, images) -> None:
+    path, detector, config = tiny_export
     batch, _, _ = preprocess(images, config)
     boxes, scores = OnnxPredictor(path).run(batch)
     ref_boxes, ref_scores = TorchPredictor(detector, config).run(batch)
@@ -93,8 +87,8 @@ def test_bare_detector_needs_config(tmp_path, tiny_detector) -> None:
         export.export_onnx(tiny_detector(), None, tmp_path / "x.onnx")
 
 
-def test_parity_detects_a_different_model(exported, images, tmp_path, tiny_detector) -> None:
-    path, detector, config = exported
+def test_parity_detects_a_different_model(tiny_export, images, tmp_path, tiny_detector) -> None:
+    path, detector, config = tiny_export
     other = tiny_detector()
     with torch.no_grad():
         other.head.classification_head.cls_logits.bias.fill_(0.0)
@@ -103,11 +97,11 @@ def test_parity_detects_a_different_model(exported, images, tmp_path, tiny_detec
     assert result["counts_identical"] < len(images)
 
 
-def test_ensure_onnx_keeps_an_existing_file(exported, tmp_path, monkeypatch) -> None:
+def test_ensure_onnx_keeps_an_existing_file(tiny_export, tmp_path, monkeypatch) -> None:
     from utils import train
 
     monkeypatch.setattr(train, "ensure_checkpoint", lambda *a, **k: pytest.fail("trained"))
-    path, _, _ = exported
+    path, _, _ = tiny_export
     assert export.ensure_onnx(path, checkpoint=tmp_path / "absent.pt") == path
 
 
@@ -134,8 +128,8 @@ def test_ensure_onnx_exports_from_the_checkpoint(
     assert "older than" in capsys.readouterr().out
 
 
-def test_read_config_of_foreign_onnx_says_how_to_reexport(exported, tmp_path) -> None:
-    path, _, _ = exported
+def test_read_config_of_foreign_onnx_says_how_to_reexport(tiny_export, tmp_path) -> None:
+    path, _, _ = tiny_export
     model = onnx.load(str(path))
     del model.metadata_props[:]
     bare = tmp_path / "bare.onnx"

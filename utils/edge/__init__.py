@@ -4,12 +4,12 @@ Every format here is built from the one exported ONNX file (``export.export_onnx
 runs through the same ``runtime.Predictor`` and the same NumPy pre/post-processing, so the
 scorecard compares runtimes and number formats, nothing else.
 
-One module per job, imports running one way (left to right):
-``calibration`` (the preprocessed calibration images) -> ``ort_int8`` (ONNX Runtime static
-and dynamic INT8), ``openvino_ir`` (OpenVINO FP32/FP16 IR, NNCF INT8) -> ``formats`` (every
-format from one ONNX file) -> ``timing`` (latency, throughput, machine facts) ->
-``scorecard`` (all of them side by side: size, latency, mAP, count error, counts identical
-to PyTorch; table, DataFrame and plot).
+One module per job; each imports only those to its left:
+``calibration`` (the preprocessed calibration images) <- ``ort_int8`` (ONNX Runtime static
+and dynamic INT8), ``openvino_ir`` (OpenVINO FP32/FP16 IR, NNCF INT8) <- ``formats`` (every
+format from one ONNX file); ``timing`` (latency, throughput, machine facts) stands alone;
+``formats`` and ``timing`` <- ``scorecard`` (all of them side by side: size, latency, mAP,
+count error, counts identical to PyTorch; table, DataFrame and plot).
 """
 
 from .calibration import calibration_batches

@@ -16,11 +16,13 @@ Ray is an optional extra (``pip install ".[scale]"``), imported only by :func:`r
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -154,6 +156,21 @@ def csv_text(rows: Iterable[Row], columns: Sequence[str] = COLUMNS) -> str:
     for row in rows:
         writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
     return text.getvalue()
+
+
+def table(rows: Sequence[Row]) -> str:
+    """The rows as aligned text for a notebook, files shown by ``display_path``."""
+
+    def cell(value: Any) -> str:
+        return "" if value is None else str(value)
+
+    lines = [f"{'file':<44} {'count':>5} {'mean_score':>10} {'seconds':>7}  error"]
+    for r in rows:
+        lines.append(
+            f"{display_path(r['file']):<44} {cell(r['count']):>5} {cell(r['mean_score']):>10} "
+            f"{cell(r['seconds']):>7}  {r['error']}"
+        )
+    return "\n".join(lines)
 
 
 def _arrow_table(rows: Sequence[Row]):
@@ -311,6 +328,21 @@ class RayCounter:
         return {key: [row.get(key) for row in rows] for key in keys}
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for a moment (Python exceptions still propagate)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start a local Ray quietly.
 
@@ -332,8 +364,11 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     if address is None:
         kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Ray's C++ core writes warnings straight to stderr (a notebook shows them); fatal only.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(**kwargs)
+    with _quiet_stderr():  # Ray's C++ core announces its log level on fd 2, below Python
+        ray.init(**kwargs)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # ours (one text bar) is the one a notebook keeps
     if hasattr(ctx, "print_on_execution_start"):

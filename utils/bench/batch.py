@@ -8,7 +8,7 @@ each engine into a fresh output file, and reports images per second (wall clock,
 call to the last row written, Ray's actor start-up included), the mean seconds one image takes
 inside a worker (load + predict on 1 thread: the CPU time a cost estimate needs), whether
 the counts are identical, and peak memory: the driver's RSS and the sum over Ray's worker
-processes (sampled every 0.2 s). Writes ``artifacts/bench_batch.json``.
+actors (summed) and over Ray's other processes (sampled every 0.2 s). Writes ``artifacts/bench_batch.json``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,12 @@ from .. import batch
 from ..config import artifacts_dir, display_path
 from . import machine, write_report
 
+ACTOR_PREFIX = "ray::MapWorker"  # how Ray names the process of a map_batches actor
+
 
 class MemorySampler:
-    """Peak RSS (MB) of this process and of its descendants that are Ray workers."""
+    """Peak RSS (MB): this process, the Ray actors that count (summed), all other Ray processes
+    (GCS, raylet, agents, idle workers: summed)."""
 
     def __init__(self, interval: float = 0.2):
         import psutil
@@ -51,7 +54,7 @@ class MemorySampler:
                 rss = child.memory_info().rss / mb
             except (self.psutil.NoSuchProcess, self.psutil.AccessDenied, self.psutil.ZombieProcess):
                 continue
-            if name.startswith("ray::"):
+            if name.startswith(ACTOR_PREFIX):  # the predictors; not idle workers, not agents
                 workers += rss
             else:
                 system += rss
@@ -108,8 +111,8 @@ def _measure(label: str, files: list[Path], **kwargs) -> dict:
         "seconds_per_image_in_worker": round(s["seconds_per_image"], 4),
         "errors": s["errors"],
         "peak_driver_mb": round(memory.driver_mb),
-        "peak_ray_workers_mb": round(memory.workers_mb),
-        "peak_ray_system_mb": round(memory.ray_system_mb),
+        "peak_ray_actors_mb": round(memory.workers_mb),
+        "peak_ray_other_mb": round(memory.ray_system_mb),
         "counts": {Path(r["file"]).name: r["count"] for r in rows},
     }
 
@@ -173,13 +176,13 @@ def print_report(report: dict) -> None:
     print(f"\n{m['cpu']} ({m['cpu_count']} cores); Ray started in {report['ray_init_seconds']} s")
     print(
         f"{'engine':<16} {'img/s':>7} {'x 1 worker':>10} {'s/img in worker':>16} "
-        f"{'driver MB':>9} {'workers MB':>10} {'counts = plain':>14}"
+        f"{'driver MB':>9} {'actors MB':>9} {'other Ray MB':>12} {'counts = plain':>14}"
     )
     for r in report["results"]:
         print(
             f"{r['engine']:<16} {r['images_per_second']:>7.2f} "
             f"{r.get('speedup_vs_1_worker', ''):>10} {r['seconds_per_image_in_worker']:>16.3f} "
-            f"{r['peak_driver_mb']:>9} {r['peak_ray_workers_mb']:>10} "
+            f"{r['peak_driver_mb']:>9} {r['peak_ray_actors_mb']:>9} {r['peak_ray_other_mb']:>12} "
             f"{'yes' if r['counts_identical_to_plain'] else 'NO':>14}"
         )
 

@@ -60,6 +60,14 @@ def test_a_photo_that_fits_is_one_letterboxed_tile():
     assert (len(tiled.xs), len(tiled.ys)) == (3, 3)
 
 
+def test_a_photo_slightly_larger_than_one_input_is_fitted_into_it():
+    config = dataclasses.replace(CONFIG, scale=0.2)  # 2800 px -> 560 px: 4.4 inputs wide
+    assert plan_tiles(2800, 2800, config).tiles > 1
+    config = dataclasses.replace(CONFIG, scale=0.05)  # 2800 px -> 140 px, 9 % over 128 px
+    grid = plan_tiles(2800, 2100, config)
+    assert grid.tiles == 1 and grid.work_width == 128 and grid.scale == pytest.approx(128 / 2800)
+
+
 def test_one_tile_equals_the_letterbox_postprocessing():
     """With one tile the tiled path must be exactly the old path: same boxes, same scores."""
     rng = np.random.default_rng(0)
@@ -275,3 +283,50 @@ def test_exif_rotated_photo_is_counted_upright(tiled_model, tmp_path):
     grid = plan_tiles(*loaded.size, predictor.config)
     assert predictor.predict(loaded, 0.0).tiles == grid.tiles == len(grid.xs) * len(grid.ys)
     assert math.isclose(grid.scale, 0.5)
+
+
+def test_the_app_counts_a_large_photo_in_tiles_and_refuses_a_thumbnail(tiled_model, tmp_path):
+    """A photo far larger than the input: counted in tiles, time and tiles in the notes, a readable close-up;
+    a thumbnail: one sentence, and the next photo is counted as usual."""
+    from utils.app import count_cells
+    from utils.config import test_dir
+    from utils.runtime import load_predictor
+
+    _, _, path = tiled_model
+    predictor = load_predictor(path)
+    photo = Image.open(sorted(test_dir().glob("*.jpg"))[0]).convert("RGB")
+    big = photo.resize((2400, 1800), Image.Resampling.BILINEAR)
+    big.save(tmp_path / "phone.jpg", quality=90)
+    result = count_cells(predictor, str(tmp_path / "phone.jpg"), 0.2, display_side=1000)
+    assert result.error is None and result.tiles == len(
+        plan_tiles(2400, 1800, predictor.config).windows()
+    )
+    assert f"{result.tiles} tiles at scale 0.5" in result.notes_markdown()
+    assert result.count == predictor.predict(big, 0.2).count
+    # Overview (1000 - 640 px wide) + 8 px gap + the 640 px full-resolution close-up.
+    assert result.image.size == (1000 + 8, 640)
+    assert result.to_json(with_image=False)["tiles"] == result.tiles
+
+    photo.resize((40, 40)).save(tmp_path / "thumb.png")
+    refused = count_cells(predictor, str(tmp_path / "thumb.png"), 0.0)
+    assert refused.count is None and "thumbnail" in refused.error
+    again = count_cells(predictor, str(sorted(test_dir().glob("*.jpg"))[1]), 0.0)
+    assert again.error is None and again.count is not None
+
+
+def test_densest_window_finds_the_crowd():
+    from utils.viz import densest_window
+
+    rng = np.random.default_rng(0)
+    crowd = rng.uniform([3000, 200], [3500, 700], (60, 2))
+    sparse = rng.uniform([0, 0], [4000, 3000], (20, 2))
+    centres = np.concatenate([crowd, sparse])
+    boxes = np.concatenate([centres - 10, centres + 10], 1)
+    x0, y0 = densest_window(boxes, 4000, 3000, 640)
+    inside = (
+        (centres[:, 0] >= x0)
+        & (centres[:, 0] < x0 + 640)
+        & (centres[:, 1] >= y0)
+        & (centres[:, 1] < y0 + 640)
+    )
+    assert inside.sum() >= 55 and 0 <= x0 <= 4000 - 640 and 0 <= y0 <= 3000 - 640

@@ -42,6 +42,7 @@ import numpy as np
 from PIL import Image
 
 from .images import MAX_SIDE, load_image
+from .processing import ScaleError
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -93,6 +94,8 @@ class CountResult:
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    tiles: int = 0  # model inputs the photo took at the working scale
+    scale: float = 0.0  # working pixels per photo pixel
 
     def notes_markdown(self) -> str:
         if self.error:
@@ -101,7 +104,11 @@ class CountResult:
             lines = ["Upload a photo (or pick an example) to count the cells."]
         else:
             cells = "cell" if self.count == 1 else "cells"
-            lines = [f"**{self.count} {cells}** found in {self.seconds * 1000:.0f} ms."]
+            tiles = f"{self.tiles} tiles" if self.tiles != 1 else "1 input"
+            lines = [
+                f"**{self.count} {cells}** found in {self.seconds * 1000:.0f} ms "
+                f"({tiles} at scale {self.scale:.3g})."
+            ]
         lines += [f"- {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -112,6 +119,8 @@ class CountResult:
             "detections": [dict(zip(TABLE_COLUMNS, row)) for row in self.rows],
             "notes": self.notes,
             "error": self.error,
+            "seconds": round(self.seconds, 3),
+            "tiles": self.tiles,
         }
         if with_image:
             out["image"] = to_data_url(self.image) if self.image is not None else None
@@ -141,14 +150,25 @@ def count_cells(
         loaded = load_image(image, max_side=max_side, max_pixels=max_pixels)
     except ValueError as error:  # InputError, ImageError
         return CountResult(None, None, error=str(error), seconds=time.perf_counter() - start)
-    detections = predictor.predict(loaded.image, value)
+    try:
+        detections = predictor.predict(loaded.image, value)
+    except ScaleError as error:  # a thumbnail, a panorama needing too many tiles
+        return CountResult(None, None, error=str(error), seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start  # decode + count: what the person waited for
     annotated = annotate(loaded.image, detections, show_boxes, show_scores, display_side)
     rows = [
         [i + 1, round(float(s), 3), *(round(float(v), 1) for v in box)]
         for i, (box, s) in enumerate(zip(detections.boxes, detections.scores))
     ]
+    notes = [*loaded.notes, *([detections.note] if detections.note else [])]
     return CountResult(
-        annotated, detections.count, rows, loaded.notes, seconds=time.perf_counter() - start
+        annotated,
+        detections.count,
+        rows,
+        notes,
+        seconds=seconds,
+        tiles=detections.tiles,
+        scale=detections.scale,
     )
 
 
@@ -212,17 +232,20 @@ def check_image_string(value: Any) -> str:
 
 
 def annotate(image: Image.Image, detections, show_boxes: bool, show_scores: bool, side: int):
-    """Boxes drawn on a copy at most ``side`` px (smaller pictures travel and draw faster)."""
-    from .viz import draw_detections
+    """Boxes drawn on a copy at most ``side`` px (smaller pictures travel and draw faster).
 
-    scale = min(1.0, side / max(image.size))
-    boxes = np.asarray(detections.boxes, np.float32)
-    if scale < 1.0:
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        image = image.resize(size, Image.Resampling.BILINEAR)
-        boxes = boxes * scale
-    return draw_detections(
-        image, boxes, detections.scores, show_scores=show_scores, show_boxes=show_boxes
+    A large photo (a 12 MP phone photo) gets the overview plus a full-resolution close-up
+    of its densest part beside it, so its cells stay readable.
+    """
+    from .viz import overview_with_closeup
+
+    return overview_with_closeup(
+        image,
+        detections.boxes,
+        detections.scores,
+        side=side,
+        show_scores=show_scores,
+        show_boxes=show_boxes,
     )
 
 

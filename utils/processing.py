@@ -266,6 +266,7 @@ def postprocess(
 
 # ------------------------------------------------------------------------------ tiling
 
+FIT_SLACK = 1.15  # a working image at most this much larger than one input is fitted into it
 MAX_TILES = 256  # about 40 MP of working image: a photo needing more is refused, not queued
 MIN_WORKING_SIDE = 32  # below this the cells are a few pixels: nothing sensible to count
 SCALE_WARNING = 2.0  # cells this many times larger or smaller than in training get a note
@@ -334,6 +335,9 @@ def plan_tiles(
         scale = size / max(width, height)
     if not (math.isfinite(scale) and scale > 0):
         raise ScaleError(f"scale must be a positive number, got {scale}")
+    if size < max(width, height) * scale <= size * FIT_SLACK:
+        # A few percent smaller cells cost far less than four overlapping tiles.
+        scale = size / max(width, height)
     work_w, work_h = working_size(width, height, scale)
     if min(work_w, work_h) < MIN_WORKING_SIDE and max(work_w, work_h) < size:
         raise ScaleError(

@@ -147,6 +147,95 @@ def draw(
     return draw_detections(image, detections.boxes, detections.scores, labels, **kwargs)
 
 
+def densest_window(boxes: np.ndarray, width: int, height: int, side: int) -> tuple[int, int]:
+    """Top-left corner of the ``side`` x ``side`` window holding the most box centres.
+
+    Where a reader should look first in a large photo: a close-up there at full resolution.
+    """
+    side = min(side, width, height)
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    if len(boxes) == 0:
+        return (width - side) // 2, (height - side) // 2
+    cells = 4  # a window spans 4 x 4 histogram bins
+    step = max(1, side // cells)
+    nx, ny = max(1, -(-width // step)), max(1, -(-height // step))
+    cx = np.clip(((boxes[:, 0] + boxes[:, 2]) / 2 // step).astype(int), 0, nx - 1)
+    cy = np.clip(((boxes[:, 1] + boxes[:, 3]) / 2 // step).astype(int), 0, ny - 1)
+    hist = np.zeros((ny + cells, nx + cells), np.int64)
+    np.add.at(hist, (cy, cx), 1)
+    total = np.cumsum(np.cumsum(hist, 0), 1)
+    padded = np.pad(total, ((1, 0), (1, 0)))
+    sums = (
+        padded[cells:, cells:]
+        - padded[:-cells, cells:]
+        - padded[cells:, :-cells]
+        + padded[:-cells, :-cells]
+    )[:ny, :nx]
+    row, col = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return min(int(col) * step, width - side), min(int(row) * step, height - side)
+
+
+def overview_with_closeup(
+    image: ImageLike,
+    boxes: np.ndarray,
+    scores: np.ndarray | None = None,
+    side: int = 1600,
+    closeup: int = 640,
+    show_scores: bool = True,
+    show_boxes: bool = True,
+) -> Image.Image:
+    """A large photo made readable: the whole photo with its boxes, at most ``side`` px, and
+    beside it a ``closeup`` px crop at full resolution where the cells are densest (marked
+    on the overview). A photo that fits ``side`` is drawn whole at full resolution only.
+    """
+    photo = _as_pil(image)
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    scale = min(1.0, side / max(photo.size))
+    if scale >= 0.5:  # cells stay readable in the overview itself
+        small = (
+            photo
+            if scale == 1.0
+            else photo.resize(
+                (max(1, round(photo.width * scale)), max(1, round(photo.height * scale))),
+                Image.Resampling.BILINEAR,
+            )
+        )
+        return draw_detections(
+            small, boxes * scale, scores, show_scores=show_scores, show_boxes=show_boxes
+        )
+    x0, y0 = densest_window(boxes, photo.width, photo.height, closeup)
+    w, h = min(closeup, photo.width), min(closeup, photo.height)
+    inside = (
+        (boxes[:, 2] > x0) & (boxes[:, 0] < x0 + w) & (boxes[:, 3] > y0) & (boxes[:, 1] < y0 + h)
+    )
+    crop = draw_detections(
+        photo.crop((x0, y0, x0 + w, y0 + h)),
+        boxes[inside] - np.asarray([x0, y0, x0, y0], np.float32),
+        None if scores is None else np.asarray(scores)[inside],
+        show_scores=show_scores,
+        show_boxes=show_boxes,
+    )
+    overview_side = side - w
+    scale = overview_side / max(photo.size)
+    small = photo.resize(
+        (max(1, round(photo.width * scale)), max(1, round(photo.height * scale))),
+        Image.Resampling.BILINEAR,
+    )
+    overview = draw_detections(small, boxes * scale, None, show_boxes=show_boxes)
+    mark = ImageDraw.Draw(overview)
+    mark.rectangle(
+        (x0 * scale, y0 * scale, (x0 + w) * scale, (y0 + h) * scale),
+        outline=GT_COLOR,
+        width=max(2, round(overview_side / 300)),
+    )
+    out = Image.new(
+        "RGB", (overview.width + 8 + crop.width, max(overview.height, crop.height)), "white"
+    )
+    out.paste(overview, (0, 0))
+    out.paste(crop, (overview.width + 8, 0))
+    return out
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of XYXY boxes, ``[len(a), len(b)]``."""
     a = np.asarray(a, np.float32).reshape(-1, 4)

@@ -394,7 +394,8 @@ export function postprocess(boxes, scores, numClasses, config, scale, width, hei
 
 // ---------------------------------------------------------------------------- tiling
 
-// processing.MAX_TILES, MIN_WORKING_SIDE, SCALE_WARNING
+// processing.FIT_SLACK, MAX_TILES, MIN_WORKING_SIDE, SCALE_WARNING
+const FIT_SLACK = 1.15;
 export const MAX_TILES = 256;
 const MIN_WORKING_SIDE = 32;
 const SCALE_WARNING = 2.0;
@@ -418,6 +419,8 @@ export function planTiles(width, height, config, scale = null) {
   let s = scale ?? config.scale ?? null;
   if (s === null) s = size / Math.max(width, height); // an older model: the whole photo into one input
   if (!(Number.isFinite(s) && s > 0)) throw new Error(`scale must be a positive number, got ${s}`);
+  const longer = Math.max(width, height);
+  if (size < longer * s && longer * s <= size * FIT_SLACK) s = size / longer; // fit one input
   const workWidth = Math.max(1, roundHalfEven(width * s));
   const workHeight = Math.max(1, roundHalfEven(height * s));
   const shown = Number(s.toPrecision(3));

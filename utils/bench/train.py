@@ -9,8 +9,14 @@ seconds, mAP@[.5:.95], mAP@.5, count MAE and MAPE, with the CPU and thread count
 ``--budget`` seconds): each candidate's seconds per step are measured first and its epochs
 set to fill the budget, so the table compares what a learner gets in the same minutes.
 
-Results go to ``artifacts/bench_train.json``; the course's ``artifacts/model.pt`` is left
-alone unless ``--save`` is given (it then holds the first seed's model).
+``--highres [SIZE]`` does the same on full-resolution photos: the same 17 + 30 scenes drawn
+at 2,800 px (``synth.ensure_highres_data``, generated on the first run), trained and counted
+at the working scale chosen from their boxes, then times a 2,800 px photo on each runtime
+(``bench/highres.py``). ``--cell-size`` overrides the plan's target cell size.
+
+Results go to ``artifacts/bench_train.json`` (``bench_train_highres.json``); the course's
+``artifacts/model.pt`` is left alone unless ``--save`` is given (it then holds the first
+seed's model).
 """
 
 from __future__ import annotations
@@ -164,19 +170,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, help="seconds per candidate for --compare")
     parser.add_argument("--save", action="store_true", help="also write artifacts/model.pt")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--highres",
+        type=int,
+        nargs="?",
+        const=2800,
+        help="full-resolution photos of this side (default 2800) instead of data/",
+    )
+    parser.add_argument("--cell-size", type=float, help="override the plan's cell size (px)")
     args = parser.parse_args(argv)
 
     from .. import config
     from ..annotations import load_annotations
     from ..dataset import split
-    from ..synth import ensure_course_data
+    from ..synth import ensure_course_data, ensure_highres_data
     from ..train import preset
 
-    ensure_course_data()
+    if args.highres:
+        root = ensure_highres_data(size=args.highres)
+        train_dir, test_dir = root / "train", root / "test"
+    else:
+        ensure_course_data()
+        train_dir, test_dir = config.train_dir(), config.test_dir()
     plan = preset(args.fast)
-    overrides = {"epochs": args.epochs, "image_size": args.size, "model_name": args.model}
+    overrides = {
+        "epochs": args.epochs,
+        "image_size": args.size,
+        "model_name": args.model,
+        "cell_size": args.cell_size,
+    }
     plan = replace(plan, **{k: v for k, v in overrides.items() if v is not None})
-    test = load_annotations(config.test_dir())
+    test = load_annotations(test_dir)
     host = machine()
     mode = "fast" if args.fast else "full"
     report: dict[str, Any] = {"mode": mode, "plan": plan.kwargs(), "machine": host}
@@ -185,18 +209,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"seeds {args.seeds}; {host['cpu']}, {host.get('torch_threads')} torch threads."
     )
     if args.compare:
-        train, val = split(load_annotations(config.train_dir()), 0.2, seed=args.seeds[0])
+        train, val = split(load_annotations(train_dir), 0.2, seed=args.seeds[0])
         budget = args.budget or plan_budget(plan, train)
         rows = compare(plan, budget, train, val, test, args.seeds[0], not args.quiet)
         report.update(budget_seconds=budget, compare=rows)
         print(f"\nSame budget ({budget:.0f} s of training each), seed {args.seeds[0]}:")
         print(format_rows(rows, label="candidate"))
     else:
-        rows = []
+        rows, first = [], None
         for seed in args.seeds:
-            train, val = split(load_annotations(config.train_dir()), 0.2, seed=seed)
+            train, val = split(load_annotations(train_dir), 0.2, seed=seed)
             result, row = run_once(plan, train, val, test, seed, not args.quiet)
-            rows.append(row)
+            rows.append({**row, "scale": result.config.scale})
+            first = first or result
             if args.save and seed == args.seeds[0]:
                 result.save(config.checkpoint_path())
             print(format_rows([row]).splitlines()[1], flush=True)
@@ -204,7 +229,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"\n{format_rows(rows)}\n\nover {len(rows)} seed(s):\n{format_summary(summarise(rows))}"
         )
-    out = config.artifacts_dir() / ("bench_compare.json" if args.compare else "bench_train.json")
+        if args.highres:
+            from .highres import format_latency, runtime_latency
+
+            c = first.config
+            print(
+                f"\nworking scale {c.scale:.4g} (cell size {c.cell_size:g} px), "
+                f"{c.image_size} px tiles overlapping {c.tile_overlap} px; timing runtimes...",
+                flush=True,
+            )
+            photos = [item.image_path for item in test.images[:5]]
+            calibration = [item.image_path for item in load_annotations(train_dir).images[:8]]
+            latency = runtime_latency(
+                first, photos, calibration, config.artifacts_dir() / "bench_highres"
+            )
+            report["latency"] = latency
+            print(format_latency(latency))
+    name = "bench_compare" if args.compare else "bench_train"
+    out = config.artifacts_dir() / f"{name}{'_highres' if args.highres else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_report(out, report)
     print(

@@ -236,6 +236,82 @@ def overview_with_closeup(
     return out
 
 
+def show_scale_effect(
+    photo: ImageLike, box: Sequence[float], scales: dict[str, float], side: int = 180
+) -> Figure:
+    """One cell as the network receives it at each scale: the whole photo resized by that
+    scale, a window of 3 cell-widths cut around the cell, shown enlarged pixel for pixel
+    (nearest neighbour), so a cell that became 3 px wide looks 3 px wide."""
+    import matplotlib.pyplot as plt
+
+    image = _as_pil(photo)
+    x1, y1, x2, y2 = (float(v) for v in box)
+    cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, 1.5 * max(x2 - x1, y2 - y1)
+    fig, axes = plt.subplots(1, len(scales), figsize=(2.6 * len(scales), 3.0), dpi=80)
+    for ax, (title, scale) in zip(np.atleast_1d(axes), scales.items()):
+        window = (cx - half, cy - half, cx + half, cy + half)
+        crop = image.crop(tuple(round(v) for v in window))
+        small = crop.resize(
+            (max(1, round(crop.width * scale)), max(1, round(crop.height * scale))),
+            Image.Resampling.BILINEAR,
+        )
+        ax.imshow(small.resize((side, side), Image.Resampling.NEAREST))
+        cell_px = max(x2 - x1, y2 - y1) * scale
+        ax.set_title(f"{title}\ncell {cell_px:.0f} px long", fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def draw_tile_grid(photo: ImageLike, grid: Any, side: int = 800, highlight: int = 0) -> Image.Image:
+    """The tiles of a ``processing.TileGrid`` drawn on the photo (at most ``side`` px): every
+    tile's square as a thin line, one tile (``highlight``) thick, with the part of the photo
+    it owns tinted, and the seams (where one tile's cells end and the next's begin) dashed."""
+    from .processing import seams
+
+    image = _as_pil(photo).convert("RGBA")
+    shown = min(1.0, side / max(image.size))
+    out = image.resize(
+        (max(1, round(image.width * shown)), max(1, round(image.height * shown))),
+        Image.Resampling.BILINEAR,
+    )
+    to_px = shown / grid.scale  # working pixels -> picture pixels
+    x_seams, y_seams = seams(grid.xs, grid.size), seams(grid.ys, grid.size)
+    col, row = highlight % len(grid.xs), highlight // len(grid.xs)
+    x_edges, y_edges = [0.0, *x_seams, grid.work_width], [0.0, *y_seams, grid.work_height]
+    tint = Image.new("RGBA", out.size, (0, 0, 0, 0))
+    ImageDraw.Draw(tint).rectangle(
+        (
+            x_edges[col] * to_px,
+            y_edges[row] * to_px,
+            x_edges[col + 1] * to_px,
+            y_edges[row + 1] * to_px,
+        ),
+        fill=(213, 94, 0, 70),
+    )
+    out = Image.alpha_composite(out, tint).convert("RGB")
+    draw = ImageDraw.Draw(out)
+    for x, y in grid.windows():
+        draw.rectangle(
+            (x * to_px, y * to_px, (x + grid.size) * to_px, (y + grid.size) * to_px),
+            outline=MATCH_COLOR,
+            width=1,
+        )
+    x, y = grid.windows()[highlight]
+    draw.rectangle(
+        (x * to_px, y * to_px, (x + grid.size) * to_px, (y + grid.size) * to_px),
+        outline=FALSE_COLOR,
+        width=4,
+    )
+    for seam in x_seams:
+        for y in range(0, out.height, 12):
+            draw.line((seam * to_px, y, seam * to_px, y + 6), fill="white", width=2)
+    for seam in y_seams:
+        for x in range(0, out.width, 12):
+            draw.line((x, seam * to_px, x + 6, seam * to_px), fill="white", width=2)
+    return out
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of XYXY boxes, ``[len(a), len(b)]``."""
     a = np.asarray(a, np.float32).reshape(-1, 4)

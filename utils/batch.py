@@ -412,7 +412,9 @@ def ray_count(
     started = start_ray(address, num_cpus=None)
     try:
         items = [{"file": Path(f).as_posix(), "path": str(Path(f).resolve())} for f in files]
-        blocks = max(1, min(len(items), 4 * workers, math.ceil(len(items) / batch_size)))
+        # Small blocks (a batch or two each) keep both actors busy until the end: with one
+        # big block per actor, the faster one would idle while the other finishes.
+        blocks = max(1, min(math.ceil(len(items) / batch_size), max(64, 16 * workers)))
         dataset = ray.data.from_items(items, override_num_blocks=blocks)
         counted = dataset.map_batches(
             RayCounter,
@@ -448,6 +450,18 @@ def _python(value: Any) -> Any:
 # ----------------------------------------------------------------------------- one job
 
 
+def model_config(model_path: str | Path):
+    """The model's inference config (class names, threshold) without a session for ONNX files:
+    the Ray driver only writes rows, the actors hold the predictors."""
+    from .runtime import load_predictor
+
+    if Path(model_path).suffix.lower() == ".onnx":
+        from .export import read_onnx_config
+
+        return read_onnx_config(model_path)
+    return load_predictor(model_path).config
+
+
 def run(
     model_path: str | Path,
     files: Sequence[str | Path],
@@ -474,9 +488,10 @@ def run(
     writer = TableWriter(out, read_table(out) if out is not None else ())
     done = set(writer.rows)
     todo = [f for f in files if Path(f).as_posix() not in done]
-    if threshold is None or engine == "plain":
+    if engine == "plain":
         predictor = load_predictor(model_path)
-        threshold = predictor.config.score_threshold if threshold is None else threshold
+    if threshold is None:
+        threshold = model_config(model_path).score_threshold
     if not 0 <= threshold <= 1:  # also refuses NaN
         raise BatchError(f"threshold must be between 0 and 1, got {threshold}")
     if engine == "plain":
@@ -496,11 +511,6 @@ def run(
         writer.flush()
     new.sort(key=lambda r: r["file"])
     return new
-
-
-def previous_rows(out: str | Path) -> list[Row]:
-    """All rows of an output file (for summaries after :func:`run`)."""
-    return read_table(out)
 
 
 # ----------------------------------------------------------------------------- a time series

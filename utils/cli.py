@@ -236,9 +236,8 @@ def cmd_count_batch(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     if args.prelabels:
         from .prelabels import write_prelabels
-        from .runtime import load_predictor
 
-        names = load_predictor(model).config.class_names
+        names = batch.model_config(model).class_names
         print(write_prelabels(new, names, args.prelabels, args.prelabels_out))
     if args.out:
         rows = batch.read_table(args.out)

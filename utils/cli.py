@@ -169,7 +169,7 @@ def image_files(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 def cmd_count(args: argparse.Namespace) -> int:
-    if args.engine is not None or args.prelabels:
+    if args.engine is not None or args.prelabels or args.address:
         return cmd_count_batch(args)
     predictor = _load_predictor(args.checkpoint)
     files = image_files(args.images)
@@ -215,6 +215,8 @@ def cmd_count_batch(args: argparse.Namespace) -> int:
         raise CliError(f"model file {display_path(model)} not found")
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise CliError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    if args.address and engine != "ray":
+        raise CliError("--address joins a Ray cluster: add --engine ray")
     if args.prelabels == "coco" and not args.prelabels_out:
         raise CliError("--prelabels coco needs --prelabels-out FILE.json")
     if args.out:

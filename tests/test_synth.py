@@ -165,3 +165,14 @@ def test_committed_pixels_match_the_generator_loosely():
     with Image.open(path) as img:
         stored = np.asarray(img.convert("RGB"), np.float32)
     assert np.abs(fresh - stored).mean() < 4.0  # JPEG noise and Pillow versions, not a new scene
+
+
+def test_cli_writes_a_flat_folder_of_photos_at_any_size(tmp_path, capsys):
+    from utils.annotations import load_annotations
+
+    synth.main(["--out", str(tmp_path / "archive"), "--images", "2", "--size", "300"])
+    aset = load_annotations(tmp_path / "archive")
+    assert len(aset) == 2 and {(i.width, i.height) for i in aset.images} == {(300, 300)}
+    assert "Wrote 2 photos" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        synth.main(["--out", str(tmp_path / "x"), "--size", "20"])

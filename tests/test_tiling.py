@@ -195,6 +195,7 @@ def test_cells_far_larger_than_in_training_get_a_note():
     )
     note = processing.scale_note(big, config)
     assert "4.0x larger" in note and "--scale 0.25" in note
+    assert processing.suggested_scale(big, config) == pytest.approx(0.25)
     fine = dataclasses.replace(big, boxes=big.boxes / 4)
     assert processing.scale_note(fine, config) == ""
 
@@ -330,3 +331,43 @@ def test_densest_window_finds_the_crowd():
         & (centres[:, 1] < y0 + 640)
     )
     assert inside.sum() >= 55 and 0 <= x0 <= 4000 - 640 and 0 <= y0 <= 3000 - 640
+
+
+def _fragmenting_run(batch: np.ndarray):
+    """A fake graph that finds ten cells of 22 px near the centre of every input it gets, as a
+    model finds fragments of cells far larger than it knows."""
+    n, size = len(batch), batch.shape[-1]
+    boxes = np.zeros((n, 64, 4), np.float32)
+    scores = np.zeros((n, 64, 1), np.float32)
+    for k in range(10):
+        x, y = size / 2 - 40 + 8 * k, size / 2 - 20 + 4 * k
+        boxes[:, k] = (x - 11, y - 11, x + 11, y + 11)
+        scores[:, k, 0] = 0.9
+    return boxes, scores
+
+
+def test_a_photo_at_higher_magnification_gets_a_note_and_a_better_scale():
+    config = dataclasses.replace(CONFIG, scale=0.5, tile_overlap=32, cell_size=22.5, nms_iou=0.3)
+    photo = np.zeros((1024, 1024, 3), np.uint8)  # 512 px at the working scale: 25 tiles
+    found = count_tiled(_fragmenting_run, [photo], config)[0]
+    assert found.tiles == 25 and found.count > 20
+    assert found.better_scale == pytest.approx(128 / 1024)
+    assert "higher magnification" in found.note and "--scale 0.125" in found.note
+
+
+def test_a_wider_field_at_the_right_magnification_gets_no_note():
+    """The oracle sees every cell; counted whole the cells shrink below the training size."""
+    width = height = 1400
+    cells = _cells(150, width, height, seed=7, scale=0.5)
+    config = dataclasses.replace(CONFIG, scale=0.5, tile_overlap=64, cell_size=20.0, nms_iou=0.5)
+    grid = plan_tiles(width, height, config)
+    run, state = oracle(cells, config)
+    state.update(windows=[*grid.windows(), (0, 0)], scale=grid.scale)
+
+    def both(batch):  # the tiles, then the one whole-photo input at its own scale
+        if state["done"] >= grid.tiles:
+            state["scale"] = 128 / width
+        return run(batch)
+
+    found = count_tiled(both, [np.zeros((height, width, 3), np.uint8)], config)[0]
+    assert found.count == len(cells) and found.note == "" and found.better_scale is None

@@ -390,8 +390,8 @@ def write_dataset(
 def make_course_data(
     data_dir: str | Path | None = None,
     size: int | None = None,
-    train: int = len(TRAIN_SEEDS),
-    test: int = len(TEST_SEEDS),
+    train: int | None = None,
+    test: int | None = None,
 ) -> Path:
     """``data/train`` (17 images, seeds 0-16) and ``data/test`` (30 images, seeds 1000-1029).
 
@@ -403,8 +403,10 @@ def make_course_data(
 
     root = Path(data_dir) if data_dir is not None else default_dir()
     size = size or DEFAULT_SIZE
-    write_dataset(root / "train", _seeds(TRAIN_SEEDS, train), size)
-    write_dataset(root / "test", _seeds(TEST_SEEDS, test), size)
+    train_seeds = TRAIN_SEEDS if train is None else _seeds(TRAIN_SEEDS, train)
+    test_seeds = TEST_SEEDS if test is None else _seeds(TEST_SEEDS, test)
+    write_dataset(root / "train", train_seeds, size)
+    write_dataset(root / "test", test_seeds, size)
     return root
 
 
@@ -465,8 +467,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="write N photos straight into --out (seeds from --first-seed) instead of train/ and test/",
     )
     parser.add_argument("--first-seed", type=int, default=2000, help="first seed for --images")
-    parser.add_argument("--train", type=int, default=len(TRAIN_SEEDS), help="training photos")
-    parser.add_argument("--test", type=int, default=len(TEST_SEEDS), help="held-out photos")
+    parser.add_argument("--train", type=int, help=f"training photos (default {len(TRAIN_SEEDS)})")
+    parser.add_argument("--test", type=int, help=f"held-out photos (default {len(TEST_SEEDS)})")
     args = parser.parse_args(argv)
     if args.size is not None and not 64 <= args.size <= 8192:
         parser.error(f"--size must be between 64 and 8192 px, got {args.size}")

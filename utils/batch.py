@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -276,7 +277,7 @@ class TableWriter:
 
 
 def summary(rows: Sequence[Row]) -> dict[str, Any]:
-    """Totals for one line of output: images, cells, errors, CPU seconds per image."""
+    """Totals for one line of output: images, cells, errors, seconds per image (mean, median)."""
     ok = [r for r in rows if not r.get("error")]
     seconds = [r["seconds"] for r in ok if r.get("seconds") is not None]
     return {
@@ -285,6 +286,8 @@ def summary(rows: Sequence[Row]) -> dict[str, Any]:
         "errors": len(rows) - len(ok),
         "cells": int(sum(r["count"] for r in ok)),
         "seconds_per_image": (sum(seconds) / len(seconds)) if seconds else math.nan,
+        # the median: a few slow photos (a warming-up actor, a busy machine) do not move it
+        "median_seconds_per_image": statistics.median(seconds) if seconds else math.nan,
     }
 
 

@@ -14,7 +14,13 @@ import torch
 from utils import batch, cli, export
 from utils.annotations import load_annotations
 from utils.model import build_model
-from utils.prelabels import prelabel_set, write_coco_prelabels, write_prelabels
+from utils.prelabels import (
+    LS_IMAGE_PREFIX,
+    prelabel_set,
+    read_labelstudio_prelabels,
+    write_coco_prelabels,
+    write_prelabels,
+)
 from utils.processing import InferenceConfig
 from utils.runtime import load_predictor
 from utils.synth import TEST_SEEDS, generate_image
@@ -129,3 +135,20 @@ def test_cli_writes_prelabels_that_train_would_read(model, photos, tmp_path, cap
     # (an untrained model finds some there); the message says how many were left out
     left_out = sum(counted.values()) - aset.num_boxes
     assert 0 < aset.num_boxes and (left_out == 0 or f"({left_out} box(es) left out" in text)
+
+
+def test_labelstudio_prelabels_round_trip_in_percent_with_scores(model, photos) -> None:
+    rows = _rows(model, photos)
+    target = photos[0].parent / "tasks.json"
+    write_prelabels(rows[2:], ("Microalgae",), "labelstudio", target)
+    message = write_prelabels(rows[:2], ("Microalgae",), "labelstudio", target)  # resumed
+    assert message.startswith("Wrote Label Studio pre-annotations of 2 image(s)")
+    tasks = json.loads(target.read_text("utf-8"))
+    assert [t["data"]["image"] for t in tasks] == [LS_IMAGE_PREFIX + p.name for p in photos]
+    first = tasks[0]["predictions"][0]["result"][0]
+    assert first["type"] == "rectanglelabels" and 0 <= first["value"]["x"] <= 100
+    assert 0 < first["score"] <= 1
+    aset = read_labelstudio_prelabels(target, ("Microalgae",))
+    for img, row, path in zip(aset, rows, photos):
+        assert img.image_path == path
+        np.testing.assert_allclose(img.boxes, _boxes(row, 2), atol=0.01)

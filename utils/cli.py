@@ -217,8 +217,8 @@ def cmd_count_batch(args: argparse.Namespace) -> int:
         raise CliError(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.address and engine != "ray":
         raise CliError("--address joins a Ray cluster: add --engine ray")
-    if args.prelabels == "coco" and not args.prelabels_out:
-        raise CliError("--prelabels coco needs --prelabels-out FILE.json")
+    if args.prelabels in ("coco", "labelstudio") and not args.prelabels_out:
+        raise CliError(f"--prelabels {args.prelabels} needs --prelabels-out FILE.json")
     if args.out:
         batch.output_format(args.out)
     files = image_files(args.images)
@@ -338,11 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else local)")
     count.add_argument(
         "--prelabels",
-        choices=("voc", "coco"),
+        choices=("voc", "coco", "labelstudio"),
         help="also write the boxes for review: voc = labelImg XML next to each image, "
-        "coco = one JSON (--prelabels-out)",
+        "coco = one COCO JSON, labelstudio = Label Studio tasks with predictions (--prelabels-out)",
     )
-    count.add_argument("--prelabels-out", help="the COCO JSON file for --prelabels coco")
+    count.add_argument("--prelabels-out", help="the JSON file for --prelabels coco|labelstudio")
     count.add_argument("--quiet", action="store_true", help="no progress bar")
     count.set_defaults(func=cmd_count)
 

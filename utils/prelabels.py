@@ -3,6 +3,7 @@
     aset = prelabel_set(rows, class_names)       # rows of utils.batch with their boxes
     write_voc_prelabels(aset)                    # labelImg: one XML next to each image
     write_coco_prelabels(aset, "photos/prelabels.json")   # Label Studio / CVAT import, COCO
+    write_labelstudio_prelabels(rows, names, "photos/tasks.json")  # Label Studio predictions
 
 Written with the public writers of ``utils.annotations`` (``voc_xml``, ``write_coco``), so
 ``load_annotations`` reads them back with the same boxes (whole pixels in VOC, as labelImg
@@ -10,6 +11,14 @@ stores them; two decimals in COCO). A reviewer opens the folder in labelImg, fix
 misses, and ``python -m utils train --data <folder>`` retrains on the corrected labels.
 
 An existing XML file next to an image is never overwritten: it may be a person's labels.
+
+Label Studio's own pre-annotation format (tasks with ``predictions``, boxes in percent of the
+image, each with its score) has no reader in ``utils.annotations``: reviewed tasks come back as
+COCO or VOC from Label Studio's export. :func:`read_labelstudio_prelabels` reads our file back
+for the round-trip test. Images are referenced as ``/data/local-files/?d=<path relative to the
+JSON's folder>``: start Label Studio with ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true`` and
+``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<that folder>``, and a "Rectangle labels" project whose
+control is named ``label`` and image ``image`` (the object-detection template).
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ from .annotations import AnnotatedImage, AnnotationSet, load_annotations, voc_xm
 from .batch import BOXES_KEY, Row
 from .config import display_path
 
-FORMATS = ("voc", "coco")
+FORMATS = ("voc", "coco", "labelstudio")
+LS_IMAGE_PREFIX = "/data/local-files/?d="  # Label Studio's local-files storage (see below)
 
 
 def _rounded(
@@ -91,6 +101,96 @@ def write_coco_prelabels(aset: AnnotationSet, json_path: str | Path, merge: bool
     return write_coco(merged, json_path)
 
 
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def labelstudio_tasks(rows: Iterable[Row], json_folder: str | Path) -> list[dict]:
+    """Label Studio tasks, one per counted image, its boxes as scored predictions."""
+    tasks = []
+    for row in sorted((r for r in rows if r.get(BOXES_KEY) and not r.get("error")),
+                      key=lambda r: r["file"]):
+        found = json.loads(row[BOXES_KEY])
+        width, height = int(found["width"]), int(found["height"])
+        boxes, keep = _rounded(np.asarray(found["boxes"]), width, height, whole=False)
+        named = [(lab, s) for lab, s, k in zip(found["labels"], found["scores"], keep.tolist()) if k]
+        kept = [(box, lab, s) for box, (lab, s) in zip(boxes.tolist(), named)]
+        result = [
+            {
+                "id": f"b{k}",
+                "from_name": "label",
+                "to_name": "image",
+                "type": "rectanglelabels",
+                "original_width": width,
+                "original_height": height,
+                "image_rotation": 0,
+                "score": score,
+                "value": {
+                    "x": 100 * x1 / width,
+                    "y": 100 * y1 / height,
+                    "width": 100 * (x2 - x1) / width,
+                    "height": 100 * (y2 - y1) / height,
+                    "rotation": 0,
+                    "rectanglelabels": [label],
+                },
+            }
+            for k, ((x1, y1, x2, y2), label, score) in enumerate(kept)
+        ]
+        image = LS_IMAGE_PREFIX + _relative(Path(row["file"]), Path(json_folder))
+        tasks.append(
+            {
+                "data": {"image": image},
+                "predictions": [
+                    {"model_version": "utils.prelabels", "score": row.get("mean_score") or 0.0,
+                     "result": result}
+                ],
+            }
+        )
+    return tasks
+
+
+def write_labelstudio_prelabels(
+    rows: Iterable[Row], json_path: str | Path, merge: bool = True
+) -> Path:
+    """Label Studio's pre-annotation JSON (import it in the project's Import dialog);
+    ``merge`` keeps the tasks of images a previous run wrote and this one did not count."""
+    json_path = Path(json_path)
+    tasks = labelstudio_tasks(rows, json_path.parent)
+    if merge and json_path.exists():
+        try:
+            before = json.loads(json_path.read_text(encoding="utf-8"))
+            new = {t["data"]["image"] for t in tasks}
+            tasks = [t for t in before if t["data"]["image"] not in new] + tasks
+            tasks.sort(key=lambda t: t["data"]["image"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{display_path(json_path)} exists and is not our Label Studio file "
+                f"({type(error).__name__}); move it away or write the pre-labels elsewhere"
+            ) from error
+    return atomicio.write_text(json_path, json.dumps(tasks, indent=1) + "\n")
+
+
+def read_labelstudio_prelabels(json_path: str | Path, class_names: Sequence[str]) -> AnnotationSet:
+    """Our Label Studio file back as boxes in pixels (images beside the JSON, as written)."""
+    json_path = Path(json_path)
+    images = []
+    for task in json.loads(json_path.read_text(encoding="utf-8")):
+        relative = task["data"]["image"].removeprefix(LS_IMAGE_PREFIX)
+        boxes, labels, size = [], [], (0, 0)
+        for item in task["predictions"][0]["result"]:
+            w, h = item["original_width"], item["original_height"]
+            v = item["value"]
+            x1, y1 = v["x"] * w / 100, v["y"] * h / 100
+            boxes.append((x1, y1, x1 + v["width"] * w / 100, y1 + v["height"] * h / 100))
+            labels.append(v["rectanglelabels"][0])
+            size = (w, h)
+        images.append(AnnotatedImage(json_path.parent / relative, *size, boxes, labels))
+    return AnnotationSet(tuple(class_names), images)
+
+
 def write_prelabels(
     rows: Iterable[Row], class_names: Sequence[str], kind: str, json_path: str | Path | None = None
 ) -> str:
@@ -113,6 +213,12 @@ def write_prelabels(
             text += f"; kept {len(kept)} existing XML file(s) (delete them to pre-label again)"
         return text + "."
     if json_path is None:
-        raise ValueError("COCO pre-labels need a JSON file name (--prelabels-out)")
+        raise ValueError(f"{kind} pre-labels need a JSON file name (--prelabels-out)")
+    if kind == "labelstudio":
+        path = write_labelstudio_prelabels(rows, json_path)
+        return (
+            f"Wrote Label Studio pre-annotations of {len(aset)} image(s) to "
+            f"{display_path(path)}{note}."
+        )
     path = write_coco_prelabels(aset, json_path)
     return f"Wrote COCO pre-labels of {len(aset)} image(s) to {display_path(path)}{note}."

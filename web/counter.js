@@ -517,21 +517,40 @@ export function mergeTiles(tiles, numClasses, grid, config, threshold) {
   return out;
 }
 
-/** processing.scale_note: a sentence when the cells are far larger or smaller than in training. */
-export function scaleNote(result, config) {
-  if (!config.cell_size || result.count < 5) return "";
+/** processing.cell_ratio: median detected cell side (working px) over the training one, or null. */
+function cellRatio(result, config) {
+  if (!config.cell_size || result.count < 5) return null;
   const sides = result.boxes.map(([x1, y1, x2, y2]) => Math.sqrt(Math.max(x2 - x1, 0) * Math.max(y2 - y1, 0)));
   sides.sort((a, b) => a - b);
   const m = sides.length;
   const median = m % 2 ? sides[(m - 1) / 2] : (sides[m / 2 - 1] + sides[m / 2]) / 2;
-  const seen = median * result.scale;
-  const ratio = seen / config.cell_size;
-  if (ratio >= 1 / SCALE_WARNING && ratio <= SCALE_WARNING) return "";
-  const better = Number(((result.scale * config.cell_size) / Math.max(seen, 1e-6)).toPrecision(3));
+  return Math.max(median * result.scale, 1e-6) / config.cell_size;
+}
+
+/** processing.scale_note: a sentence when the cells are far larger or smaller than in training. */
+export function scaleNote(result, config) {
+  const ratio = cellRatio(result, config);
+  if (ratio === null || (ratio >= 1 / SCALE_WARNING && ratio <= SCALE_WARNING)) return "";
+  const better = Number((result.scale / ratio).toPrecision(3));
+  result.betterScale = result.scale / ratio;
   const factor = (ratio > 1 ? ratio : 1 / ratio).toFixed(1);
   return (
     `The cells look ${factor}x ${ratio > 1 ? "larger" : "smaller"} than in the training photos, so this count is ` +
     `unreliable: count again with scale=${better} (CLI: --scale ${better}), or train on photos like this one.`
+  );
+}
+
+/** processing.check_magnification: a tiled photo whose cells were split (a higher magnification). */
+export function magnificationNote(result, whole, config) {
+  const ratio = cellRatio(whole, config);
+  if (whole.count < 5 || ratio === null || ratio < 1 / 1.5 || ratio > 1.5) return "";
+  if (result.count <= 2 * whole.count) return "";
+  const s = Number(whole.scale.toPrecision(3));
+  result.betterScale = whole.scale;
+  return (
+    `Counted whole, this photo shows ${whole.count} cells of the training size against ${result.count} in ` +
+    `${result.tiles} tiles: it looks taken at a higher magnification than the training photos, so this count is ` +
+    `unreliable: count again with scale=${s} (CLI: --scale ${s}), or train on photos like this one.`
   );
 }
 
@@ -703,13 +722,29 @@ export class Counter {
         tiles.push({ boxes: outputs[this.outputNames[0]].data, scores: scores.data });
       }
     }
-    return { tiles, numClasses, grid, timings: { preprocess_ms: preprocess, session_ms: session } };
+    const raw = { tiles, numClasses, grid, timings: { preprocess_ms: preprocess, session_ms: session } };
+    if (grid.tiles > 1 && this.config.cell_size) {
+      // Also counted whole, in one input (processing.check_magnification): only ever a note.
+      const t3 = performance.now();
+      const fit = planTiles(width, height, this.config, size / Math.max(width, height));
+      const small = resizeBilinear(pixels, width, height, fit.workWidth, fit.workHeight, 4);
+      const input = normalize(tileAt(small, fit, 0, 0), size, this.config.mean, this.config.std);
+      const feeds = { [this.inputName]: new this.ort.Tensor("float32", input, [1, 3, size, size]) };
+      const outputs = await this.session.run(feeds);
+      raw.whole = { grid: fit, tiles: [{ boxes: outputs[this.outputNames[0]].data, scores: outputs[this.outputNames[1]].data }] };
+      raw.timings.session_ms += performance.now() - t3;
+    }
+    return raw;
   }
 
   /** Detections from raw outputs at ``threshold`` (default: the counting threshold). */
   detections(raw, threshold) {
     const t0 = performance.now();
     const result = mergeTiles(raw.tiles, raw.numClasses, raw.grid, this.config, threshold);
+    if (raw.whole && !result.note) {
+      const whole = mergeTiles(raw.whole.tiles, raw.numClasses, raw.whole.grid, this.config, threshold);
+      result.note = magnificationNote(result, whole, this.config);
+    }
     result.timings = { ...raw.timings, postprocess_ms: performance.now() - t0 };
     return result;
   }

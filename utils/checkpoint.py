@@ -33,6 +33,7 @@ from torch import nn
 from . import __version__
 from .atomicio import atomic_path
 from .config import display_path
+from .modelfile import ModelFileError, looks_like_onnx, require_file
 from .processing import InferenceConfig
 
 FORMAT = "deploy-without-tears/checkpoint"
@@ -40,8 +41,10 @@ FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "format_version", "state_dict", "config")
 
 
-class CheckpointError(ValueError):
-    """A file that is missing, corrupt or not one of this course's checkpoints."""
+class CheckpointError(ModelFileError):
+    """A file that is missing, corrupt or not one of this course's checkpoints.
+
+    A ``modelfile.ModelFileError``: one error type for every bad model file."""
 
 
 @dataclass
@@ -122,26 +125,16 @@ def save_checkpoint(
     return path
 
 
-def _looks_like_onnx(path: Path) -> bool:
-    if path.suffix.lower() == ".onnx":
-        return True
-    with open(path, "rb") as handle:
-        head = handle.read(64)
-    # An ONNX ModelProto starts with field 1 (ir_version, varint) and names its producer early.
-    return head[:1] == b"\x08" and (b"pytorch" in head or b"onnx" in head.lower())
-
-
 def read_payload(path: str | Path) -> dict[str, Any]:
     """The raw checkpoint dictionary, validated; raises ``CheckpointError`` with a clear message."""
     path = Path(path)
-    shown = display_path(path)
-    if not path.exists():
-        raise CheckpointError(
-            f"no checkpoint at {shown}: train one in notebook 02 or with `python -m utils train`"
-        )
-    if path.is_dir():
-        raise CheckpointError(f"{shown} is a folder; pass the checkpoint file (e.g. model.pt)")
-    if _looks_like_onnx(path):
+    shown = require_file(
+        path,
+        "checkpoint at {shown}: train one in notebook 02 or with `python -m utils train`",
+        "pass the checkpoint file (e.g. model.pt)",
+        CheckpointError,
+    )
+    if looks_like_onnx(path):
         raise CheckpointError(
             f"{shown} is an ONNX model, not a PyTorch checkpoint; load it with "
             "utils.runtime (ONNX Runtime) or pass the .pt file"

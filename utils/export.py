@@ -33,15 +33,24 @@ import numpy as np
 
 from . import __version__, handoff
 from .config import display_path, onnx_path
+from .modelfile import (  # noqa: F401  (the readers are re-exported: notebooks use export.*)
+    CONFIG_KEY,
+    VERSION_KEY,
+    ModelFileError,
+    check_model_bytes,
+    config_from_metadata,
+    load_onnx,
+    metadata,
+    read_model_bytes,
+    read_onnx_config,
+)
 from .processing import InferenceConfig, preprocess
-from .runtime import CONFIG_KEY, ModelFileError, check_model_bytes, read_model_bytes
 
 if TYPE_CHECKING:
     from torch import nn
 
     from .runtime import Predictor
 
-VERSION_KEY = "deploy_without_tears.version"
 TORCH_KEY = "torch_version"
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("boxes", "scores")
@@ -148,47 +157,9 @@ def set_metadata(model: Any, config: InferenceConfig, extra: dict[str, str] | No
         prop.key, prop.value = key, str(value)
 
 
-def metadata(path_or_model: str | Path | Any) -> dict[str, str]:
-    """All ``metadata_props`` of an ONNX file (or loaded ModelProto) as a dict."""
-    model = _load(path_or_model)
-    return {p.key: p.value for p in model.metadata_props}
-
-
-def config_from_metadata(props: dict[str, str], source: str = "the model") -> InferenceConfig:
-    """The InferenceConfig stored by :func:`export_onnx`; ``ModelFileError`` if absent/broken."""
-    raw = props.get(CONFIG_KEY)
-    if raw is None:
-        raise ModelFileError(
-            f"{source} is an ONNX model without this course's inference config (class names, "
-            "input size, normalisation). Re-export it with utils.export.export_onnx(checkpoint) "
-            "or `python -m utils export`, or pass config=InferenceConfig(...) explicitly."
-        )
-    try:
-        return InferenceConfig.from_dict(json.loads(raw))
-    except (ValueError, TypeError, KeyError) as error:
-        raise ModelFileError(f"{source} has a broken inference config: {error}") from error
-
-
-def read_onnx_config(path: str | Path | bytes) -> InferenceConfig:
-    """The InferenceConfig inside an exported ``.onnx`` file (or its bytes)."""
-    source = "the model bytes" if isinstance(path, bytes) else display_path(path)
-    return config_from_metadata(metadata(path), source)
-
-
-def _load(path_or_model: str | Path | bytes | Any) -> Any:
-    import onnx
-
-    if isinstance(path_or_model, onnx.ModelProto):
-        return path_or_model
-    if isinstance(path_or_model, bytes):
-        return check_model_bytes(path_or_model, "the model bytes")
-    data = read_model_bytes(path_or_model)
-    return check_model_bytes(data, display_path(path_or_model))
-
-
 def graph_summary(path: str | Path) -> dict[str, Any]:
     """Size, node count and op-type counts of an ONNX file: what Netron would show you."""
-    model = _load(path)
+    model = load_onnx(path)
     ops = Counter(node.op_type for node in model.graph.node)
     inputs = {
         i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]

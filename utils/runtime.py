@@ -18,6 +18,15 @@ import numpy as np
 from PIL import Image
 
 from .config import display_path
+from .modelfile import (
+    CONFIG_KEY,
+    OV_CONFIG_PATH,
+    ModelFileError,
+    config_from_metadata,
+    corrupt_error,
+    read_model_bytes,
+    sniff_format,
+)
 from .processing import Detections, InferenceConfig, count_tiled
 
 ImageLike = Image.Image | np.ndarray
@@ -82,91 +91,7 @@ class TorchPredictor(Predictor):
         return boxes.float().cpu().numpy(), scores.float().cpu().numpy()
 
 
-# ----------------------------------------------------------------------------- model files
-
-
-class ModelFileError(ValueError):
-    """A model file that is missing, truncated, of another format, or lacks the course metadata."""
-
-
-# First bytes of files that people (and browsers, and git) put where a model should be.
-_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"\x89PNG", "a PNG image"),
-    (b"GIF8", "a GIF image"),
-    (b"II*\x00", "a TIFF image"),
-    (b"MM\x00*", "a TIFF image"),
-    (b"BM", "a BMP image"),
-    (b"PK\x03\x04", "a zip archive (a PyTorch .pt checkpoint is one: load it with load_predictor)"),
-    (b"version https://git-lfs", "a Git LFS pointer, not the model: run `git lfs pull`"),
-    (b"<?xml", "an XML file (an OpenVINO IR? give it the .xml suffix)"),
-    (b"<!doctype", "a web page (downloaded the page instead of the file? use the 'resolve' URL)"),
-    (b"<html", "a web page (downloaded the page instead of the file? use the 'resolve' URL)"),
-    (b"{", "a JSON file"),
-)
-
-
-def sniff_format(head: bytes) -> str | None:
-    """What a file that is *not* an ONNX model looks like, from its first bytes; None if unknown."""
-    lowered = head[:32].lstrip().lower()
-    for magic, what in _SIGNATURES:
-        if head.startswith(magic) or lowered.startswith(magic.lower()):
-            return what
-    return None
-
-
-def read_model_bytes(path: str | Path, expected: str = "ONNX") -> bytes:
-    """The bytes of a model file, or a ``ModelFileError`` that says what is wrong with it."""
-    path = Path(path)
-    shown = display_path(path)
-    if not path.exists():
-        raise ModelFileError(
-            f"no model file at {shown}: export one in notebook 03 "
-            "(utils.export.ensure_onnx()) or check the path"
-        )
-    if path.is_dir():
-        raise ModelFileError(
-            f"{shown} is a folder; pass the model file inside it (e.g. model.onnx)"
-        )
-    data = path.read_bytes()
-    if not data:
-        raise ModelFileError(f"{shown} is empty (0 bytes): the download or export did not finish")
-    what = sniff_format(data[:64])
-    if what is not None:
-        raise ModelFileError(f"{shown} is not an {expected} model: it looks like {what}")
-    return data
-
-
-def _corrupt(shown: str, error: Exception) -> ModelFileError:
-    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return ModelFileError(
-        f"{shown} could not be parsed as an ONNX model (truncated or corrupt download?): "
-        f"{first[:200]}. Download or export it again."
-    )
-
-
-def check_model_bytes(data: bytes, shown: str):
-    """Parse ONNX bytes into an ``onnx.ModelProto``; ``ModelFileError`` if truncated or corrupt."""
-    import onnx
-
-    try:
-        model = onnx.load_from_string(data)
-    except Exception as error:  # google.protobuf.message.DecodeError and friends
-        raise _corrupt(shown, error) from error
-    if not model.graph.node or not model.opset_import:
-        raise ModelFileError(
-            f"{shown} parsed but holds no graph (truncated, or not an ONNX model at all)"
-        )
-    return model
-
-
-CONFIG_KEY = "deploy_without_tears.inference_config"
-OV_CONFIG_PATH = ["deploy_without_tears", "inference_config"]
-
-
 def _config_from_props(props: dict[str, str], shown: str) -> InferenceConfig:
-    from .export import config_from_metadata
-
     return config_from_metadata(props, shown)
 
 
@@ -212,7 +137,7 @@ class OnnxPredictor(Predictor):
                 data, options, providers=list(providers or ["CPUExecutionProvider"])
             )
         except Exception as error:  # InvalidProtobuf, Fail, InvalidGraph ...
-            raise _corrupt(shown, error) from error
+            raise corrupt_error(shown, error) from error
         props = dict(self.session.get_modelmeta().custom_metadata_map)
         super().__init__(config or _config_from_props(props, shown))
         self.metadata = props
@@ -273,7 +198,7 @@ class OpenVinoPredictor(Predictor):
         try:
             model = core.read_model(str(path))
         except Exception as error:
-            raise _corrupt(shown, error) from error
+            raise corrupt_error(shown, error) from error
         super().__init__(config or self._read_config(model, shown))
         properties: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if threads:
@@ -298,7 +223,7 @@ class OpenVinoPredictor(Predictor):
         return boxes, scores
 
 
-# ----------------------------------------------------------------------------- dispatch
+# ----------------------------------------------------------------------------- by file type
 
 RUNTIMES = ("pytorch", "onnxruntime", "openvino")
 
@@ -306,39 +231,13 @@ RUNTIMES = ("pytorch", "onnxruntime", "openvino")
 def load_predictor(
     path: str | Path, runtime: str | None = None, threads: int | None = None, **kwargs: Any
 ) -> Predictor:
-    """A Predictor for any of the course's model files, chosen by suffix.
+    """A Predictor for any of the course's model files: ``utils.loading.load_predictor``.
 
-    ``.pt`` -> PyTorch (the checkpoint), ``.onnx`` -> ONNX Runtime (or OpenVINO with
-    ``runtime="openvino"``), ``.xml`` -> OpenVINO IR.
+    Kept under this name for the notebooks and the model cards already published
+    (``from utils.runtime import load_predictor``). The one import that points up from here,
+    inside the function (docs/CONVENTIONS.md): loading a ``.pt`` needs ``checkpoint``, which
+    itself builds a :class:`TorchPredictor`.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if runtime is not None and runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; choose one of {list(RUNTIMES)}")
-    if suffix in (".pt", ".pth"):
-        if runtime not in (None, "pytorch"):
-            raise ModelFileError(
-                f"{display_path(path)} is a PyTorch checkpoint; export it to ONNX first "
-                f"(utils.export.export_onnx) to run it with {runtime}"
-            )
-        from .checkpoint import predictor
+    from .loading import load_predictor as load
 
-        if threads:
-            import torch
-
-            torch.set_num_threads(int(threads))
-        return predictor(path)
-    if suffix == ".onnx":
-        if runtime == "openvino":
-            return OpenVinoPredictor(path, threads=threads, **kwargs)
-        if runtime == "pytorch":
-            raise ModelFileError("an .onnx file cannot run in PyTorch; pass the .pt checkpoint")
-        return OnnxPredictor(path, threads=threads, **kwargs)
-    if suffix == ".xml":
-        if runtime not in (None, "openvino"):
-            raise ModelFileError(f"{display_path(path)} is an OpenVINO IR; use runtime='openvino'")
-        return OpenVinoPredictor(path, threads=threads, **kwargs)
-    raise ModelFileError(
-        f"{display_path(path)}: unknown model file type {suffix or '(no suffix)'!r}; expected "
-        ".pt (PyTorch checkpoint), .onnx (ONNX) or .xml (OpenVINO IR)"
-    )
+    return load(path, runtime, threads, **kwargs)

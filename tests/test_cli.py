@@ -295,3 +295,36 @@ def test_export_command_exists_and_the_hint_names_it(untrained, tmp_path, capsys
     assert sorted(p.name for p in tmp_path.iterdir() if ".tmp" in p.name) == []
     assert str(tmp_path) not in stdout
     _expect_error(capsys, "export", "--checkpoint", tmp_path / "none.pt", words=["none.pt"])
+
+
+def test_count_at_another_scale_and_a_thumbnail_row(untrained, voc, tmp_path, capsys) -> None:
+    """--scale counts at that working scale; a photo too small for it becomes an error row."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo = sorted(voc.glob("*.jpg"))[0]
+    (folder / photo.name).write_bytes(photo.read_bytes())
+    Image.open(photo).resize((40, 40)).save(folder / "thumb.png")
+    out_csv = tmp_path / "counts.csv"
+    code, out, err = _run(
+        capsys,
+        "count",
+        "--checkpoint",
+        untrained,
+        folder,
+        "--threshold",
+        "0.1",
+        "--scale",
+        "0.5",
+        "--out",
+        out_csv,
+    )
+    assert code == 1 and "1 of 2 images" in err
+    rows = {Path(r["file"]).name: r for r in csv.DictReader(io.StringIO(out_csv.read_text()))}
+    assert rows[photo.name]["count"].isdigit()
+    assert "thumbnail" in rows["thumb.png"]["error"] and rows["thumb.png"]["count"] == ""
+    _expect_error(capsys, "count", "--checkpoint", untrained, voc, "--scale", "-1")
+    _expect_error(
+        capsys, "count", "--checkpoint", untrained, voc, "--scale", "1", "--engine", "ray"
+    )

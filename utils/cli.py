@@ -19,6 +19,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -170,13 +171,20 @@ def image_files(inputs: Sequence[str | Path]) -> list[Path]:
 
 def cmd_count(args: argparse.Namespace) -> int:
     if args.engine is not None or args.prelabels or args.address:
+        if args.scale is not None:
+            raise CliError(
+                "--scale works with the plain count (no --engine/--prelabels/--address); "
+                "count an archive at the model's own scale, or train on photos like yours"
+            )
         return cmd_count_batch(args)
     predictor = _load_predictor(args.checkpoint)
     files = image_files(args.images)
     threshold = predictor.config.score_threshold if args.threshold is None else args.threshold
     if not 0 <= threshold <= 1:  # also refuses NaN
         raise CliError(f"--threshold must be between 0 and 1, got {threshold}")
-    rows = [count_one(predictor, path, threshold) for path in files]
+    if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
+        raise CliError(f"--scale must be a positive number, got {args.scale}")
+    rows = [count_one(predictor, path, threshold, args.scale) for path in files]
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["file", "count", "error"])
@@ -256,15 +264,25 @@ def cmd_count_batch(args: argparse.Namespace) -> int:
     return 0
 
 
-def count_one(predictor, path: Path, threshold: float) -> tuple[str, int | str, str]:
-    """One CSV row; an unreadable image gets its error instead of stopping the whole run."""
+def count_one(
+    predictor, path: Path, threshold: float, scale: float | None = None
+) -> tuple[str, int | str, str]:
+    """One CSV row; an unreadable image gets its error instead of stopping the whole run.
+
+    A photo that looks taken at another magnification than the training photos is counted
+    and its note (with the scale to use) goes to stderr, so the CSV stays a table.
+    """
     from .images import ImageError, load_image
+    from .processing import ScaleError
 
     try:
         image = load_image(path).image
-    except (ImageError, OSError) as error:  # not an image, truncated, permission denied
+        found = predictor.predict(image, threshold, scale)
+    except (ImageError, ScaleError, OSError) as error:  # not an image, a thumbnail, unreadable
         return path.as_posix(), "", one_line(error)
-    return path.as_posix(), predictor.predict(image, threshold).count, ""
+    if found.note:
+        print(f"{path.name}: {found.note}", file=sys.stderr)
+    return path.as_posix(), found.count, ""
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -324,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("--checkpoint", required=True, help="model.pt (or .onnx / .xml)")
     count.add_argument("images", nargs="+", help="image files and/or folders")
     count.add_argument("--threshold", type=float, help="counting threshold (default: stored)")
+    count.add_argument(
+        "--scale",
+        type=float,
+        help="working pixels per photo pixel (default: the model's own, chosen from its training "
+        "photos); for photos taken at another magnification, as a note on such a photo suggests",
+    )
     count.add_argument(
         "--out", help="write the CSV (or with --engine: .csv or .parquet) here instead of printing it"
     )

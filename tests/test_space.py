@@ -35,10 +35,16 @@ def folder(tmp_path_factory, onnx_file, images) -> Path:
 def test_files(folder, images):
     names = {name for name, _ in space.list_files(folder)}
     expected = {"app.py", "requirements.txt", "README.md", "model.onnx"}
-    expected |= {f"course/{m}.py" for m in ("__init__", *space.SPACE_MODULES)}
+    expected.add("course/__init__.py")
+    for m in space.SPACE_MODULES:  # a module, or a package (app, ...)
+        package = (Path(space.__file__).parents[1] / m).is_dir()
+        expected.add(f"course/{m}/__init__.py" if package else f"course/{m}.py")
     expected |= {f"examples/{p.name}" for p in images}
     assert expected <= names, expected - names
     assert not any(n.startswith("course/") and n.endswith(("model.py", "train.py")) for n in names)
+    # serving code only: no exporter, no Hub hand-off, no checkpoint (torch)
+    shipped = {Path(n).stem for n in names if n.startswith("course/")}
+    assert not shipped & {"export", "handoff", "checkpoint", "hub"}, shipped
 
 
 def test_card_front_matter(folder):
@@ -159,7 +165,7 @@ def test_push_to_the_local_hub(folder):
     result = space.push_space(folder, "microalgae-counter-space")
     api = HfApi(endpoint=endpoint)
     files = set(api.list_repo_files(result.repo_id, repo_type="space"))
-    for name in ("app.py", "README.md", "requirements.txt", "model.onnx", "course/app.py"):
+    for name in ("app.py", "README.md", "requirements.txt", "model.onnx", "course/app/core.py"):
         assert name in files, (name, sorted(files))
     assert any(f.startswith("examples/") for f in files)
     card = Path(api.hf_hub_download(result.repo_id, "README.md", repo_type="space"))

@@ -36,6 +36,10 @@ class Predictor(ABC):
     """Run a detector on images; subclasses implement ``run`` for one runtime."""
 
     runtime: str = "?"
+    # May ``predict`` run from several threads at once? ONNX Runtime sessions may; OpenVINO's
+    # single infer request and eager PyTorch may not, so a server serialises them
+    # (``app.core.Guarded``). Threads *inside* one call: ``loading`` (docs/CONVENTIONS.md).
+    thread_safe: bool = False
 
     def __init__(self, config: InferenceConfig):
         self.config = config
@@ -107,6 +111,7 @@ class OnnxPredictor(Predictor):
     """
 
     runtime = "onnxruntime"
+    thread_safe = True  # InferenceSession.run may be called concurrently
 
     def __init__(
         self,

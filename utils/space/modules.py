@@ -14,12 +14,22 @@ PACKAGE = "course"  # the copied modules' package name inside the Space
 SPACE_MODULES = ("app", "images", "viz", "processing", "runtime", "modelfile", "loading", "config")
 
 
-def _module_imports(path: Path) -> set[str]:
-    """Sibling modules imported at module level (``from .x import``, ``from . import x``)."""
+def _files(source: Path, name: str) -> list[Path]:
+    """The files of module or package ``name`` in ``source`` (empty if it is neither)."""
+    if (source / f"{name}.py").is_file():
+        return [source / f"{name}.py"]
+    if (source / name / "__init__.py").is_file():
+        return sorted((source / name).glob("*.py"))
+    return []  # e.g. ``from . import __version__`` names a value, not a module
+
+
+def _module_imports(path: Path, depth: int) -> set[str]:
+    """Course modules imported at module level; ``depth``: 1 for ``utils/x.py``, 2 inside a
+    package (``from ..x import``; ``from .y import`` stays inside the package)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found: set[str] = set()
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
+        if isinstance(node, ast.ImportFrom) and node.level == depth:
             if node.module:
                 found.add(node.module.split(".")[0])
             else:
@@ -28,20 +38,22 @@ def _module_imports(path: Path) -> set[str]:
 
 
 def _closure(source: Path, modules: Sequence[str]) -> list[str]:
+    """``modules`` and every course module or package they import at module level."""
     todo, seen = list(modules), set()
     while todo:
         name = todo.pop()
-        if name in seen or name == "__init__":
+        files = _files(source, name)
+        if name in seen or name == "__init__" or not files:
             continue
-        if not (source / f"{name}.py").is_file():
-            continue  # e.g. ``from . import __version__`` names a value, not a module
         seen.add(name)
-        todo.extend(_module_imports(source / f"{name}.py") - seen)
+        depth = 1 if files[0].parent == source else 2
+        for path in files:
+            todo.extend(_module_imports(path, depth) - seen)
     return sorted(seen)
 
 
 def copy_course_modules(out_dir: Path, modules: Sequence[str] = SPACE_MODULES) -> list[str]:
-    """Copy the app's modules from ``utils`` into ``out_dir/course`` (a package)."""
+    """Copy the app's modules and packages from ``utils`` into ``out_dir/course`` (a package)."""
     source = Path(__file__).resolve().parents[1]  # utils/
     target = out_dir / PACKAGE
     target.mkdir(parents=True, exist_ok=True)
@@ -52,5 +64,8 @@ def copy_course_modules(out_dir: Path, modules: Sequence[str] = SPACE_MODULES) -
         encoding="utf-8",
     )
     for name in names:
-        shutil.copy2(source / f"{name}.py", target / f"{name}.py")
+        for path in _files(source, name):
+            copied = target / path.relative_to(source)
+            copied.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, copied)
     return names

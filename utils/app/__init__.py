@@ -1,0 +1,141 @@
+"""The cell-counting demo: one Gradio app for the notebook, ``make demo``, the Space and the API.
+
+``build_demo(predictor)`` runs on any :class:`~utils.runtime.Predictor` (PyTorch, ONNX
+Runtime, OpenVINO). The Space copies this package together with ``processing``,
+``runtime``, ``modelfile``, ``images``, ``viz`` and ``config`` and runs it on ONNX Runtime,
+so nothing here imports torch, and gradio itself is imported only when an app is built.
+
+One module per job, imported in this order (each only from the ones before it):
+``core`` (counting without gradio: inputs, CountResult, drawing, data URLs, thread safety),
+``limits`` (size limits, session sweeping, memory), ``ui`` (``build_demo``), ``launch``
+(background launch, ``main``) and ``clients`` (Python, HTTP, base64 and Node.js callers).
+
+Two API endpoints, both named:
+
+* ``/count`` (the UI's button): image file, threshold, show boxes, show scores ->
+  annotated image, count, detections table, notes. ``gradio_client`` and ``@gradio/client``
+  call it with ``handle_file(path)``; raw HTTP uploads the file first (``call_with_requests``).
+* ``/count_base64``: one JSON-friendly call for phone apps: a ``data:image/...;base64,``
+  string in, ``{"count", "detections", "notes", "image"}`` out - what the talk's Flutter
+  app sent to Gradio 2's ``/api/predict``, on today's routes.
+
+Run it: ``python -m utils.app [--model artifacts/model.onnx] [--port 7860] [--host 127.0.0.1]``.
+"""
+
+from __future__ import annotations
+
+from .clients import (
+    call_base64_with_requests,
+    call_with_client,
+    call_with_node,
+    call_with_requests,
+    read_sse_result,
+    shorten,
+)
+from .core import (
+    API_NAME,
+    APP_MAX_PIXELS,
+    BASE64_API_NAME,
+    DISPLAY_SIDE,
+    INTERNAL_ERROR,
+    MAX_BODY_BYTES,
+    MAX_FILE_BYTES,
+    MAX_FILE_SIZE,
+    MAX_UPLOAD_MB,
+    TABLE_COLUMNS,
+    CountResult,
+    Guarded,
+    InputError,
+    annotate,
+    check_image_string,
+    check_threshold,
+    count_cells,
+    count_safely,
+    decode_data_url,
+    guarded,
+    to_data_url,
+)
+from .launch import (
+    default_examples,
+    free_port,
+    launch_in_background,
+    launch_kwargs,
+    main,
+)
+from .limits import (
+    ANALYTICS_EVENTS,
+    CACHE_SWEEP,
+    CONCURRENCY,
+    MAX_QUEUE,
+    SESSION_CAPACITY,
+    SWEEP_SECONDS,
+    UNCLAIMED_SECONDS,
+    BodySizeLimit,
+    SessionSweeper,
+    body_too_large_message,
+    forget_session,
+    launch_limits,
+    return_big_buffers_to_the_os,
+    trim_heap,
+    with_limits,
+)
+from .ui import (
+    DESCRIPTION,
+    IMAGE_HEIGHT,
+    TITLE,
+    build_demo,
+)
+
+__all__ = [
+    "ANALYTICS_EVENTS",
+    "API_NAME",
+    "APP_MAX_PIXELS",
+    "BASE64_API_NAME",
+    "BodySizeLimit",
+    "CACHE_SWEEP",
+    "CONCURRENCY",
+    "CountResult",
+    "DESCRIPTION",
+    "DISPLAY_SIDE",
+    "Guarded",
+    "IMAGE_HEIGHT",
+    "INTERNAL_ERROR",
+    "InputError",
+    "MAX_BODY_BYTES",
+    "MAX_FILE_BYTES",
+    "MAX_FILE_SIZE",
+    "MAX_QUEUE",
+    "MAX_UPLOAD_MB",
+    "SESSION_CAPACITY",
+    "SWEEP_SECONDS",
+    "SessionSweeper",
+    "TABLE_COLUMNS",
+    "TITLE",
+    "UNCLAIMED_SECONDS",
+    "annotate",
+    "body_too_large_message",
+    "build_demo",
+    "call_base64_with_requests",
+    "call_with_client",
+    "call_with_node",
+    "call_with_requests",
+    "check_image_string",
+    "check_threshold",
+    "count_cells",
+    "count_safely",
+    "decode_data_url",
+    "default_examples",
+    "forget_session",
+    "free_port",
+    "guarded",
+    "launch_in_background",
+    "launch_kwargs",
+    "launch_limits",
+    "main",
+    "read_sse_result",
+    "return_big_buffers_to_the_os",
+    "shorten",
+    "to_data_url",
+    "trim_heap",
+    "with_limits",
+]

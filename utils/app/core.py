@@ -1,0 +1,285 @@
+"""The counting core, without gradio: one request in, a :class:`CountResult` out.
+
+Checks the inputs (threshold, base64 images) in one sentence each, loads any upload with
+``images.load_image``, counts with any :class:`~utils.runtime.Predictor`, draws the boxes
+(``viz``, imported when drawing) and builds the ``/count_base64`` JSON. The UI (``ui``), the
+limits (``limits``), the clients and the benchmarks share it. No exception escapes
+:func:`count_safely`: a server answers every upload with a count or one sentence.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from ..images import MAX_SIDE, load_image
+from ..processing import ScaleError
+
+if TYPE_CHECKING:
+    from ..runtime import Predictor
+
+API_NAME = "count"
+BASE64_API_NAME = "count_base64"
+MAX_UPLOAD_MB = 25  # one limit per image on every route: a phone photo is 2-8 MB
+MAX_FILE_SIZE = f"{MAX_UPLOAD_MB}mb"  # Gradio's upload route answers 413 above this
+MAX_FILE_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+# Any request body (the base64 JSON of /count_base64 included): the base64 of a 25 MB image
+# is 4/3 as long, plus room for the JSON around it. Larger bodies get 413 before parsing.
+MAX_BODY_BYTES = MAX_FILE_BYTES * 4 // 3 + 256 * 1024
+APP_MAX_PIXELS = 64_000_000  # decoded per request (~190 MB of RGB); see images.MAX_PIXELS
+INTERNAL_ERROR = (
+    "the server could not count this image (an internal error, logged on the server); "
+    "try again, or report it with the image"
+)
+DISPLAY_SIDE = 1600  # the annotated picture is sent at most this big (boxes drawn at that size)
+TABLE_COLUMNS = ["#", "score", "x1", "y1", "x2", "y2"]
+
+
+@dataclass
+class CountResult:
+    """What one request produces; ``count`` is None when the upload could not be used."""
+
+    image: Image.Image | None
+    count: int | None
+    rows: list[list[float | int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+    tiles: int = 0  # model inputs the photo took at the working scale
+    scale: float = 0.0  # working pixels per photo pixel
+
+    def notes_markdown(self) -> str:
+        if self.error:
+            lines = [f"**Could not count this upload.** {self.error}"]
+        elif self.count is None:
+            lines = ["Upload a photo (or pick an example) to count the cells."]
+        else:
+            cells = "cell" if self.count == 1 else "cells"
+            tiles = f"{self.tiles} tiles" if self.tiles != 1 else "1 input"
+            lines = [
+                f"**{self.count} {cells}** found in {self.seconds * 1000:.0f} ms "
+                f"({tiles} at scale {self.scale:.3g})."
+            ]
+        lines += [f"- {note}" for note in self.notes]
+        return "\n".join(lines)
+
+    def to_json(self, with_image: bool = True) -> dict[str, Any]:
+        """The ``/count_base64`` answer: plain JSON, the picture as a JPEG data URL."""
+        out: dict[str, Any] = {
+            "count": self.count,
+            "detections": [dict(zip(TABLE_COLUMNS, row)) for row in self.rows],
+            "notes": self.notes,
+            "error": self.error,
+            "seconds": round(self.seconds, 3),
+            "tiles": self.tiles,
+        }
+        if with_image:
+            out["image"] = to_data_url(self.image) if self.image is not None else None
+        return out
+
+
+def count_cells(
+    predictor: Predictor,
+    image: Any,
+    threshold: Any = None,
+    show_boxes: bool = True,
+    show_scores: bool = True,
+    display_side: int = DISPLAY_SIDE,
+    max_side: int = MAX_SIDE,
+    max_pixels: int = APP_MAX_PIXELS,
+) -> CountResult:
+    """Check the inputs, load any upload, detect, draw: the whole request, without gradio.
+
+    Bad inputs never raise: the result carries ``error`` (one sentence) so the UI and the
+    API can show it and the server keeps serving.
+    """
+    start = time.perf_counter()
+    if image is None or (isinstance(image, str) and not image.strip()):
+        return CountResult(None, None)
+    try:
+        value = check_threshold(threshold, float(predictor.config.score_threshold))
+        loaded = load_image(image, max_side=max_side, max_pixels=max_pixels)
+    except ValueError as error:  # InputError, ImageError
+        return CountResult(None, None, error=str(error), seconds=time.perf_counter() - start)
+    try:
+        detections = predictor.predict(loaded.image, value)
+    except ScaleError as error:  # a thumbnail, a panorama needing too many tiles
+        return CountResult(None, None, error=str(error), seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start  # decode + count: what the person waited for
+    annotated = annotate(loaded.image, detections, show_boxes, show_scores, display_side)
+    rows = [
+        [i + 1, round(float(s), 3), *(round(float(v), 1) for v in box)]
+        for i, (box, s) in enumerate(zip(detections.boxes, detections.scores))
+    ]
+    notes = [*loaded.notes, *([detections.note] if detections.note else [])]
+    return CountResult(
+        annotated,
+        detections.count,
+        rows,
+        notes,
+        seconds=seconds,
+        tiles=detections.tiles,
+        scale=detections.scale,
+    )
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+class InputError(ValueError):
+    """A request field with the wrong type or value; the message names it in one sentence."""
+
+
+def _kind(value: Any) -> str:
+    """What a client sent, without echoing it (it may be megabytes long, or someone's data)."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "a " + type(value).__name__
+
+
+def check_threshold(value: Any, default: float) -> float:
+    """The threshold as a float in [0, 1]; None means the model's default.
+
+    Never clamped: NaN would count every candidate box, and -1 or 2 would quietly mean 0 or 1.
+    """
+    if value is None:
+        return float(default)
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise InputError(
+            f"threshold must be a number between 0 and 1 (got {_kind(value)}); send e.g. 0.5"
+        )
+    number = float(value)
+    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
+        raise InputError(
+            f"threshold must be a number between 0 and 1 (got {number:g}); send e.g. 0.5"
+        )
+    return number
+
+
+def check_image_string(value: Any) -> str:
+    """The base64 part of a ``/count_base64`` image, refused above the upload limit undecoded."""
+    if not isinstance(value, str):
+        raise InputError(
+            "image must be a string 'data:image/jpeg;base64,<base64 of the file>' "
+            f"(got {_kind(value)})"
+        )
+    payload = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+    if len(payload) * 3 // 4 > MAX_FILE_BYTES:
+        raise InputError(
+            f"image is larger than {MAX_UPLOAD_MB} MB; resize the photo to at most "
+            f"{MAX_SIDE} px on the longer side, save it as JPEG and send it again"
+        )
+    return payload
+
+
+def annotate(image: Image.Image, detections, show_boxes: bool, show_scores: bool, side: int):
+    """Boxes drawn on a copy at most ``side`` px (smaller pictures travel and draw faster).
+
+    A large photo (a 12 MP phone photo) gets the overview plus a full-resolution close-up
+    of its densest part beside it, so its cells stay readable.
+    """
+    from ..viz import overview_with_closeup
+
+    return overview_with_closeup(
+        image,
+        detections.boxes,
+        detections.scores,
+        side=side,
+        show_scores=show_scores,
+        show_boxes=show_boxes,
+    )
+
+
+def to_data_url(image: Image.Image, quality: int = 90) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def decode_data_url(value: Any) -> bytes:
+    """``data:image/jpeg;base64,....`` (or bare base64) -> bytes, checked before decoding.
+
+    Raises :class:`InputError` for a non-string, an image over the size limit, or text that
+    is not base64 (strictly: stray characters are refused, not skipped).
+    """
+    payload = "".join(check_image_string(value).split())  # MIME base64 may wrap lines
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise InputError(
+            "image is not valid base64; send 'data:image/jpeg;base64,<base64 of the JPEG file>'"
+        ) from error
+
+
+# ----------------------------------------------------------------------------- the app
+
+
+def count_safely(
+    predictor: Any,
+    image: Any,
+    threshold: Any,
+    show_boxes: bool = True,
+    show_scores: bool = True,
+    base64_input: bool = False,
+) -> CountResult:
+    """:func:`count_cells` for a server: data URLs decoded here, and no exception escapes.
+
+    An unexpected error is logged (with its traceback) on the server; the client gets one
+    sentence without paths or its own request echoed back.
+    """
+    try:
+        if base64_input or (isinstance(image, str) and image.startswith("data:")):
+            if base64_input:
+                check_threshold(threshold, 0.0)  # one sentence for the first bad field
+            image = decode_data_url(image)
+        return count_cells(predictor, image, threshold, show_boxes, show_scores)
+    except InputError as error:
+        return CountResult(None, None, error=str(error))
+    except Exception:
+        logging.getLogger("utils.app").exception("counting failed")
+        return CountResult(None, None, error=INTERNAL_ERROR)
+
+
+class Guarded:
+    """The predictor seen through one ``predict`` that is safe to call from several threads.
+
+    A predictor whose ``thread_safe`` is False (OpenVINO's single infer request, eager
+    PyTorch) is serialised by a lock; ONNX Runtime sessions run concurrently.
+    """
+
+    def __init__(self, predictor: Predictor):
+        self.config = predictor.config
+        self.runtime = getattr(predictor, "runtime", "?")
+        self.lock = None if getattr(predictor, "thread_safe", False) else threading.Lock()
+        self._predictor = predictor
+
+    def predict(self, image: Any, threshold: float | None = None) -> Any:
+        if self.lock is None:
+            return self._predictor.predict(image, threshold)
+        with self.lock:
+            return self._predictor.predict(image, threshold)
+
+
+def guarded(predictor: Predictor) -> Guarded:
+    """:class:`Guarded` around ``predictor`` (see there)."""
+    return Guarded(predictor)

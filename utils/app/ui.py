@@ -1,0 +1,226 @@
+"""The Gradio app: ``build_demo(predictor)`` and the two input components it needs.
+
+Gradio is imported only here, and only when an app is built; the counting itself is
+``core`` (no gradio) and every launch gets ``limits``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .core import (
+    API_NAME,
+    BASE64_API_NAME,
+    TABLE_COLUMNS,
+    count_safely,
+    guarded,
+)
+from .limits import (
+    ANALYTICS_EVENTS,
+    CACHE_SWEEP,
+    CONCURRENCY,
+    MAX_QUEUE,
+    forget_session,
+    with_limits,
+)
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+    from ..runtime import Predictor
+
+TITLE = "Microalgae cell counter"
+IMAGE_HEIGHT = 420  # px on screen; the pictures keep their full resolution
+
+DESCRIPTION = """\
+Upload a photo of a microalgae sample taken through the microscope (or use the webcam,
+paste from the clipboard, or pick an example). The detector draws a box around every cell
+it finds and counts those scoring at least the **detection threshold**.
+"""
+
+
+def _gradio():
+    """``import gradio``, without tqdm's "IProgress not found" warning in notebooks."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import gradio
+
+    return gradio
+
+
+def _photo_input_class():
+    """``gr.Image`` that hands the uploaded file over untouched.
+
+    Plain ``gr.Image(type="filepath")`` opens the file with Pillow first, so a non-image
+    fails inside Gradio with a generic error, before our message can say what is wrong.
+    ``is_template`` keeps the browser side identical to ``gr.Image``.
+    """
+    gr = _gradio()
+
+    global _PHOTO_INPUT
+    if _PHOTO_INPUT is not None:
+        return _PHOTO_INPUT
+
+    class PhotoInput(gr.Image):
+        is_template = True
+
+        def preprocess(self, payload):  # type: ignore[override]
+            if payload is None:
+                return None
+            if payload.url and payload.url.startswith("data:"):
+                return payload.url  # decoded (and checked) by the handler, errors in the notes
+            return str(payload.path) if payload.path else None
+
+    _PHOTO_INPUT = PhotoInput
+    return PhotoInput
+
+
+_PHOTO_INPUT = None
+_THRESHOLD_INPUT = None
+
+
+def _threshold_input_class():
+    """``gr.Slider`` that hands the raw value to the handler, which checks it in one sentence.
+
+    Plain ``gr.Slider`` answers a string with a Python ``TypeError`` text and lets NaN through.
+    """
+    gr = _gradio()
+
+    global _THRESHOLD_INPUT
+    if _THRESHOLD_INPUT is None:
+
+        class ThresholdInput(gr.Slider):
+            is_template = True
+
+            def preprocess(self, payload):  # type: ignore[override]
+                return payload
+
+        _THRESHOLD_INPUT = ThresholdInput
+    return _THRESHOLD_INPUT
+
+
+def build_demo(
+    predictor: Predictor,
+    examples: Sequence[str | Path] | None = None,
+    title: str = TITLE,
+    description: str = DESCRIPTION,
+    concurrency_limit: int | None = None,
+    max_queue: int = MAX_QUEUE,
+    delete_cache: tuple[int, int] | None = CACHE_SWEEP,
+) -> gr.Blocks:
+    """The Blocks app: inputs, outputs, examples, the two API endpoints and the queue.
+
+    Its ``launch`` applies :func:`launch_limits` (size limit on every route, bounded session
+    store) unless told otherwise, so every entry point, the Space included, gets them.
+    """
+    # Gradio keeps per-event timing for its ETA estimates, up to 10,000 events (~3 KB of
+    # memory per call until then); the last 1,000 estimate just as well.
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", str(ANALYTICS_EVENTS))
+    gr = _gradio()
+
+    default = float(predictor.config.score_threshold)
+    # Predictor.thread_safe: ONNX Runtime sessions may run from several threads; OpenVINO's
+    # single infer request and eager PyTorch are serialised by a lock (core.Guarded).
+    safe = guarded(predictor)
+
+    def on_count(image, threshold, show_boxes, show_scores, request=None):
+        try:
+            result = count_safely(safe, image, threshold, bool(show_boxes), bool(show_scores))
+        finally:
+            forget_session(demo, request)
+        if result.error:
+            gr.Warning(result.error)
+        return result.image, result.count, _table(result.rows), result.notes_markdown()
+
+    def count_base64(image: str, threshold: float = default, request=None) -> dict:
+        """Count cells in a base64 image (a data URL); returns count, detections, notes, image."""
+        try:
+            return count_safely(safe, image, threshold, base64_input=True).to_json()
+        finally:
+            forget_session(demo, request)
+
+    # Gradio passes the request to a parameter annotated gr.Request (resolved at runtime).
+    on_count.__annotations__["request"] = gr.Request
+    count_base64.__annotations__["request"] = gr.Request
+
+    photo_input = _photo_input_class()
+    runtime = getattr(predictor, "runtime", "?")
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=delete_cache) as demo:
+        gr.Markdown(f"# {title}\n{description}")
+        with gr.Row():
+            with gr.Column():
+                image = photo_input(
+                    label="Microscope photo",
+                    type="filepath",
+                    sources=["upload", "webcam", "clipboard"],
+                    height=IMAGE_HEIGHT,
+                    elem_id="photo",
+                )
+                threshold = _threshold_input_class()(
+                    0.0,
+                    1.0,
+                    value=default,
+                    step=0.01,
+                    label="Detection threshold",
+                    info=f"Count boxes scoring at least this (the model's choice: {default:.3g})",
+                    elem_id="threshold",
+                )
+                with gr.Row():
+                    show_boxes = gr.Checkbox(value=True, label="Show boxes", elem_id="show_boxes")
+                    show_scores = gr.Checkbox(
+                        value=True, label="Show scores", elem_id="show_scores"
+                    )
+                button = gr.Button("Count cells", variant="primary", elem_id="submit")
+            with gr.Column():
+                annotated = gr.Image(
+                    label="Detections",
+                    type="pil",
+                    format="jpeg",
+                    interactive=False,
+                    height=IMAGE_HEIGHT,
+                    elem_id="annotated",
+                )
+                count = gr.Number(label="Cell count", precision=0, elem_id="count")
+                notes = gr.Markdown(elem_id="notes")
+        table = gr.Dataframe(
+            headers=TABLE_COLUMNS,
+            label="Detections (box corners in image pixels)",
+            interactive=False,
+            elem_id="detections",
+        )
+        if examples:
+            gr.Examples(
+                examples=[[str(p)] for p in examples],
+                inputs=[image],
+                label="Held-out test images",
+                examples_per_page=8,
+            )
+        gr.Markdown(
+            f"Model: `{predictor.config.model_name}` at {predictor.config.image_size} px, "
+            f"run by **{runtime}**. API: `/{API_NAME}` (files) and `/{BASE64_API_NAME}` "
+            "(a base64 data URL in, JSON out) - see *Use via API* below."
+        )
+        button.click(
+            on_count,
+            [image, threshold, show_boxes, show_scores],
+            [annotated, count, table, notes],
+            api_name=API_NAME,
+            concurrency_limit=concurrency_limit or "default",
+        )
+        gr.api(count_base64, api_name=BASE64_API_NAME)
+    limit = concurrency_limit or (CONCURRENCY if safe.lock is None else 1)
+    demo.queue(default_concurrency_limit=limit, max_size=max_queue)
+    demo.course_concurrency_limit = limit  # read by utils.bench.api
+    demo.launch = with_limits(demo.launch)
+    return demo
+
+
+def _table(rows: list[list[float | int]]):
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)

@@ -166,3 +166,15 @@ def test_missing_ray_says_how_to_install_it(model, photos, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(batch.BatchError, match=r'pip install "\.\[scale\]"'):
         batch.run(model, photos, engine="ray", progress=False)
+
+
+def test_ray_counts_tiled_photos_like_plain(model, photos, ray_local, tmp_path) -> None:
+    """At working scale 1 the 256 px photos need 3 x 3 tiles of 128 px: both engines tile
+    them through the same Predictor.predict, with identical counts."""
+    plain = batch.run(model, photos, engine="plain", progress=False, scale=1.0)
+    ray_rows = batch.run(
+        model, photos, engine="ray", workers=2, batch_size=2, progress=False, scale=1.0
+    )
+    assert [r["count"] for r in plain] == [r["count"] for r in ray_rows]
+    default = _by_file(batch.run(model, photos, engine="plain", progress=False))
+    assert any(r["count"] != default[Path(r["file"]).name]["count"] for r in plain)

@@ -325,6 +325,23 @@ def test_count_at_another_scale_and_a_thumbnail_row(untrained, voc, tmp_path, ca
     assert rows[photo.name]["count"].isdigit()
     assert "thumbnail" in rows["thumb.png"]["error"] and rows["thumb.png"]["count"] == ""
     _expect_error(capsys, "count", "--checkpoint", untrained, voc, "--scale", "-1")
-    _expect_error(
-        capsys, "count", "--checkpoint", untrained, voc, "--scale", "1", "--engine", "ray"
+    # The archive job counts at that scale too (plain engine here; Ray: tests/test_batch.py).
+    table = tmp_path / "archive.csv"
+    _run(
+        capsys,
+        "count",
+        "--checkpoint",
+        untrained,
+        folder,
+        "--threshold",
+        "0.1",
+        "--scale",
+        "0.5",
+        "--engine",
+        "plain",
+        "--out",
+        table,
+        "--quiet",
     )
+    rows = {Path(r["file"]).name: r for r in csv.DictReader(io.StringIO(table.read_text()))}
+    assert rows[photo.name]["count"] != "" and "thumbnail" in rows["thumb.png"]["error"]

@@ -69,8 +69,12 @@ def _file_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def count_image(predictor, path: str | Path, threshold: float, boxes: bool = False) -> Row:
+def count_image(
+    predictor, path: str | Path, threshold: float, boxes: bool = False, scale: float | None = None
+) -> Row:
     """One row for one image; any failure becomes the row's ``error``, never an exception.
+
+    ``scale``: the working scale to count at (default: the model's own; see ``processing``).
 
     ``boxes=True`` adds :data:`BOXES_KEY`: the boxes in the file's own pixels (the loader
     may have downsized a huge photo), for pre-labels.
@@ -82,7 +86,7 @@ def count_image(predictor, path: str | Path, threshold: float, boxes: bool = Fal
     row: Row = {"file": path.as_posix(), "count": None, "mean_score": None, "error": ""}
     try:
         image = load_image(path).image
-        detections = predictor.predict(image, threshold)
+        detections = predictor.predict(image, threshold, scale)
     except Exception as error:  # not an image, truncated, permission denied, runtime failure
         row.update(seconds=round(time.perf_counter() - start, 4), error=_one_line(error))
         return row
@@ -115,12 +119,13 @@ def count_files(
     threshold: float,
     boxes: bool = False,
     progress: bool = True,
+    scale: float | None = None,
 ) -> Iterator[Row]:
     """The plain engine: rows one image after the other, in this process."""
     from .progress import tqdm
 
     for path in tqdm(files, desc="count", unit="img", disable=not progress, mininterval=2):
-        yield count_image(predictor, path, threshold, boxes)
+        yield count_image(predictor, path, threshold, boxes, scale)
 
 
 # ----------------------------------------------------------------------------- output table
@@ -311,18 +316,25 @@ class RayCounter:
     Ray runs one actor per CPU, so more threads would only fight over the same cores.
     """
 
-    def __init__(self, model: bytes | str, threshold: float, boxes: bool, threads: int = 1):
+    def __init__(
+        self,
+        model: bytes | str,
+        threshold: float,
+        boxes: bool,
+        threads: int = 1,
+        scale: float | None = None,
+    ):
         from .runtime import OnnxPredictor, load_predictor
 
         if isinstance(model, bytes):
             self.predictor = OnnxPredictor(model, threads=threads)
         else:
             self.predictor = load_predictor(model, threads=threads)
-        self.threshold, self.boxes = threshold, boxes
+        self.threshold, self.boxes, self.scale = threshold, boxes, scale
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         rows = [
-            count_image(self.predictor, path, self.threshold, self.boxes)
+            count_image(self.predictor, path, self.threshold, self.boxes, self.scale)
             for path in batch["path"]
         ]
         for row, name in zip(rows, batch["file"]):
@@ -396,6 +408,7 @@ def ray_count(
     boxes: bool = False,
     address: str | None = None,
     progress: bool = True,
+    scale: float | None = None,
 ) -> Iterator[Row]:
     """The Ray engine: Ray Data reads the list of files and an actor pool of ``workers``
     predictors counts them in batches of ``batch_size``; rows stream back as they finish
@@ -421,7 +434,12 @@ def ray_count(
         dataset = ray.data.from_items(items, override_num_blocks=blocks)
         counted = dataset.map_batches(
             RayCounter,
-            fn_constructor_kwargs={"model": model, "threshold": threshold, "boxes": boxes},
+            fn_constructor_kwargs={
+                "model": model,
+                "threshold": threshold,
+                "boxes": boxes,
+                "scale": scale,
+            },
             batch_size=batch_size,
             concurrency=min(workers, blocks),  # never more actors than blocks
             num_cpus=1,
@@ -477,6 +495,7 @@ def run(
     boxes: bool = False,
     progress: bool = True,
     on_row: Callable[[Row], None] | None = None,
+    scale: float | None = None,
 ) -> list[Row]:
     """Count ``files`` with ``engine`` into ``out`` (skipping files it already holds).
 
@@ -498,10 +517,10 @@ def run(
     if not 0 <= threshold <= 1:  # also refuses NaN
         raise BatchError(f"threshold must be between 0 and 1, got {threshold}")
     if engine == "plain":
-        rows_iter = count_files(predictor, todo, threshold, boxes, progress)
+        rows_iter = count_files(predictor, todo, threshold, boxes, progress, scale)
     else:
         rows_iter = ray_count(
-            model_path, todo, threshold, workers, batch_size, boxes, address, progress
+            model_path, todo, threshold, workers, batch_size, boxes, address, progress, scale
         )
     new: list[Row] = []
     try:

@@ -170,20 +170,15 @@ def image_files(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 def cmd_count(args: argparse.Namespace) -> int:
+    if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
+        raise CliError(f"--scale must be a positive number, got {args.scale}")
     if args.engine is not None or args.prelabels or args.address:
-        if args.scale is not None:
-            raise CliError(
-                "--scale works with the plain count (no --engine/--prelabels/--address); "
-                "count an archive at the model's own scale, or train on photos like yours"
-            )
         return cmd_count_batch(args)
     predictor = _load_predictor(args.checkpoint)
     files = image_files(args.images)
     threshold = predictor.config.score_threshold if args.threshold is None else args.threshold
     if not 0 <= threshold <= 1:  # also refuses NaN
         raise CliError(f"--threshold must be between 0 and 1, got {threshold}")
-    if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
-        raise CliError(f"--scale must be a positive number, got {args.scale}")
     rows = [count_one(predictor, path, threshold, args.scale) for path in files]
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -242,6 +237,7 @@ def cmd_count_batch(args: argparse.Namespace) -> int:
         address=args.address,
         boxes=bool(args.prelabels),
         progress=not args.quiet,
+        scale=args.scale,
     )
     seconds = time.perf_counter() - start
     if args.prelabels:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -93,11 +94,14 @@ def test_tiny_overfit_counts_the_training_image(tmp_path) -> None:
     result = train.fit(
         CellDataset(aset, 256, train=False),
         None,
-        model_name="centernet_resnet18",
-        image_size=256,
-        epochs=60,
-        batch_size=1,
-        lr=2e-3,
+        replace(
+            train.PLAIN,
+            model_name="centernet_resnet18",
+            image_size=256,
+            epochs=60,
+            batch_size=1,
+            lr=2e-3,
+        ),
         pretrained=False,
         progress=False,
     )

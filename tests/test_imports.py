@@ -51,7 +51,6 @@ def test_modelfile_and_runtime_import_nothing_above_them() -> None:
 PENDING = {
     "utils.batch",  # issue 14 (Ray archive job) is being finished there
     "utils.processing",
-    "utils.train",
     "utils.viz",
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +43,14 @@ def test_tiny_overfit_loss_decreases(data) -> None:
     result = train.fit(
         one,
         None,
-        model_name="fcos_resnet18",
-        image_size=SIZE,
-        epochs=10,
-        batch_size=1,
-        lr=1e-3,
+        replace(
+            train.PLAIN,
+            model_name="fcos_resnet18",
+            image_size=SIZE,
+            epochs=10,
+            batch_size=1,
+            lr=1e-3,
+        ),
         pretrained=False,
         progress=False,
     )
@@ -70,10 +74,7 @@ def test_fit_validates_sweeps_and_saves(data, tmp_path) -> None:
     result = train.fit(
         train_set,
         val_set,
-        image_size=SIZE,
-        epochs=2,
-        batch_size=2,
-        eval_every=1,
+        replace(train.PLAIN, image_size=SIZE, epochs=2, batch_size=2, eval_every=1),
         pretrained=False,
         progress=False,
         save_to=out,
@@ -103,11 +104,7 @@ def test_sgd_and_bad_arguments(data) -> None:
     result = train.fit(
         AnnotationSet(data.class_names, data.images[:1]),
         None,
-        image_size=SIZE,
-        epochs=1,
-        batch_size=1,
-        lr=0.01,
-        optimizer="sgd",
+        replace(train.PLAIN, image_size=SIZE, epochs=1, batch_size=1, lr=0.01, optimizer="sgd"),
         pretrained=False,
         progress=False,
     )
@@ -115,7 +112,7 @@ def test_sgd_and_bad_arguments(data) -> None:
     with pytest.raises(ValueError, match="optimizer"):
         train.make_optimizer(result.detector, "adam-ish", 1e-3)
     with pytest.raises(ValueError, match="epochs"):
-        train.fit(data, None, epochs=0)
+        train.fit(data, None, replace(train.PLAIN, epochs=0))
 
 
 def test_warmup_cosine_schedule() -> None:
@@ -133,14 +130,27 @@ def test_presets() -> None:
     fast, full = train.preset(fast=True), train.preset(fast=False)
     assert fast.epochs < full.epochs
     assert fast.image_size % 32 == 0 and full.image_size % 32 == 0
-    assert set(fast.kwargs()) <= set(train.fit.__code__.co_varnames)
+    assert fast.cell_size and fast.crop_size  # the course trains on crops at the working scale
+
+
+def test_old_keyword_style_maps_onto_the_plan() -> None:
+    """``fit(train, val, epochs=3, ...)`` (before plans) still works, with a warning."""
+    fast = train.preset(fast=True)
+    with pytest.warns(DeprecationWarning, match="TrainingPlan"):
+        assert train.plan_from(None, fast.kwargs()) == fast
+    with pytest.warns(DeprecationWarning):
+        assert train.plan_from(None, {"epochs": 3}) == replace(train.PLAIN, epochs=3)
+    assert train.plan_from(None, {}) is train.PLAIN
+    # what fit(train, val) without a plan always did: whole photos, no working scale
+    assert (train.PLAIN.epochs, train.PLAIN.crop_size, train.PLAIN.cell_size) == (50, None, None)
+    with pytest.raises(TypeError, match="nonsense"):
+        train.plan_from(None, {"nonsense": 1})
 
 
 def test_lr_find(data) -> None:
     lrs, losses = train.lr_find(
         data,
-        image_size=SIZE,
-        batch_size=2,
+        replace(train.PLAIN, image_size=SIZE, batch_size=2),
         steps=6,
         start_lr=1e-5,
         end_lr=1e-2,
@@ -166,7 +176,7 @@ def test_ensure_checkpoint(tmp_path, monkeypatch, capsys) -> None:
         Path(save_to).parent.mkdir(parents=True, exist_ok=True)
         Path(save_to).write_bytes(b"trained")
 
-    monkeypatch.setattr(train, "train_course_model", fake_training)
+    monkeypatch.setattr(train.ensure, "train_course_model", fake_training)
     missing = tmp_path / "new" / "model.pt"
     assert train.ensure_checkpoint(missing) == missing
     out = capsys.readouterr().out
@@ -183,14 +193,11 @@ def test_interrupt_keeps_the_best_weights_and_returns(data, monkeypatch, capsys)
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train_one_epoch", stop_at_third)
+    monkeypatch.setattr(train.fitting, "train_one_epoch", stop_at_third)  # where fit looks it up
     result = train.fit(
         AnnotationSet(data.class_names, data.images[:2]),
         AnnotationSet(data.class_names, data.images[2:]),
-        image_size=SIZE,
-        epochs=5,
-        batch_size=2,
-        eval_every=1,
+        replace(train.PLAIN, image_size=SIZE, epochs=5, batch_size=2, eval_every=1),
         pretrained=False,
         progress=False,
     )
@@ -217,7 +224,7 @@ def test_ensure_checkpoint_takes_the_learners_hub_model(tmp_path, monkeypatch, c
         )
 
     monkeypatch.setattr(handoff, "fetch_own_model", fetched)
-    monkeypatch.setattr(train, "train_course_model", lambda **k: pytest.fail("trained"))
+    monkeypatch.setattr(train.ensure, "train_course_model", lambda **k: pytest.fail("trained"))
     assert train.ensure_checkpoint(target) == target
     assert target.read_bytes() == b"from the hub"
     assert capsys.readouterr().out == "Using your model from the Hub: me/counter\n"

@@ -49,7 +49,7 @@ def run_once(plan, train, val, test, seed: int, progress: bool) -> tuple[Any, di
     from ..train import fit
 
     started = time.perf_counter()
-    result = fit(train, val, seed=seed, progress=progress, **plan.kwargs())
+    result = fit(train, val, plan, seed=seed, progress=progress)
     fit_seconds = time.perf_counter() - started
     scores = evaluate(result.predictor(), test)
     m = result.metrics
@@ -113,20 +113,11 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def seconds_per_step(plan, train, steps: int = 3) -> float:
     """Measured cost of one training step of ``plan`` on this machine (after one warm-up)."""
-    import torch
+    from ..train import make_optimizer, pick_precision, set_up, to_device, train_step
 
-    from ..dataset import CellDataset, make_loader
-    from ..model import build_model
-    from ..train import _to_device, _train_step, make_optimizer, pick_device, pick_precision
-
-    device = pick_device(None)
+    run = set_up(train, plan, pretrained=False)  # fit's set-up, at the photos' own scale
+    device, loader, model = run.device, run.loader, run.model.train()
     precision = pick_precision(device)
-    dataset = CellDataset(
-        train, plan.image_size, train=True, crop_size=plan.crop_size, repeats=plan.repeats
-    )
-    loader = make_loader(dataset, batch_size=plan.batch_size, shuffle=True)
-    model = build_model(plan.model_name, len(train.class_names), plan.image_size, pretrained=False)
-    model = model.to(device, memory_format=torch.channels_last).train()
     opt = make_optimizer(model, "adamw", plan.lr * 0.01)
     batches = iter(loader)
     elapsed = 0.0
@@ -137,8 +128,8 @@ def seconds_per_step(plan, train, steps: int = 3) -> float:
             batches = iter(loader)
             images, targets = next(batches)
         t0 = time.perf_counter()
-        images, targets = _to_device(images, targets, device)
-        _train_step(model, images, targets, opt, None, precision, 10.0)
+        images, targets = to_device(images, targets, device)
+        train_step(model, images, targets, opt, None, precision, 10.0)
         if i:
             elapsed += time.perf_counter() - t0
     return elapsed / steps

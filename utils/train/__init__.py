@@ -1,0 +1,70 @@
+"""Training: ``fit`` a detector on a few labelled images, then choose the counting threshold.
+
+The talk trained IceVision's VFNet with ``fine_tune(10, 1e-3, freeze_epochs=1)``. Here the
+same idea is written out in plain PyTorch so every step is visible and maintained:
+
+* AdamW (or SGD with momentum), linear warm-up then cosine decay, gradient clipping at 10
+  (a detector's first steps from random weights produce large gradients);
+* automatic GPU + mixed precision (float16 autocast + gradient scaling) when CUDA is there;
+* validation mAP every few epochs; the weights with the best validation mAP@[.5:.95]
+  are kept (see :func:`fit` for why mAP and not count error);
+* afterwards a threshold sweep on the validation images picks the counting threshold,
+  which goes into the model's :class:`~utils.processing.InferenceConfig`.
+
+One module per part, imported in this order: ``plan`` (:class:`TrainingPlan`, :func:`preset`,
+``PLAIN``), ``loop`` (set-up shared with ``lr_find``, one step, ``train_one_epoch``, schedule,
+precision), ``fitting`` (:func:`fit`, :class:`TrainResult`), ``range_test`` (``lr_find``) and ``ensure``
+(``ensure_checkpoint``: the course's model when a notebook needs one).
+"""
+
+from __future__ import annotations
+
+from .ensure import ensure_checkpoint, train_course_model
+from .fitting import TrainResult, fit
+from .loop import (
+    AUTOCAST_DTYPES,
+    MIN_WARMUP_STEPS,
+    SetUp,
+    as_dataset,
+    make_optimizer,
+    pick_device,
+    pick_precision,
+    scale_settings,
+    seed_everything,
+    set_up,
+    to_device,
+    train_one_epoch,
+    train_step,
+    warmup_cosine,
+)
+from .plan import DEFAULT_IMAGE_SIZE, DEFAULT_MODEL, PLAIN, TrainingPlan, plan_from, preset
+from .range_test import lr_find, plot_lr_find
+
+__all__ = [
+    "AUTOCAST_DTYPES",
+    "DEFAULT_IMAGE_SIZE",
+    "DEFAULT_MODEL",
+    "MIN_WARMUP_STEPS",
+    "PLAIN",
+    "SetUp",
+    "TrainResult",
+    "TrainingPlan",
+    "as_dataset",
+    "ensure_checkpoint",
+    "fit",
+    "lr_find",
+    "make_optimizer",
+    "pick_device",
+    "pick_precision",
+    "plan_from",
+    "plot_lr_find",
+    "preset",
+    "scale_settings",
+    "seed_everything",
+    "set_up",
+    "to_device",
+    "train_course_model",
+    "train_one_epoch",
+    "train_step",
+    "warmup_cosine",
+]

@@ -1,0 +1,258 @@
+"""``fit``: train a detector as a :class:`~utils.train.plan.TrainingPlan` says, keep the best
+validated weights, then choose the counting threshold on the validation photos."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import config as course_config
+from .. import evaluate as ev
+from ..processing import InferenceConfig
+from ..progress import tqdm
+from .loop import (
+    MIN_WARMUP_STEPS,
+    make_optimizer,
+    pick_precision,
+    scale_settings,
+    set_up,
+    train_one_epoch,
+    train_step,
+    warmup_cosine,
+)
+from .plan import TrainingPlan, plan_from
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` returns: the best detector, its inference config and the story of the run."""
+
+    detector: nn.Module
+    config: InferenceConfig
+    history: list[dict[str, Any]]
+    best_epoch: int
+    metrics: dict[str, Any]
+    sweep: list[dict[str, float]] = field(default_factory=list)
+    plan: dict[str, Any] = field(default_factory=dict)
+
+    def predictor(self, device: str = "cpu"):
+        """A ``runtime.TorchPredictor`` for the trained detector (same path as every runtime)."""
+        from ..runtime import TorchPredictor
+
+        return TorchPredictor(self.detector, self.config, device=device)
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the checkpoint (default ``artifacts/model.pt``)."""
+        from ..checkpoint import save_checkpoint
+
+        path = Path(path) if path is not None else course_config.checkpoint_path()
+        return save_checkpoint(
+            path,
+            self.detector,
+            self.config,
+            self.metrics,
+            self.history,
+            extra={"plan": self.plan, "sweep": self.sweep, "best_epoch": self.best_epoch},
+        )
+
+
+def _regression_stuck(model, row: dict[str, Any], past_warmup: bool) -> bool:
+    """FCOS's ReLU box regression died (GIoU loss pinned at 1.0) after the warm-up."""
+    from torchvision.models.detection import FCOS
+
+    return isinstance(model, FCOS) and past_warmup and row.get("loss_bbox_regression", 0) >= 0.999
+
+
+def _validate(model, inference: InferenceConfig, val_set, device) -> dict[str, Any]:
+    from ..runtime import TorchPredictor
+
+    predictor = TorchPredictor(model, inference, device=str(device))
+    metrics = ev.evaluate(predictor, val_set, threshold=0.5)
+    model.train()  # the predictor's core shares the modules and put them in eval mode
+    return metrics
+
+
+class _Best:
+    """The weights with the best validation mAP so far (a copy on the CPU)."""
+
+    def __init__(self) -> None:
+        self.state, self.epoch, self.score = None, 0, -1.0
+
+    def offer(self, model: nn.Module, score: float, epoch: int) -> None:
+        if score > self.score:
+            self.score, self.epoch = score, epoch
+            self.state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+
+
+def fit(
+    train_set,
+    val_set=None,
+    plan: TrainingPlan | None = None,
+    *,
+    precision: str = "auto",
+    seed: int = 0,
+    device: str | None = None,
+    pretrained: bool | str = "auto",
+    class_names: Sequence[str] | None = None,
+    save_to: str | Path | None = None,
+    progress: bool = True,
+    **old_style: Any,
+) -> TrainResult:
+    """Train as ``plan`` says on ``train_set`` and pick the counting threshold on ``val_set``.
+
+    ``train_set``/``val_set``: ``AnnotationSet`` (or a ready ``CellDataset`` for training).
+    ``plan``: a :class:`TrainingPlan` (``preset()`` is the course's); None is :data:`PLAIN`
+    (whole photos, 50 epochs). Validation runs every ``plan.eval_every`` epochs and after the
+    last one, through the same ``TorchPredictor`` path that serves the model.
+
+    The weights kept are those with the best validation **mAP@[.5:.95]**, not the best
+    count error: with a handful of validation images the count error at a fixed threshold
+    moves in whole cells and ties often, and the counting threshold is chosen afterwards
+    anyway. mAP rewards ranking true cells above debris *and* placing boxes tightly, which
+    is what a later threshold needs to count well. Without ``val_set`` the last epoch is
+    kept and the counting threshold stays at 0.5.
+
+    ``fit(train, val, epochs=3, ...)`` (the plan's fields as keywords) still works for one
+    release, with a DeprecationWarning.
+    """
+    plan = plan_from(plan, old_style, "fit")
+    if plan.epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {plan.epochs}")
+    tiling = scale_settings(train_set, plan.image_size, plan.cell_size)
+    run = set_up(train_set, plan, seed, device, pretrained, class_names, tiling.get("scale"))
+    model, device_ = run.model, run.device
+    precision = pick_precision(device_, precision)
+    if tiling and progress:
+        print(
+            f"Working scale {tiling['scale']:.3g}: the median cell becomes {plan.cell_size:g} px; "
+            f"photos are counted in {plan.image_size} px tiles overlapping by "
+            f"{tiling['tile_overlap']} px."
+        )
+    inference = InferenceConfig(
+        model_name=plan.model_name, class_names=run.names, image_size=plan.image_size, **tiling
+    )
+    opt = make_optimizer(model, plan.optimizer, plan.lr, plan.weight_decay)
+    steps_per_epoch = len(run.loader)
+    # At least MIN_WARMUP_STEPS: Adam's first full-size steps from random weights can push
+    # FCOS's ReLU box-regression outputs below zero everywhere, where they never recover
+    # (the GIoU loss then sits at exactly 1.0 and mAP at 0). A gentle ramp prevents it.
+    warmup = max(MIN_WARMUP_STEPS, round(plan.warmup_epochs * steps_per_epoch))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt, warmup_cosine(plan.epochs * steps_per_epoch, warmup)
+    )
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    step = functools.partial(
+        train_step, optimizer=opt, scaler=scaler, precision=precision, grad_clip=plan.grad_clip
+    )
+
+    history: list[dict[str, Any]] = []
+    best = _Best()
+    warned, interrupted = False, False
+    started = time.perf_counter()
+    epoch_bar = tqdm(range(1, plan.epochs + 1), desc="epochs", unit="epoch", disable=not progress)
+    try:
+        for epoch in epoch_bar:
+            row = train_one_epoch(model, run.loader, step, schedule, device_, epoch)
+            row["lr"] = opt.param_groups[0]["lr"]
+            row.update(val_map=None, val_map_50=None, val_count_mae=None)
+            if val_set is not None and (epoch % plan.eval_every == 0 or epoch == plan.epochs):
+                metrics = _validate(model, inference, val_set, device_)
+                row.update(
+                    val_map=metrics["map"],
+                    val_map_50=metrics["map_50"],
+                    val_count_mae=metrics["count_mae"],
+                )
+                best.offer(model, metrics["map"], epoch)
+            history.append(row)
+            if not warned and _regression_stuck(model, row, epoch * steps_per_epoch > warmup):
+                warned = True
+                print(
+                    f"Warning: box regression is stuck (loss {row['loss_bbox_regression']:.3f}) "
+                    f"at epoch {epoch}: restart with a lower lr or a longer warm-up."
+                )
+            epoch_bar.set_postfix(
+                loss=f"{row['loss']:.3f}",
+                **({"val_mAP": f"{row['val_map']:.3f}"} if row["val_map"] is not None else {}),
+            )
+    except KeyboardInterrupt:
+        # "Stop now" from a notebook's stop button or Ctrl-C: keep what was learnt so far and
+        # return a normal result, so the next cells (curves, evaluation, saving) still run.
+        interrupted = True
+        kept = (
+            f"the best validated weights (epoch {best.epoch})" if best.state else "the last weights"
+        )
+        print(
+            f"Training stopped by you after {len(history)} of {plan.epochs} epochs: keeping {kept}."
+        )
+    epoch_bar.close()
+    train_seconds = time.perf_counter() - started
+    if best.state is not None:
+        model.load_state_dict(best.state)
+        best_epoch = best.epoch
+    else:
+        best_epoch = len(history)
+    model.eval()
+    return _finish(
+        run, plan, inference, val_set, history, best_epoch, interrupted, train_seconds,
+        precision, seed, tiling, save_to,
+    )  # fmt: skip
+
+
+def _finish(
+    run, plan, inference, val_set, history, best_epoch, interrupted, train_seconds,
+    precision, seed, tiling, save_to,
+) -> TrainResult:  # fmt: skip
+    """The result: metrics, the counting threshold swept on ``val_set``, the plan; saved."""
+    from ..model import count_parameters
+
+    model, device_ = run.model, run.device
+    metrics: dict[str, Any] = {
+        "model_name": plan.model_name,
+        "image_size": plan.image_size,
+        "epochs": plan.epochs,
+        "epochs_run": len(history),
+        "interrupted": interrupted,
+        "best_epoch": best_epoch,
+        "train_images": len(run.dataset.aset),
+        "train_samples_per_epoch": len(run.dataset),
+        "train_seconds": round(train_seconds, 1),
+        "seconds_per_epoch": round(train_seconds / max(1, len(history)), 2),
+        "parameters": count_parameters(model),
+        "device": str(device_),
+        "precision": precision,
+    }
+    sweep: list[dict[str, float]] = []
+    if val_set is not None:
+        from ..runtime import TorchPredictor
+
+        predictor = TorchPredictor(model, inference, device=str(device_))
+        detections = ev.predict_set(predictor, val_set)
+        sweep = ev.threshold_sweep(predictor, val_set, detections=detections)
+        inference = replace(inference, score_threshold=ev.best_threshold(sweep))
+        predictor.config = inference
+        val = ev.evaluate(predictor, val_set, detections=detections)
+        metrics.update(
+            val_images=val["images"],
+            val_map=val["map"],
+            val_map_50=val["map_50"],
+            val_map_75=val["map_75"],
+            val_count_mae=val["count_mae"],
+            val_count_mape=val["count_mape"],
+            threshold=inference.score_threshold,
+        )
+    keys = ("model_name", "image_size", "epochs", "batch_size", "lr", "optimizer")
+    keys += ("warmup_epochs", "grad_clip", "crop_size", "repeats", "cell_size")
+    record = {key: getattr(plan, key) for key in keys}
+    record.update(scale=tiling.get("scale"), precision=precision, seed=seed)
+    result = TrainResult(model, inference, history, best_epoch, metrics, sweep, record)
+    if save_to is not None:
+        result.save(save_to)
+    return result

@@ -1,0 +1,85 @@
+"""What a training run is: :class:`TrainingPlan`, the course's presets and fit's plain default."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from .. import config as course_config
+from ..dataset import TARGET_CELL_PX
+
+DEFAULT_MODEL = "centernet_resnet18"
+DEFAULT_IMAGE_SIZE = 512  # the network's square input (and the tile size when counting)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Every knob of a training run; ``fit(train, val, plan)`` follows it.
+
+    The fields that differ between a full run and a quick one (``COURSE_FAST=1``) are set by
+    :func:`preset`; change one with ``dataclasses.replace(plan, epochs=3)``.
+    """
+
+    epochs: int
+    image_size: int = DEFAULT_IMAGE_SIZE
+    batch_size: int = 8
+    lr: float = 2e-3
+    warmup_epochs: float = 1.0
+    eval_every: int = 5
+    model_name: str = DEFAULT_MODEL
+    crop_size: int | None = 256  # random crops of the photo at its working scale (dataset.py)
+    repeats: int = 4  # crops per image per epoch
+    # The median cell's side in working pixels: sets the working scale from the training
+    # boxes (dataset.working_scale), so 640 px and 2,800 px photos both train and count at
+    # the cell size the model wants. None: every photo resized whole to image_size.
+    cell_size: float | None = TARGET_CELL_PX
+    optimizer: str = "adamw"  # or "sgd" (momentum 0.9)
+    weight_decay: float | None = None  # None: 1e-4
+    grad_clip: float = 10.0  # a detector's first steps from random weights have large gradients
+
+    def kwargs(self) -> dict[str, Any]:
+        """The plan as a dict (reports, the checkpoint's ``extra``)."""
+        return asdict(self)
+
+
+# What ``fit(train, val)`` without a plan has always done: whole photos resized to the input,
+# no working scale, 50 epochs.
+PLAIN = TrainingPlan(epochs=50, crop_size=None, repeats=1, cell_size=None)
+
+
+def preset(fast: bool | None = None) -> TrainingPlan:
+    """Full mode: about 3 min of training on a 2-core laptop CPU; fast mode: about 1.3 min.
+
+    Both train the heatmap counter on 256 px crops of 512 px photos, 8 crops a step: 210 steps
+    (fast) or 448 (full). See ``docs/model_choice.md`` for how these were chosen.
+    """
+    if fast is None:
+        fast = course_config.fast_mode(verbose=False)
+    if fast:
+        return TrainingPlan(epochs=30, eval_every=15)
+    return TrainingPlan(epochs=64, eval_every=16)
+
+
+def plan_from(
+    plan: TrainingPlan | None, overrides: dict[str, Any], caller: str = "fit"
+) -> TrainingPlan:
+    """``plan`` (default :data:`PLAIN`) with the old keyword style mapped onto it.
+
+    ``fit(train, val, epochs=3, lr=1e-3)`` still works for one release, with a
+    DeprecationWarning: write ``fit(train, val, replace(plan, epochs=3, lr=1e-3))``.
+    """
+    plan = PLAIN if plan is None else plan
+    if not overrides:
+        return plan
+    known = {f.name for f in fields(TrainingPlan)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"{caller}() got unexpected keyword arguments {unknown}")
+    warnings.warn(
+        f"{caller}(train, ..., {', '.join(f'{k}=...' for k in overrides)}) is deprecated: pass "
+        f"a TrainingPlan, e.g. {caller}(train, val, dataclasses.replace(preset(), epochs=3))",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return replace(plan, **overrides)

@@ -220,7 +220,9 @@ def test_working_scale_brings_the_median_cell_to_the_target(tmp_path):
     image, target = data[0]
     assert tuple(image.shape) == (3, 256, 256) and len(data) == 6
     full = data.letterboxed(0)[0]
-    assert tuple(full.shape[-2:]) == (round(1280 * scale),) * 2  # the photo at its working scale
+    # The photo as inference will count it (here fitted into one 512 px input: see FIT_SLACK).
+    grid = plan_tiles(1280, 1280, InferenceConfig("x", ("Microalgae",), 512, scale=scale))
+    assert tuple(full.shape[-2:]) == (grid.work_height, grid.work_width)
     boxes = target["boxes"]
     assert len(boxes) > 0 and float(boxes.max()) <= 256
 

@@ -157,23 +157,33 @@ class CellDataset(Dataset):
             if self.scale is None:
                 boxed, scale = letterbox(item.load_image(), self.image_size)
             else:
-                boxed, scale = self._at_working_scale(item), self.scale
+                boxed, scale = self._at_working_scale(item)
             image = torch.from_numpy(np.array(boxed, dtype=np.uint8)).permute(2, 0, 1).contiguous()
             boxes = torch.from_numpy(item.boxes * np.float32(scale)).reshape(-1, 4)
             labels = torch.tensor([self._index[n] for n in item.labels], dtype=torch.int64)
             self._cache[index] = (image, boxes, labels)
         return self._cache[index]
 
-    def _at_working_scale(self, item: AnnotatedImage) -> np.ndarray:
-        from .processing import working_image
+    def _at_working_scale(self, item: AnnotatedImage) -> tuple[np.ndarray, float]:
+        """The photo at the scale inference will count it at, and that scale.
 
-        work = working_image(item.load_image(), self.scale)  # the pixels inference will see
+        ``processing.plan_tiles`` decides it, so a photo that inference fits into one input
+        (a few percent smaller than the working scale) is trained at that size too: measured
+        on the 2,800 px photos, training at one scale and counting 3 % smaller raised the
+        count error from 1.6 % to 2.3 %.
+        """
+        from .processing import InferenceConfig, plan_tiles, working_image
+
+        photo = item.load_image()
+        config = InferenceConfig("training", self.class_names, self.image_size, scale=self.scale)
+        scale = plan_tiles(photo.width, photo.height, config).scale
+        work = working_image(photo, scale)
         side = self.crop_size or 0
         if work.shape[0] >= side and work.shape[1] >= side:
-            return work
+            return work, scale
         padded = np.zeros((max(side, work.shape[0]), max(side, work.shape[1]), 3), np.uint8)
         padded[: work.shape[0], : work.shape[1]] = work
-        return padded
+        return padded, scale
 
     def __getitem__(self, index: int) -> tuple[tv_tensors.Image, Target]:
         image, boxes, labels = self.letterboxed(index % len(self.aset))

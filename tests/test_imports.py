@@ -50,8 +50,6 @@ def test_modelfile_and_runtime_import_nothing_above_them() -> None:
 # Still to split, each with its issue; remove a name when its module is split.
 PENDING = {
     "utils.batch",  # issue 14 (Ray archive job) is being finished there
-    "utils.processing",
-    "utils.viz",
 }
 
 

@@ -1,0 +1,90 @@
+"""The one pre- and post-processing path that every runtime shares.
+
+The exported graph (see ``model.DetectorCore``) is the network plus box decoding at a
+fixed square input size: it takes a normalised float32 batch ``[N, 3, S, S]`` and returns
+``boxes [N, A, 4]`` (x1, y1, x2, y2 in input pixels) and ``scores [N, A, C]``. Everything
+around it lives here, in NumPy, so PyTorch, ONNX Runtime, OpenVINO, the Gradio Space
+(no torch) and the browser port (``web/counter.js``) all resize, tile, normalise, threshold,
+suppress and rescale the same way:
+
+    photo -> resize to the working scale -> S x S tiles -> normalise -> [graph]
+          -> threshold -> keep what each tile owns -> NMS -> rescale -> Detections
+
+One module per step, imported in this order: ``config`` (:class:`InferenceConfig`,
+:class:`Detections`), ``pixels`` (letterbox, normalise, ``preprocess``), ``boxes`` (``nms``,
+``postprocess``) and ``tiles`` (the working scale, tiles, seams, ``count_tiled``, scale notes).
+"""
+
+from __future__ import annotations
+
+from .boxes import (
+    nms,
+    postprocess,
+    postprocess_one,
+)
+from .config import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Detections,
+    InferenceConfig,
+)
+from .pixels import (
+    letterbox,
+    normalize,
+    preprocess,
+    to_rgb_array,
+)
+from .tiles import (
+    FIT_SLACK,
+    MAX_TILES,
+    MIN_WORKING_SIDE,
+    SCALE_WARNING,
+    ScaleError,
+    TileGrid,
+    cell_ratio,
+    check_magnification,
+    count_tiled,
+    merge_tiles,
+    plan_tiles,
+    run_tiles,
+    scale_note,
+    seams,
+    suggested_scale,
+    tile_starts,
+    tiles,
+    working_image,
+    working_size,
+)
+
+__all__ = [
+    "Detections",
+    "FIT_SLACK",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "InferenceConfig",
+    "MAX_TILES",
+    "MIN_WORKING_SIDE",
+    "SCALE_WARNING",
+    "ScaleError",
+    "TileGrid",
+    "cell_ratio",
+    "check_magnification",
+    "count_tiled",
+    "letterbox",
+    "merge_tiles",
+    "nms",
+    "normalize",
+    "plan_tiles",
+    "postprocess",
+    "postprocess_one",
+    "preprocess",
+    "run_tiles",
+    "scale_note",
+    "seams",
+    "suggested_scale",
+    "tile_starts",
+    "tiles",
+    "to_rgb_array",
+    "working_image",
+    "working_size",
+]

@@ -12,7 +12,7 @@ suppress and rescale the same way:
 
 One module per step, imported in this order: ``config`` (:class:`InferenceConfig`,
 :class:`Detections`), ``pixels`` (letterbox, normalise, ``preprocess``), ``boxes`` (``nms``,
-``postprocess``) and ``tiles`` (the working scale, tiles, seams, ``count_tiled``, scale notes).
+``postprocess``) and ``tiling`` (the working scale, tiles, seams, ``count_tiled``, scale notes).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from .pixels import (
     preprocess,
     to_rgb_array,
 )
-from .tiles import (
+from .tiling import (
     FIT_SLACK,
     MAX_TILES,
     MIN_WORKING_SIDE,

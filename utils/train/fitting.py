@@ -200,59 +200,62 @@ def fit(
     else:
         best_epoch = len(history)
     model.eval()
-    return _finish(
-        run, plan, inference, val_set, history, best_epoch, interrupted, train_seconds,
-        precision, seed, tiling, save_to,
-    )  # fmt: skip
-
-
-def _finish(
-    run, plan, inference, val_set, history, best_epoch, interrupted, train_seconds,
-    precision, seed, tiling, save_to,
-) -> TrainResult:  # fmt: skip
-    """The result: metrics, the counting threshold swept on ``val_set``, the plan; saved."""
-    from ..model import count_parameters
-
-    model, device_ = run.model, run.device
-    metrics: dict[str, Any] = {
-        "model_name": plan.model_name,
-        "image_size": plan.image_size,
-        "epochs": plan.epochs,
-        "epochs_run": len(history),
-        "interrupted": interrupted,
-        "best_epoch": best_epoch,
-        "train_images": len(run.dataset.aset),
-        "train_samples_per_epoch": len(run.dataset),
-        "train_seconds": round(train_seconds, 1),
-        "seconds_per_epoch": round(train_seconds / max(1, len(history)), 2),
-        "parameters": count_parameters(model),
-        "device": str(device_),
-        "precision": precision,
-    }
+    metrics = _summary(run, plan, len(history), best_epoch, interrupted, train_seconds, precision)
     sweep: list[dict[str, float]] = []
     if val_set is not None:
-        from ..runtime import TorchPredictor
-
-        predictor = TorchPredictor(model, inference, device=str(device_))
-        detections = ev.predict_set(predictor, val_set)
-        sweep = ev.threshold_sweep(predictor, val_set, detections=detections)
-        inference = replace(inference, score_threshold=ev.best_threshold(sweep))
-        predictor.config = inference
-        val = ev.evaluate(predictor, val_set, detections=detections)
-        metrics.update(
-            val_images=val["images"],
-            val_map=val["map"],
-            val_map_50=val["map_50"],
-            val_map_75=val["map_75"],
-            val_count_mae=val["count_mae"],
-            val_count_mape=val["count_mape"],
-            threshold=inference.score_threshold,
-        )
-    keys = ("model_name", "image_size", "epochs", "batch_size", "lr", "optimizer")
-    keys += ("warmup_epochs", "grad_clip", "crop_size", "repeats", "cell_size")
-    record = {key: getattr(plan, key) for key in keys}
+        inference, sweep, scores = _choose_threshold(model, inference, val_set, device_)
+        metrics.update(scores)
+    record = {key: getattr(plan, key) for key in PLAN_RECORD}
     record.update(scale=tiling.get("scale"), precision=precision, seed=seed)
     result = TrainResult(model, inference, history, best_epoch, metrics, sweep, record)
     if save_to is not None:
         result.save(save_to)
     return result
+
+
+# What the checkpoint's ``extra["plan"]`` records of the plan (with scale, precision, seed).
+PLAN_RECORD = ("model_name", "image_size", "epochs", "batch_size", "lr", "optimizer")
+PLAN_RECORD += ("warmup_epochs", "grad_clip", "crop_size", "repeats", "cell_size")
+
+
+def _summary(run, plan, epochs_run, best_epoch, interrupted, train_seconds, precision) -> dict:
+    """The run in numbers: what was trained, how long, on what."""
+    from ..model import count_parameters
+
+    return {
+        "model_name": plan.model_name,
+        "image_size": plan.image_size,
+        "epochs": plan.epochs,
+        "epochs_run": epochs_run,
+        "interrupted": interrupted,
+        "best_epoch": best_epoch,
+        "train_images": len(run.dataset.aset),
+        "train_samples_per_epoch": len(run.dataset),
+        "train_seconds": round(train_seconds, 1),
+        "seconds_per_epoch": round(train_seconds / max(1, epochs_run), 2),
+        "parameters": count_parameters(run.model),
+        "device": str(run.device),
+        "precision": precision,
+    }
+
+
+def _choose_threshold(model, inference: InferenceConfig, val_set, device_):
+    """The counting threshold swept on ``val_set``: (config with it, the sweep, val scores)."""
+    from ..runtime import TorchPredictor
+
+    predictor = TorchPredictor(model, inference, device=str(device_))
+    detections = ev.predict_set(predictor, val_set)
+    sweep = ev.threshold_sweep(predictor, val_set, detections=detections)
+    inference = replace(inference, score_threshold=ev.best_threshold(sweep))
+    predictor.config = inference
+    val = ev.evaluate(predictor, val_set, detections=detections)
+    scores = {
+        "val_images": val["images"],
+        "val_map": val["map"],
+        "val_map_50": val["map_50"],
+        "val_map_75": val["map_75"],
+        "val_count_mae": val["count_mae"],
+        "val_count_mape": val["count_mape"],
+        "threshold": inference.score_threshold,
+    }
+    return inference, sweep, scores

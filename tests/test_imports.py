@@ -47,12 +47,6 @@ def test_modelfile_and_runtime_import_nothing_above_them() -> None:
     assert inner["utils.runtime"] - {"utils.model"} <= {"utils.loading"}
 
 
-# Still to split, each with its issue; remove a name when its module is split.
-PENDING = {
-    "utils.batch",  # issue 14 (Ray archive job) is being finished there
-}
-
-
 def test_no_module_over_500_lines() -> None:
     long = _script().long_modules()
-    assert set(long) <= PENDING, {k: v for k, v in long.items() if k not in PENDING}
+    assert long == {}, long

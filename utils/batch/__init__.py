@@ -1,0 +1,69 @@
+"""Count a whole archive: the batch logic shared by the plain and the Ray engines.
+
+    rows = count_files(predictor, files, threshold)             # plain: one process
+    rows = ray_count(model_path, files, threshold, workers=2)  # Ray Data: an actor pool
+
+Both engines produce the same rows (:data:`COLUMNS`): ``file`` (the path as given),
+``count``, ``mean_score`` (mean score of the counted cells, empty when none), ``seconds``
+(load + predict of that image) and ``error`` (one sentence; the row of a bad image, never a
+failed job). :class:`TableWriter` keeps the output file (CSV or Parquet, by suffix) complete
+at every moment: it rewrites it atomically (``utils.atomicio``) every few seconds and at the
+end, so an interrupted run loses at most those seconds, and :func:`done_files` lets the next
+run skip what is already counted (rows with an error are tried again).
+
+Ray is an optional extra (``pip install ".[scale]"``), imported only by :func:`ray_count`.
+
+One module per job, imports running one way: ``rows`` (one image -> one row) -> ``table``
+(CSV/Parquet, atomic rewrites, resume) and ``ray_engine`` (Ray Data actor pool) -> ``job``
+(``run``: either engine into one table) ; ``series`` (notebook 09's time series and cost).
+"""
+
+from __future__ import annotations
+
+from .job import model_config, run
+from .ray_engine import RAY_MISSING, RayCounter, _import_ray, ray_count, start_ray, stop_ray
+from .rows import BOXES_KEY, COLUMNS, SHORT_COLUMNS, BatchError, Row, count_files, count_image
+from .series import cost_estimate, make_time_series, plot_counts
+from .table import (
+    FLUSH_SECONDS,
+    FORMATS,
+    TableWriter,
+    csv_text,
+    done_files,
+    output_format,
+    read_table,
+    summary,
+    table,
+    write_table,
+)
+
+__all__ = [
+    "BOXES_KEY",
+    "BatchError",
+    "COLUMNS",
+    "FLUSH_SECONDS",
+    "FORMATS",
+    "RAY_MISSING",
+    "RayCounter",
+    "Row",
+    "SHORT_COLUMNS",
+    "TableWriter",
+    "_import_ray",
+    "cost_estimate",
+    "count_files",
+    "count_image",
+    "csv_text",
+    "done_files",
+    "make_time_series",
+    "model_config",
+    "output_format",
+    "plot_counts",
+    "ray_count",
+    "read_table",
+    "run",
+    "start_ray",
+    "stop_ray",
+    "summary",
+    "table",
+    "write_table",
+]

@@ -1,0 +1,76 @@
+"""One archive job: count what the output file does not hold yet, with either engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .ray_engine import _import_ray, ray_count
+from .rows import BatchError, Row, count_files
+from .table import TableWriter, read_table
+
+# ----------------------------------------------------------------------------- one job
+
+
+def model_config(model_path: str | Path):
+    """The model's inference config (class names, threshold) without a session for ONNX files:
+    the Ray driver only writes rows, the actors hold the predictors."""
+    from ..runtime import load_predictor
+
+    if Path(model_path).suffix.lower() == ".onnx":
+        from ..export import read_onnx_config
+
+        return read_onnx_config(model_path)
+    return load_predictor(model_path).config
+
+
+def run(
+    model_path: str | Path,
+    files: Sequence[str | Path],
+    out: str | Path | None = None,
+    threshold: float | None = None,
+    engine: str = "plain",
+    workers: int = 2,
+    batch_size: int = 8,
+    address: str | None = None,
+    boxes: bool = False,
+    progress: bool = True,
+    on_row: Callable[[Row], None] | None = None,
+    scale: float | None = None,
+) -> list[Row]:
+    """Count ``files`` with ``engine`` into ``out`` (skipping files it already holds).
+
+    Returns the new rows (with :data:`BOXES_KEY` when ``boxes``); the file holds all rows.
+    """
+    from ..runtime import load_predictor
+
+    if engine not in ("plain", "ray"):
+        raise BatchError(f"unknown engine {engine!r}; choose plain or ray")
+    if engine == "ray":
+        _import_ray()  # the clear message before any work
+    writer = TableWriter(out, read_table(out) if out is not None else ())
+    done = set(writer.rows)
+    todo = [f for f in files if Path(f).as_posix() not in done]
+    if engine == "plain":
+        predictor = load_predictor(model_path)
+    if threshold is None:
+        threshold = model_config(model_path).score_threshold
+    if not 0 <= threshold <= 1:  # also refuses NaN
+        raise BatchError(f"threshold must be between 0 and 1, got {threshold}")
+    if engine == "plain":
+        rows_iter = count_files(predictor, todo, threshold, boxes, progress, scale)
+    else:
+        rows_iter = ray_count(
+            model_path, todo, threshold, workers, batch_size, boxes, address, progress, scale
+        )
+    new: list[Row] = []
+    try:
+        for row in rows_iter:
+            writer.add(row)
+            new.append(row)
+            if on_row is not None:
+                on_row(row)
+    finally:  # interrupted or not: what was counted is kept
+        writer.flush()
+    new.sort(key=lambda r: r["file"])
+    return new

@@ -1,0 +1,99 @@
+"""One image -> one row (``COLUMNS``): what both engines compute, and the row of a bad image."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ("file", "count", "mean_score", "seconds", "error")
+SHORT_COLUMNS = ("file", "count", "error")  # the plain `count` output before issue 14
+BOXES_KEY = "_boxes"  # internal column: the detections as JSON, for pre-labels; never written
+
+Row = dict[str, Any]
+
+
+class BatchError(ValueError):
+    """A batch job that cannot start: unknown output format, unreadable previous output."""
+
+
+# ----------------------------------------------------------------------------- one image
+
+
+def _one_line(error: BaseException) -> str:
+    from ..cli import one_line  # the CLI's wording: no machine paths, one line
+
+    return one_line(error)
+
+
+def _file_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) as stored in the file (what a label file's <size> must say)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception:  # the loader's own message is the one to show
+        return None
+
+
+def count_image(
+    predictor, path: str | Path, threshold: float, boxes: bool = False, scale: float | None = None
+) -> Row:
+    """One row for one image; any failure becomes the row's ``error``, never an exception.
+
+    ``scale``: the working scale to count at (default: the model's own; see ``processing``).
+
+    ``boxes=True`` adds :data:`BOXES_KEY`: the boxes in the file's own pixels (the loader
+    may have downsized a huge photo), for pre-labels.
+    """
+    from ..images import load_image
+
+    path = Path(path)
+    start = time.perf_counter()
+    row: Row = {"file": path.as_posix(), "count": None, "mean_score": None, "error": ""}
+    try:
+        image = load_image(path).image
+        detections = predictor.predict(image, threshold, scale)
+    except Exception as error:  # not an image, truncated, permission denied, runtime failure
+        row.update(seconds=round(time.perf_counter() - start, 4), error=_one_line(error))
+        return row
+    scores = detections.scores
+    row.update(
+        count=int(detections.count),
+        mean_score=round(float(scores.mean()), 4) if len(scores) else None,
+        seconds=round(time.perf_counter() - start, 4),
+    )
+    if boxes:
+        width, height = _file_size(path) or image.size
+        scale = max(width, height) / max(image.size)  # 1.0 unless the loader downsized it
+        names = detections.class_names or ("object",)
+        row[BOXES_KEY] = json.dumps(
+            {
+                "width": width,
+                "height": height,
+                "boxes": [[round(float(v) * scale, 2) for v in b] for b in detections.boxes],
+                "scores": [round(float(s), 4) for s in scores],
+                "labels": [
+                    names[int(k)] if int(k) < len(names) else str(int(k)) for k in detections.labels
+                ],
+            }
+        )
+    return row
+
+
+def count_files(
+    predictor,
+    files: Sequence[str | Path],
+    threshold: float,
+    boxes: bool = False,
+    progress: bool = True,
+    scale: float | None = None,
+) -> Iterator[Row]:
+    """The plain engine: rows one image after the other, in this process."""
+    from ..progress import tqdm
+
+    for path in tqdm(files, desc="count", unit="img", disable=not progress, mininterval=2):
+        yield count_image(predictor, path, threshold, boxes, scale)

@@ -89,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = fit(
         train,
         val,
-        **plan.kwargs(),
+        plan,
         seed=args.seed,
         pretrained=_pretrained(args.pretrained),
         progress=not args.quiet,

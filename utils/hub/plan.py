@@ -183,7 +183,7 @@ def prepare_upload_folder(
             )
         shutil.copy2(checkpoint_path, out / "model.pt")
     if config is None:
-        from ..export import read_onnx_config
+        from ..modelfile import read_onnx_config
 
         config = read_onnx_config(onnx_path)
     payload = {

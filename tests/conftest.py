@@ -149,3 +149,25 @@ def counting_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     threshold = math.floor(float(scores[-COUNTING_CANDIDATES]) * 1e4) / 1e4 + 0.00005
     config = dataclasses.replace(config, score_threshold=threshold, min_score=threshold / 2)
     return export_onnx(detector, config, path=path)
+
+
+ARCHIVE_THRESHOLD = 0.054  # among the untrained heatmap model's peak scores (0.052-0.058)
+
+
+@pytest.fixture(scope="session")
+def archive_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The archive job's model (test_batch, test_prelabels): an untrained heatmap counter at
+    128 px whose threshold sits among its peak scores, so every count depends on the last
+    digits of the scores: a strict test that two engines compute the same."""
+    import torch
+
+    from utils import export
+    from utils.model import build_model
+    from utils.processing import InferenceConfig
+
+    torch.manual_seed(0)
+    detector = build_model("centernet_resnet18", 1, 128, pretrained=False).eval()
+    config = InferenceConfig(
+        "centernet_resnet18", ("Microalgae",), 128, score_threshold=ARCHIVE_THRESHOLD
+    )
+    return export.export_onnx(detector, config, tmp_path_factory.mktemp("archive") / "model.onnx")

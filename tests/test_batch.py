@@ -13,25 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from utils import batch, cli, export
-from utils.model import build_model
-from utils.processing import InferenceConfig
+from utils import batch, cli
 from utils.synth import TEST_SEEDS, generate_image
-
-SIZE = 128
-# The untrained model's peaks score 0.052-0.058: a threshold among them makes every count
-# depend on the last digits of the scores, a strict test that two engines compute the same.
-THRESHOLD = 0.054
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    detector = build_model("centernet_resnet18", 1, SIZE, pretrained=False).eval()
-    config = InferenceConfig("centernet_resnet18", ("Microalgae",), SIZE, score_threshold=THRESHOLD)
-    return export.export_onnx(detector, config, tmp_path_factory.mktemp("model") / "model.onnx")
+def model(archive_onnx) -> Path:
+    """conftest's archive model (untrained heatmap counter, 128 px, a threshold among its peaks)."""
+    return archive_onnx
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +86,9 @@ def test_a_corrupt_image_is_an_error_row_not_a_failed_job(both) -> None:
         bad = rows["broken.jpg"]
         assert bad["count"] is None and bad["mean_score"] is None, engine
         assert "broken.jpg" in bad["error"] and "/" not in bad["error"]  # no machine path
-        assert all(r["error"] == "" and r["count"] >= 0 for n, r in rows.items() if n != "broken.jpg")
+        assert all(
+            r["error"] == "" and r["count"] >= 0 for n, r in rows.items() if n != "broken.jpg"
+        )
 
 
 def test_an_interrupted_job_loses_nothing_and_a_rerun_skips_what_is_done(
@@ -111,8 +103,16 @@ def test_an_interrupted_job_loses_nothing_and_a_rerun_skips_what_is_done(
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-job
 
     with pytest.raises(KeyboardInterrupt):
-        batch.run(model, photos, out, engine="ray", workers=2, batch_size=1,
-                  progress=False, on_row=stop_after_three)
+        batch.run(
+            model,
+            photos,
+            out,
+            engine="ray",
+            workers=2,
+            batch_size=1,
+            progress=False,
+            on_row=stop_after_three,
+        )
     kept = batch.read_table(out)
     assert {r["file"] for r in kept} == set(seen)  # flushed on the way out: nothing lost
     again = batch.run(model, photos, out, engine="ray", workers=2, progress=False)
@@ -129,8 +129,19 @@ def test_cli_engine_ray_writes_parquet_and_exits_1_on_a_bad_image(
     model, photos, ray_local, tmp_path, capsys
 ) -> None:
     out = tmp_path / "counts.parquet"
-    argv = ["count", "--checkpoint", str(model), str(photos[0].parent), "--engine", "ray",
-            "--workers", "2", "--out", str(out), "--quiet"]
+    argv = [
+        "count",
+        "--checkpoint",
+        str(model),
+        str(photos[0].parent),
+        "--engine",
+        "ray",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     code = cli.main(argv)
     captured = capsys.readouterr()
     assert code == 1
@@ -149,16 +160,27 @@ def test_plain_cli_keeps_its_three_columns_without_engine(model, photos, capsys)
     code = cli.main(["count", "--checkpoint", str(model), str(photos[1])])
     out = capsys.readouterr().out
     assert code == 0 and out.splitlines()[0] == "file,count,error"
-    code = cli.main(["count", "--checkpoint", str(model), str(photos[1]), "--engine", "plain",
-                     "--quiet"])
+    code = cli.main(
+        ["count", "--checkpoint", str(model), str(photos[1]), "--engine", "plain", "--quiet"]
+    )
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert code == 0 and list(rows[0]) == list(batch.COLUMNS)
     assert float(rows[0]["seconds"]) > 0
 
 
 def test_unknown_output_format_is_refused(model, photos, capsys) -> None:
-    code = cli.main(["count", "--checkpoint", str(model), str(photos[1]), "--engine", "plain",
-                     "--out", "counts.xlsx"])
+    code = cli.main(
+        [
+            "count",
+            "--checkpoint",
+            str(model),
+            str(photos[1]),
+            "--engine",
+            "plain",
+            "--out",
+            "counts.xlsx",
+        ]
+    )
     assert code == 1 and "name the file .csv or .parquet" in capsys.readouterr().err
 
 

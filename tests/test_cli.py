@@ -298,7 +298,8 @@ def test_export_command_exists_and_the_hint_names_it(untrained, tmp_path, capsys
 
 
 def test_count_at_another_scale_and_a_thumbnail_row(untrained, voc, tmp_path, capsys) -> None:
-    """--scale counts at that working scale; a photo too small for it becomes an error row."""
+    """--scale counts at that working scale; a photo too small for it becomes an error row,
+    in the plain count and in the archive job alike (Ray: tests/test_batch.py)."""
     from PIL import Image
 
     folder = tmp_path / "photos"
@@ -306,42 +307,12 @@ def test_count_at_another_scale_and_a_thumbnail_row(untrained, voc, tmp_path, ca
     photo = sorted(voc.glob("*.jpg"))[0]
     (folder / photo.name).write_bytes(photo.read_bytes())
     Image.open(photo).resize((40, 40)).save(folder / "thumb.png")
-    out_csv = tmp_path / "counts.csv"
-    code, out, err = _run(
-        capsys,
-        "count",
-        "--checkpoint",
-        untrained,
-        folder,
-        "--threshold",
-        "0.1",
-        "--scale",
-        "0.5",
-        "--out",
-        out_csv,
-    )
-    assert code == 1 and "1 of 2 images" in err
-    rows = {Path(r["file"]).name: r for r in csv.DictReader(io.StringIO(out_csv.read_text()))}
-    assert rows[photo.name]["count"].isdigit()
-    assert "thumbnail" in rows["thumb.png"]["error"] and rows["thumb.png"]["count"] == ""
+    for name, extra in (("counts.csv", ()), ("archive.csv", ("--engine", "plain", "--quiet"))):
+        table = tmp_path / name
+        args = ("--checkpoint", untrained, folder, "--threshold", "0.1", "--scale", "0.5")
+        code, _, err = _run(capsys, "count", *args, "--out", table, *extra)
+        assert code == 1 and "1 of 2 images" in err, name
+        rows = {Path(r["file"]).name: r for r in csv.DictReader(io.StringIO(table.read_text()))}
+        assert str(rows[photo.name]["count"]).isdigit(), name
+        assert "thumbnail" in rows["thumb.png"]["error"] and rows["thumb.png"]["count"] == ""
     _expect_error(capsys, "count", "--checkpoint", untrained, voc, "--scale", "-1")
-    # The archive job counts at that scale too (plain engine here; Ray: tests/test_batch.py).
-    table = tmp_path / "archive.csv"
-    _run(
-        capsys,
-        "count",
-        "--checkpoint",
-        untrained,
-        folder,
-        "--threshold",
-        "0.1",
-        "--scale",
-        "0.5",
-        "--engine",
-        "plain",
-        "--out",
-        table,
-        "--quiet",
-    )
-    rows = {Path(r["file"]).name: r for r in csv.DictReader(io.StringIO(table.read_text()))}
-    assert rows[photo.name]["count"] != "" and "thumbnail" in rows["thumb.png"]["error"]

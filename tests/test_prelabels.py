@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from utils import batch, cli, export
+from tests.conftest import ARCHIVE_THRESHOLD as THRESHOLD  # tens of boxes per photo
+from utils import batch, cli
 from utils.annotations import load_annotations
-from utils.model import build_model
 from utils.prelabels import (
     LS_IMAGE_PREFIX,
     prelabel_set,
@@ -21,20 +20,14 @@ from utils.prelabels import (
     write_coco_prelabels,
     write_prelabels,
 )
-from utils.processing import InferenceConfig
 from utils.runtime import load_predictor
 from utils.synth import TEST_SEEDS, generate_image
 
-SIZE = 128
-THRESHOLD = 0.054  # among the untrained model's peak scores: tens of boxes per photo
-
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    detector = build_model("centernet_resnet18", 1, SIZE, pretrained=False).eval()
-    config = InferenceConfig("centernet_resnet18", ("Microalgae",), SIZE, score_threshold=THRESHOLD)
-    return export.export_onnx(detector, config, tmp_path_factory.mktemp("model") / "model.onnx")
+def model(archive_onnx) -> Path:
+    """conftest's archive model (untrained heatmap counter, 128 px, a threshold among its peaks)."""
+    return archive_onnx
 
 
 @pytest.fixture(scope="module")
@@ -123,9 +116,21 @@ def test_error_rows_get_no_prelabels(model, photos) -> None:
 def test_cli_writes_prelabels_that_train_would_read(model, photos, tmp_path, capsys) -> None:
     folder = photos[0].parent
     out = tmp_path / "counts.csv"
-    code = cli.main(["count", "--checkpoint", str(model), str(folder), "--out", str(out),
-                     "--prelabels", "coco", "--prelabels-out", str(folder / "review.json"),
-                     "--quiet"])
+    code = cli.main(
+        [
+            "count",
+            "--checkpoint",
+            str(model),
+            str(folder),
+            "--out",
+            str(out),
+            "--prelabels",
+            "coco",
+            "--prelabels-out",
+            str(folder / "review.json"),
+            "--quiet",
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0 and "Wrote COCO pre-labels of 3 image(s)" in text
     counted = {Path(r["file"]).name: r["count"] for r in batch.read_table(out)}

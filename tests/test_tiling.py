@@ -335,26 +335,36 @@ def test_densest_window_finds_the_crowd():
     assert inside.sum() >= 55 and 0 <= x0 <= 4000 - 640 and 0 <= y0 <= 3000 - 640
 
 
-def _fragmenting_run(batch: np.ndarray):
+def _fragmenting_run(tiles: int):
     """A fake graph that finds ten cells of 22 px near the centre of every input it gets, as a
-    model finds fragments of cells far larger than it knows."""
-    n, size = len(batch), batch.shape[-1]
-    boxes = np.zeros((n, 64, 4), np.float32)
-    scores = np.zeros((n, 64, 1), np.float32)
-    for k in range(10):
-        x, y = size / 2 - 40 + 8 * k, size / 2 - 20 + 4 * k
-        boxes[:, k] = (x - 11, y - 11, x + 11, y + 11)
-        scores[:, k, 0] = 0.9
-    return boxes, scores
+    model finds fragments of cells far larger than it knows: unsure of the ``tiles`` tiles
+    (score 0.5), sure of the whole photo that comes after them (0.9)."""
+    seen = [0]
+
+    def run(batch: np.ndarray):
+        n, size = len(batch), batch.shape[-1]
+        seen[0] += n
+        boxes = np.zeros((n, 64, 4), np.float32)
+        scores = np.zeros((n, 64, 1), np.float32)
+        for k in range(10):
+            x, y = size / 2 - 40 + 8 * k, size / 2 - 20 + 4 * k
+            boxes[:, k] = (x - 11, y - 11, x + 11, y + 11)
+            scores[:, k, 0] = 0.5 if seen[0] <= tiles else 0.9
+        return boxes, scores
+
+    return run
 
 
 def test_a_photo_at_higher_magnification_gets_a_note_and_a_better_scale():
     config = dataclasses.replace(CONFIG, scale=0.5, tile_overlap=32, cell_size=22.5, nms_iou=0.3)
     photo = np.zeros((1024, 1024, 3), np.uint8)  # 512 px at the working scale: 25 tiles
-    found = count_tiled(_fragmenting_run, [photo], config)[0]
+    found = count_tiled(_fragmenting_run(25), [photo], config)[0]
     assert found.tiles == 25 and found.count > 20
     assert found.better_scale == pytest.approx(128 / 1024)
     assert "higher magnification" in found.note and "--scale 0.125" in found.note
+    # The same counts with the whole photo no surer than its tiles: no note (a wide field).
+    same = count_tiled(_fragmenting_run(0), [photo], config)[0]
+    assert same.count == found.count and same.note == "" and same.better_scale is None
 
 
 def test_a_wider_field_at_the_right_magnification_gets_no_note():

@@ -543,7 +543,9 @@ export function scaleNote(result, config) {
 /** processing.check_magnification: a tiled photo whose cells were split (a higher magnification). */
 export function magnificationNote(result, whole, config) {
   const ratio = cellRatio(whole, config);
-  if (whole.count < 5 || ratio === null || ratio < 1 / 1.5 || ratio > 1.5) return "";
+  if (whole.count < 5 || ratio === null || ratio < 1 / 1.25 || ratio > 1.25) return "";
+  const mean = (scores) => scores.reduce((a, b) => a + b, 0) / scores.length;
+  if (!(result.count && mean(whole.scores) > mean(result.scores) + 0.05)) return "";
   if (result.count <= 2 * whole.count) return "";
   const s = Number(whole.scale.toPrecision(3));
   result.betterScale = whole.scale;

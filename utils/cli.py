@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import atomicio
-from .config import display_path
+from .config import display_path, one_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 HEADLINE = (
@@ -345,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
         "photos); for photos taken at another magnification, as a note on such a photo suggests",
     )
     count.add_argument(
-        "--out", help="write the CSV (or with --engine: .csv or .parquet) here instead of printing it"
+        "--out",
+        help="write the CSV (or with --engine: .csv or .parquet) here instead of printing it",
     )
     count.add_argument(
         "--engine",
@@ -371,14 +372,6 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="the .onnx file (default: beside the checkpoint)")
     export.set_defaults(func=cmd_export)
     return parser
-
-
-def one_line(error: BaseException) -> str:
-    """An error message squeezed onto one line (annotation errors list problems per line)."""
-    if isinstance(error, OSError) and error.filename:  # never show this machine's full paths
-        return f"{error.strerror or type(error).__name__}: {Path(error.filename).name}"
-    text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
-    return text or type(error).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -86,3 +86,15 @@ def display_path(path: str | Path) -> str:
         return path.relative_to(course_root()).as_posix()
     except ValueError:
         return path.name
+
+
+def one_line(error: BaseException) -> str:
+    """An error message squeezed onto one line, never with this machine's full paths.
+
+    Annotation errors list their problems one per line; a CSV error column and the CLI's
+    ``error:`` line want them on one. Used by the CLI and the archive job alike.
+    """
+    if isinstance(error, OSError) and error.filename:
+        return f"{error.strerror or type(error).__name__}: {Path(error.filename).name}"
+    text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
+    return text or type(error).__name__

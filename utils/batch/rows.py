@@ -8,6 +8,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..config import one_line
+
 COLUMNS = ("file", "count", "mean_score", "seconds", "error")
 SHORT_COLUMNS = ("file", "count", "error")  # the plain `count` output before issue 14
 BOXES_KEY = "_boxes"  # internal column: the detections as JSON, for pre-labels; never written
@@ -20,12 +22,6 @@ class BatchError(ValueError):
 
 
 # ----------------------------------------------------------------------------- one image
-
-
-def _one_line(error: BaseException) -> str:
-    from ..cli import one_line  # the CLI's wording: no machine paths, one line
-
-    return one_line(error)
 
 
 def _file_size(path: Path) -> tuple[int, int] | None:
@@ -58,7 +54,7 @@ def count_image(
         image = load_image(path).image
         detections = predictor.predict(image, threshold, scale)
     except Exception as error:  # not an image, truncated, permission denied, runtime failure
-        row.update(seconds=round(time.perf_counter() - start, 4), error=_one_line(error))
+        row.update(seconds=round(time.perf_counter() - start, 4), error=one_line(error))
         return row
     scores = detections.scores
     row.update(

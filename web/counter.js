@@ -348,48 +348,13 @@ export function nms(boxes, scores, iouThreshold) {
 /** processing.postprocess_one: raw outputs of one image -> detections in original pixels.
  *
  * ``boxes``: Float32Array A*4 (input pixels), ``scores``: Float32Array A*C.
- * Returns {boxes: [[x1, y1, x2, y2]...], scores, labels, count}.
+ * Returns {boxes: [[x1, y1, x2, y2]...], scores, labels, count}: ``mergeTiles`` with one tile,
+ * the same shared path as in Python.
  */
 export function postprocess(boxes, scores, numClasses, config, scale, width, height, threshold) {
-  const f = Math.fround;
-  const t = threshold === undefined || threshold === null ? config.score_threshold : Number(threshold);
-  const floor = f(Math.max(t, config.min_score)); // NumPy compares float32 scores with float32(floor)
   const size = config.image_size;
-  const anchors = scores.length / numClasses;
-  const candBoxes = [];
-  const candScores = [];
-  const candLabels = [];
-  for (let a = 0; a < anchors; a++) {
-    for (let c = 0; c < numClasses; c++) {
-      const s = scores[a * numClasses + c];
-      if (s >= floor) {
-        candScores.push(s);
-        candLabels.push(c);
-        for (let k = 0; k < 4; k++) candBoxes.push(Math.min(Math.max(boxes[a * 4 + k], 0), size));
-      }
-    }
-  }
-  const n = candScores.length;
-  const clipped = Float32Array.from(candBoxes);
-  const shifted = new Float32Array(n * 4); // class-aware: each class in its own region
-  for (let i = 0; i < n; i++) {
-    const offset = f(candLabels[i] * (size * 4.0));
-    for (let k = 0; k < 4; k++) shifted[i * 4 + k] = f(clipped[i * 4 + k] + offset);
-  }
-  const keep = nms(shifted, Float32Array.from(candScores), config.nms_iou).slice(0, config.max_detections);
-  const out = { boxes: [], scores: [], labels: [], count: keep.length };
-  for (const i of keep) {
-    const b = [0, 1, 2, 3].map((k) => f(clipped[i * 4 + k] / f(scale))); // float32 / float32(scale), as NumPy
-    out.boxes.push([
-      Math.min(Math.max(b[0], 0), width),
-      Math.min(Math.max(b[1], 0), height),
-      Math.min(Math.max(b[2], 0), width),
-      Math.min(Math.max(b[3], 0), height),
-    ]);
-    out.scores.push(candScores[i]);
-    out.labels.push(candLabels[i]);
-  }
-  return out;
+  const grid = { width, height, scale, workWidth: size, workHeight: size, size, xs: [0], ys: [0], tiles: 1 };
+  return mergeTiles([{ boxes, scores }], numClasses, grid, config, threshold);
 }
 
 // ---------------------------------------------------------------------------- tiling

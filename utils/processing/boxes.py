@@ -31,6 +31,49 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     return np.asarray(keep, dtype=np.int64)
 
 
+def candidates(
+    boxes: np.ndarray, scores: np.ndarray, floor: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw boxes (float32), scores and class indices of every anchor and class scoring >= ``floor``."""
+    anchor_idx, class_idx = np.nonzero(scores >= floor)
+    return (
+        boxes[anchor_idx].astype(np.float32),
+        scores[anchor_idx, class_idx].astype(np.float32),
+        class_idx,
+    )
+
+
+def suppress(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    config: InferenceConfig,
+    scale: float,
+    original_size: tuple[int, int],
+    span: float,
+    limit: int,
+) -> Detections:
+    """Class-aware NMS over boxes in input (or working) pixels, then back to photo pixels.
+
+    Each class is shifted by ``span`` pixels into its own region, so boxes of different classes
+    never suppress each other; at most ``limit`` are kept. Shared by the single-input path
+    (:func:`postprocess_one`) and the tiled one (``tiling.merge_tiles``).
+    """
+    offset = labels[:, None].astype(np.float32) * np.float32(span)
+    keep = nms(boxes + offset, scores, config.nms_iou)[:limit]
+    width, height = original_size
+    out_boxes = boxes[keep] / np.float32(scale)
+    out_boxes[:, 0::2] = np.clip(out_boxes[:, 0::2], 0, width)
+    out_boxes[:, 1::2] = np.clip(out_boxes[:, 1::2], 0, height)
+    return Detections(
+        boxes=out_boxes.astype(np.float32),
+        scores=scores[keep],
+        labels=labels[keep].astype(np.int64),
+        class_names=tuple(config.class_names),
+        scale=float(scale),
+    )
+
+
 def postprocess_one(
     boxes: np.ndarray,
     scores: np.ndarray,
@@ -44,23 +87,19 @@ def postprocess_one(
     ``threshold`` defaults to the counting threshold stored in ``config``.
     """
     threshold = config.score_threshold if threshold is None else float(threshold)
-    floor = max(threshold, config.min_score)
-    anchor_idx, class_idx = np.nonzero(scores >= floor)
-    kept_scores = scores[anchor_idx, class_idx].astype(np.float32)
+    raw, kept_scores, class_idx = candidates(boxes, scores, max(threshold, config.min_score))
     # Clip to the input frame before NMS, as torchvision does, so IoUs match across runtimes.
-    kept_boxes = np.clip(boxes[anchor_idx].astype(np.float32), 0, config.image_size)
-    # Class-aware NMS: shift each class to its own region so boxes of different classes never overlap.
-    offset = class_idx[:, None].astype(np.float32) * (config.image_size * 4.0)
-    keep = nms(kept_boxes + offset, kept_scores, config.nms_iou)[: config.max_detections]
-    width, height = original_size
-    out_boxes = kept_boxes[keep] / scale
-    out_boxes[:, 0::2] = np.clip(out_boxes[:, 0::2], 0, width)
-    out_boxes[:, 1::2] = np.clip(out_boxes[:, 1::2], 0, height)
-    return Detections(
-        boxes=out_boxes.astype(np.float32),
-        scores=kept_scores[keep],
-        labels=class_idx[keep].astype(np.int64),
-        class_names=tuple(config.class_names),
+    kept_boxes = np.clip(raw, 0, config.image_size)
+    span = config.image_size * 4.0
+    return suppress(
+        kept_boxes,
+        kept_scores,
+        class_idx,
+        config,
+        scale,
+        original_size,
+        span,
+        config.max_detections,
     )
 
 

@@ -46,7 +46,7 @@ def letterbox(image: Image.Image | np.ndarray, size: int) -> tuple[Image.Image, 
     return canvas, scale
 
 
-def normalize(image: Image.Image, config: InferenceConfig) -> np.ndarray:
+def normalize(image: Image.Image | np.ndarray, config: InferenceConfig) -> np.ndarray:
     """A ``3 x S x S`` float32 array, scaled to [0, 1] then standardised with mean/std.
 
     Computed as ``pixel * (1 / (255 std)) - mean / std`` in place on one channel-first copy:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .boxes import nms
+from .boxes import candidates, suppress
 from .config import Detections, InferenceConfig
 from .pixels import normalize, to_rgb_array
 
@@ -145,7 +145,7 @@ def tiles(work: np.ndarray, grid: TileGrid, config: InferenceConfig) -> Iterator
             padded = np.zeros((size, size, 3), np.uint8)
             padded[: crop.shape[0], : crop.shape[1]] = crop
             crop = padded
-        yield normalize(Image.fromarray(crop), config)
+        yield normalize(crop, config)
 
 
 def run_tiles(run, stream: Iterable[np.ndarray], batch_size: int = 4):
@@ -189,41 +189,35 @@ def merge_tiles(
     x_bounds = [-math.inf, *x_seams, math.inf]
     y_bounds = [-math.inf, *y_seams, math.inf]
     all_boxes, all_scores, all_classes = [], [], []
-    for t, (x0, y0) in enumerate(grid.windows()):
-        col, row = grid.xs.index(x0), grid.ys.index(y0)
-        anchor_idx, class_idx = np.nonzero(scores[t] >= floor)
-        raw = boxes[t][anchor_idx].astype(np.float32)
-        if grid.tiles > 1:
-            cx = (raw[:, 0] + raw[:, 2]) / np.float32(2) + np.float32(x0)
-            cy = (raw[:, 1] + raw[:, 3]) / np.float32(2) + np.float32(y0)
-            own = (cx >= x_bounds[col] - margin) & (cx < x_bounds[col + 1] + margin)
-            own &= (cy >= y_bounds[row] - margin) & (cy < y_bounds[row + 1] + margin)
-            anchor_idx, class_idx, raw = anchor_idx[own], class_idx[own], raw[own]
-        # Clip to the input frame before NMS, as torchvision does, so IoUs match across runtimes.
-        clipped = np.clip(raw, 0, size)
-        clipped += np.asarray([x0, y0, x0, y0], np.float32)
-        all_boxes.append(clipped)
-        all_scores.append(scores[t][anchor_idx, class_idx].astype(np.float32))
-        all_classes.append(class_idx)
-    kept_boxes = np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4), np.float32)
-    kept_scores = np.concatenate(all_scores) if all_scores else np.zeros((0,), np.float32)
-    class_idx = np.concatenate(all_classes) if all_classes else np.zeros((0,), np.int64)
-    # Class-aware NMS: shift each class to its own region so boxes of different classes never overlap.
+    t = 0
+    for row, y0 in enumerate(grid.ys):  # the order of grid.windows(): row by row
+        for col, x0 in enumerate(grid.xs):
+            raw, kept, class_idx = candidates(boxes[t], scores[t], floor)
+            t += 1
+            if grid.tiles > 1:
+                cx = (raw[:, 0] + raw[:, 2]) / np.float32(2) + np.float32(x0)
+                cy = (raw[:, 1] + raw[:, 3]) / np.float32(2) + np.float32(y0)
+                own = (cx >= x_bounds[col] - margin) & (cx < x_bounds[col + 1] + margin)
+                own &= (cy >= y_bounds[row] - margin) & (cy < y_bounds[row + 1] + margin)
+                raw, kept, class_idx = raw[own], kept[own], class_idx[own]
+            # Clip to the tile before NMS, as torchvision does, so IoUs match across runtimes.
+            clipped = np.clip(raw, 0, size)
+            clipped += np.asarray([x0, y0, x0, y0], np.float32)
+            all_boxes.append(clipped)
+            all_scores.append(kept)
+            all_classes.append(class_idx)
     span = float(max(grid.work_width, grid.work_height, grid.size)) * 4.0
-    offset = class_idx[:, None].astype(np.float32) * np.float32(span)
-    limit = config.max_detections * grid.tiles
-    keep = nms(kept_boxes + offset, kept_scores, config.nms_iou)[:limit]
-    out_boxes = kept_boxes[keep] / np.float32(grid.scale)
-    out_boxes[:, 0::2] = np.clip(out_boxes[:, 0::2], 0, grid.width)
-    out_boxes[:, 1::2] = np.clip(out_boxes[:, 1::2], 0, grid.height)
-    detections = Detections(
-        boxes=out_boxes.astype(np.float32),
-        scores=kept_scores[keep],
-        labels=class_idx[keep].astype(np.int64),
-        class_names=tuple(config.class_names),
-        tiles=grid.tiles,
-        scale=grid.scale,
+    detections = suppress(
+        np.concatenate(all_boxes),
+        np.concatenate(all_scores),
+        np.concatenate(all_classes),
+        config,
+        grid.scale,
+        (grid.width, grid.height),
+        span,
+        config.max_detections * grid.tiles,
     )
+    detections.tiles = grid.tiles
     detections.better_scale = suggested_scale(detections, config)
     detections.note = scale_note(detections, config)
     return detections

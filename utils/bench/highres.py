@@ -10,19 +10,9 @@ Decoding the JPEG is timed once, apart: it is the same for every runtime.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-
-def _median_ms(fn, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def runtime_latency(
@@ -30,6 +20,7 @@ def runtime_latency(
 ) -> list[dict[str, Any]]:
     """One row per runtime: median ms per photo, tiles per photo, counts identical to PyTorch."""
     from ..edge import quantize_openvino, quantize_static
+    from ..edge.timing import timeit_ms
     from ..export import export_onnx
     from ..images import load_image
     from ..runtime import load_predictor
@@ -47,7 +38,7 @@ def runtime_latency(
             quantize_openvino(onnx, calib, output=workdir / "model_ov_int8.xml")
         ),
     }
-    decode_ms = statistics.median(_median_ms(lambda p=p: load_image(p), 1) for p in photos)
+    decode_ms = statistics.median(timeit_ms(lambda p=p: load_image(p), 0, 1)[0] for p in photos)
     images = [load_image(p).image for p in photos]
     reference = [predictors["PyTorch eager"].predict(image).count for image in images]
     rows = []
@@ -55,7 +46,9 @@ def runtime_latency(
         predictor.predict(images[0])  # warm-up: first-call allocations and graph compilation
         times, counts, tiles = [], [], []
         for image in images:
-            times.append(_median_ms(lambda p=predictor, i=image: p.predict(i), runs))
+            times.append(
+                statistics.median(timeit_ms(lambda p=predictor, i=image: p.predict(i), 0, runs))
+            )
             found = predictor.predict(image)
             counts.append(found.count)
             tiles.append(found.tiles)

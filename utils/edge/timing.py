@@ -18,7 +18,8 @@ from ..progress import tqdm
 from ..runtime import Predictor
 
 
-def _timeit(fn: Callable[[], Any], warmup: int, runs: int) -> list[float]:
+def timeit_ms(fn: Callable[[], Any], warmup: int, runs: int) -> list[float]:
+    """Milliseconds of each of ``runs`` calls of ``fn``, after ``warmup`` untimed ones."""
     for _ in range(warmup):
         fn()
     times = []
@@ -78,12 +79,14 @@ def time_predictor(
     config = predictor.config
     batch, scales, sizes = preprocess([image], config)
     boxes, scores = predictor.run(batch)
-    run = _timeit(lambda: predictor.run(batch), warmup, runs)
-    pre = _timeit(lambda: preprocess([image], config), 1, max(5, runs // 3))
-    post = _timeit(lambda: postprocess(boxes, scores, config, scales, sizes), 1, max(5, runs // 3))
-    e2e = _timeit(lambda: predictor.predict(image), 1, max(5, runs // 2))
+    run = timeit_ms(lambda: predictor.run(batch), warmup, runs)
+    pre = timeit_ms(lambda: preprocess([image], config), 1, max(5, runs // 3))
+    post = timeit_ms(
+        lambda: postprocess(boxes, scores, config, scales, sizes), 1, max(5, runs // 3)
+    )
+    e2e = timeit_ms(lambda: predictor.predict(image), 1, max(5, runs // 2))
     big = np.repeat(batch, batch_size, axis=0)
-    batched = _timeit(lambda: predictor.run(big), 1, max(3, runs // 5))
+    batched = timeit_ms(lambda: predictor.run(big), 1, max(3, runs // 5))
     return _summary(run, pre, post, e2e, batched, batch_size)
 
 
@@ -112,12 +115,12 @@ def time_round_robin(
     times: list[dict[str, list[float]]] = [{k: [] for k in keys} for _ in prepared]
     for round_ in tqdm(range(runs), desc="timing", disable=not progress, leave=False):
         for (p, batch, scales, sizes, boxes, scores, big), t in zip(prepared, times):
-            t["run"] += _timeit(lambda p=p, b=batch: p.run(b), 0, 1)
+            t["run"] += timeit_ms(lambda p=p, b=batch: p.run(b), 0, 1)
             if round_ % 2 == 0:
-                t["e2e"] += _timeit(lambda p=p: p.predict(image), 0, 1)
+                t["e2e"] += timeit_ms(lambda p=p: p.predict(image), 0, 1)
             if round_ % 3 == 0:
-                t["pre"] += _timeit(lambda p=p: preprocess([image], p.config), 0, 1)
-                t["post"] += _timeit(
+                t["pre"] += timeit_ms(lambda p=p: preprocess([image], p.config), 0, 1)
+                t["post"] += timeit_ms(
                     lambda p=p, bx=boxes, sc=scores, s=scales, z=sizes: postprocess(
                         bx, sc, p.config, s, z
                     ),
@@ -125,7 +128,7 @@ def time_round_robin(
                     1,
                 )
             if round_ % 5 == 0:
-                t["batched"] += _timeit(lambda p=p, b=big: p.run(b), 0, 1)
+                t["batched"] += timeit_ms(lambda p=p, b=big: p.run(b), 0, 1)
     return [
         _summary(t["run"], t["pre"], t["post"], t["e2e"], t["batched"], batch_size) for t in times
     ]

@@ -19,6 +19,8 @@ CHECKPOINT_NAME = "model.pt"
 ONNX_NAME = "model.onnx"
 
 FAST_ENV = "COURSE_FAST"
+PRECISION_ENV = "COURSE_PRECISION"
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def course_root() -> Path:
@@ -77,6 +79,21 @@ def fast_mode(verbose: bool = True) -> bool:
         else:
             print(f"Full mode (set {FAST_ENV}=1 for a quick run in class).")
     return fast
+
+
+def precision_choice() -> str:
+    """``COURSE_PRECISION``: ``auto`` (default), ``fp32`` or ``bf16``.
+
+    ``fp32`` makes this machine compute as a CPU without bfloat16 would (most of Colab's free
+    CPUs): training without bf16 autocast, and no OpenVINO bf16 format in the edge scorecard.
+    Tests and timings use it to show that nothing depends on this machine's numerics.
+    """
+    value = os.environ.get(PRECISION_ENV, "").strip().lower() or "auto"
+    if value not in PRECISIONS:
+        raise ValueError(
+            f"{PRECISION_ENV}={value!r} is not a precision: use one of {', '.join(PRECISIONS)}"
+        )
+    return value
 
 
 def display_path(path: str | Path) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .config import display_path
+from .config import display_path, precision_choice
 from .modelfile import (
     CONFIG_KEY,
     OV_CONFIG_PATH,
@@ -166,7 +166,8 @@ class OpenVinoPredictor(Predictor):
     so the ``.xml``/``.bin`` pair is self-describing like the ONNX file. ``precision``:
     OpenVINO on a CPU with bfloat16 support (e.g. this course's AMD EPYC, Intel Xeon 4th gen)
     silently computes in bf16 by default; we pin ``"f32"`` unless told otherwise so that
-    "FP32" means FP32. Pass ``precision="bf16"`` (or None for OpenVINO's choice) to try it.
+    "FP32" means FP32. Pass ``precision="bf16"`` (or None for OpenVINO's choice, f32 under
+    ``COURSE_PRECISION=fp32``) to try it.
     """
 
     runtime = "openvino"
@@ -208,6 +209,8 @@ class OpenVinoPredictor(Predictor):
         properties: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if threads:
             properties["INFERENCE_NUM_THREADS"] = int(threads)
+        if precision is None and precision_choice() == "fp32":
+            precision = "f32"  # COURSE_PRECISION=fp32: as on a CPU without bfloat16
         if precision and device.upper().startswith("CPU"):
             properties["INFERENCE_PRECISION_HINT"] = precision
         self.threads, self.device, self.precision = threads, device, precision

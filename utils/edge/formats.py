@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import artifacts_dir
+from ..config import artifacts_dir, precision_choice
 from ..progress import tqdm
 from ..runtime import Predictor, load_predictor
 from .calibration import _pil_images
@@ -116,8 +116,14 @@ def build_formats(
 
 
 def cpu_has_bf16() -> bool:
-    """Whether OpenVINO can compute in bfloat16 on this CPU (and would by default)."""
+    """Whether OpenVINO can compute in bfloat16 on this CPU (and would by default).
+
+    False under ``COURSE_PRECISION=fp32``, which stands for a CPU without bfloat16.
+    """
     import openvino as ov
+
+    if precision_choice() == "fp32":
+        return False
 
     try:
         return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")

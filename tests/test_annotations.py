@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from utils.annotations import (
     AnnotatedImage,
     AnnotationError,
     AnnotationSet,
+    DroppedBoxWarning,
     load_annotations,
     read_coco,
     read_voc,
@@ -221,9 +223,6 @@ def test_damaged_voc_folder_is_named(tmp_path, aset, damage, words):
             ("outside the 120x90 image",),
             id="box-outside-the-image",
         ),
-        pytest.param(
-            "<ymax>30</ymax>", "<ymax>12</ymax>", ("zero or negative area",), id="zero-area-box"
-        ),
         pytest.param("<width>120</width>", "<width>240</width>", ("240x90",), id="size-mismatch"),
         *(
             pytest.param(
@@ -241,6 +240,89 @@ def test_wrong_voc_xml_is_named(tmp_path, aset, old, new, words):
     _edit_xml(folder / "a.xml", old, new)
     message = _error(read_voc, folder)
     assert "a.xml" in message and all(word in message for word in words), message
+
+
+# ---------------------------------------------------------------- degenerate boxes: dropped
+
+
+def _one_warning(func, *args):
+    """``func(*args)`` and the one DroppedBoxWarning it raised (exactly one, on one line)."""
+    with pytest.warns(DroppedBoxWarning) as caught:
+        result = func(*args)
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    message = str(caught[0].message)
+    assert "\n" not in message
+    return result, message
+
+
+def _set_first_box(xml: Path, **coords: int) -> None:
+    """Give the first object of a labelImg file new <bndbox> coordinates."""
+    tree = ET.parse(xml)
+    for tag, value in coords.items():
+        tree.getroot().find(f"object/bndbox/{tag}").text = str(value)
+    tree.write(xml)
+
+
+@pytest.mark.parametrize(
+    ("coords", "words"),
+    [
+        pytest.param({"ymax": 12}, ("zero or negative area",), id="flat"),
+        pytest.param(  # a labelImg click without a drag: xmin == xmax and ymin == ymax
+            {"xmax": 10, "ymax": 12},
+            ("(10, 12, 10, 12)", "zero or negative area"),
+            id="click-without-drag",
+        ),
+        pytest.param({"ymax": 5}, ("negative area",), id="upside-down"),
+        pytest.param(
+            {"xmin": 130, "xmax": 150}, ("wholly outside the 120x90 image",), id="wholly-outside"
+        ),
+    ],
+)
+def test_degenerate_voc_box_is_dropped_with_one_warning(tmp_path, aset, coords, words):
+    folder = _voc(tmp_path, aset)
+    _set_first_box(folder / "a.xml", **coords)
+    loaded, message = _one_warning(read_voc, folder)
+    assert "a.xml: box 1" in message and all(word in message for word in words), message
+    first = loaded.images[0]
+    assert first.labels == ["Diatom"] and first.boxes.tolist() == [[60, 5, 118, 88]]
+    assert loaded.num_boxes == 2 and len(loaded) == 3  # the other images are untouched
+
+
+def test_dropped_boxes_of_several_files_make_one_line(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    _edit_xml(folder / "a.xml", "<ymax>30</ymax>", "<ymax>12</ymax>")
+    _edit_xml(folder / "b.xml", "<xmax>120</xmax>", "<xmax>0</xmax>")
+    loaded, message = _one_warning(load_annotations, folder)
+    assert "dropped 2 box(es)" in message and "a.xml: box 1" in message
+    assert "b.xml: box 1" in message
+    assert [len(img.boxes) for img in loaded.images] == [1, 0, 0]
+
+
+def test_coco_degenerate_box_is_dropped_with_one_warning(tmp_path, aset):
+    path = write_coco(aset, tmp_path / "src" / "labels.json")
+    data = json.loads(path.read_text())
+    data["annotations"][1]["bbox"] = [60, 5, 0, 40]  # zero width
+    path.write_text(json.dumps(data))
+    loaded, message = _one_warning(read_coco, path)
+    assert "labels.json (a.jpg): box 2" in message and "zero or negative area" in message
+    assert loaded.images[0].labels == ["Microalgae"] and loaded.num_boxes == 2
+
+
+def test_clean_folders_warn_nothing(tmp_path, aset):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_voc(_voc(tmp_path, aset)).num_boxes == 3
+
+
+def test_broken_file_is_still_refused_beside_a_dropped_box(tmp_path, aset):
+    folder = _voc(tmp_path, aset)
+    _edit_xml(folder / "a.xml", "<ymax>30</ymax>", "<ymax>12</ymax>")  # would be dropped
+    (folder / "b.xml").write_text("<annotation><filename>b.png</filename>")  # broken
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # refused before any warning: the error says it all
+        message = _error(read_voc, folder)
+    assert "b.xml" in message and "not valid XML" in message
+    assert "a.xml" not in message  # a degenerate box is not a problem
 
 
 def test_unknown_class_is_named(tmp_path, aset):

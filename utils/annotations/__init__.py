@@ -13,7 +13,10 @@ Decisions worth knowing:
 
 - A box may stick out of the image by at most ``BOX_TOLERANCE_PX`` (1 px, the usual
   off-by-one of labelling tools); it is then clipped to the image. Further out is an error.
-- Boxes of zero or negative width or height are errors.
+- Degenerate boxes are dropped, not refused: zero or negative width or height (a click
+  without a drag in labelImg) or wholly outside the image. One :class:`DroppedBoxWarning`
+  line per folder names each file and box. Broken files (unreadable XML/JSON/images, missing
+  fields, non-finite numbers, a size that is not the image's) are still errors.
 - An image file in a VOC folder without an XML beside it is an error: an unlabelled image
   must not be mistaken for an image without cells. Save it in labelImg (an empty XML is fine)
   or move it out of the folder.
@@ -23,7 +26,7 @@ One module per job, imports running one way: ``data`` (the data model and the er
 ``checks`` (shared by every reader) <- ``voc``, ``coco`` <- ``load`` (``load_annotations``).
 """
 
-from .checks import BOX_TOLERANCE_PX
+from .checks import BOX_TOLERANCE_PX, DroppedBoxWarning
 from .coco import read_coco, write_coco
 from .data import AnnotatedImage, AnnotationError, AnnotationSet
 from .load import load_annotations
@@ -35,6 +38,7 @@ __all__ = [
     "AnnotatedImage",
     "AnnotationError",
     "AnnotationSet",
+    "DroppedBoxWarning",
     "load_annotations",
     "read_coco",
     "read_voc",

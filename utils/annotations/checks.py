@@ -1,13 +1,16 @@
 """Checks shared by every reader: readable images, boxes inside them, known classes, numbers.
 
 A box may stick out of the image by at most ``BOX_TOLERANCE_PX`` (1 px, the usual off-by-one
-of labelling tools); it is then clipped to the image. Further out is an error, and so are
-boxes of zero or negative width or height.
+of labelling tools); it is then clipped to the image. Further out is an error (a box dragged
+past the border), and so is a non-finite coordinate. A box of zero or negative width or
+height, or wholly outside the image, is dropped and reported in one ``DroppedBoxWarning``
+line per folder (a click without a drag in labelImg must not refuse 290 photos).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,24 +43,61 @@ def _check_boxes(
     height: int,
     label: str,
     problems: list[str],
-) -> np.ndarray:
-    """Clip boxes that stick out by <= 1 px; report the others and empty boxes."""
+    dropped: list[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The usable boxes (clipped to the image) and the indices of ``raw`` they came from.
+
+    A box of zero or negative area (a click without a drag in labelImg) or with nothing
+    inside the image is dropped and noted in ``dropped`` (for the one warning line), as
+    torchvision and Ultralytics users expect rather than a refused folder; without
+    ``dropped`` it is a problem. A box dragged past the border (more than 1 px) or a
+    non-finite coordinate is still a problem: the file is broken, not the click.
+    """
     boxes = np.asarray(raw, dtype=np.float32).reshape(-1, 4)
     tol = BOX_TOLERANCE_PX
+    notes: list[str] = []
+    keep: list[int] = []
     for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
         where = f"{label}: box {i + 1} ({x1:g}, {y1:g}, {x2:g}, {y2:g})"
         if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
             problems.append(f"{where} has a coordinate that is not a finite number; redraw it")
         elif x2 <= x1 or y2 <= y1:
-            problems.append(f"{where} has zero or negative area; redraw or delete it")
+            notes.append(f"{where} has zero or negative area")
+        elif x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+            notes.append(f"{where} lies wholly outside the {width}x{height} image")
         elif x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
             problems.append(
                 f"{where} lies outside the {width}x{height} image; redraw it inside the image"
             )
+        else:
+            keep.append(i)
+    if dropped is None:
+        problems.extend(f"{note}; redraw or delete it" for note in notes)
+    else:
+        dropped.extend(notes)
+    index = np.asarray(keep, dtype=np.int64)
+    boxes = boxes[index]
     if len(boxes):
         boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, width)
         boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, height)
-    return boxes
+    return boxes, index
+
+
+class DroppedBoxWarning(UserWarning):
+    """Boxes dropped while loading: zero or negative area, or wholly outside the image."""
+
+
+def warn_dropped(dropped: Sequence[str], source: str, shown: int = 5) -> None:
+    """One warning line for a whole folder: how many boxes, and the first few by file and box."""
+    if not dropped:
+        return
+    listed = "; ".join(dropped[:shown])
+    more = f"; and {len(dropped) - shown} more" if len(dropped) > shown else ""
+    warnings.warn(
+        f"{source}: dropped {len(dropped)} box(es): {listed}{more}",
+        DroppedBoxWarning,
+        stacklevel=3,
+    )
 
 
 def _check_classes(

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from .. import atomicio
-from .checks import _check_boxes, _image_size, _integer, _kind, _number
+from .checks import _check_boxes, _image_size, _integer, _kind, _number, warn_dropped
 from .data import AnnotatedImage, AnnotationError, AnnotationSet
 
 
@@ -23,6 +23,7 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
     """A COCO detection JSON (``bbox`` is x, y, width, height); images under ``images_dir``.
 
     ``images_dir`` defaults to the JSON's folder. Class names follow the category ids.
+    Degenerate boxes are dropped with one ``DroppedBoxWarning`` (``checks._check_boxes``).
     Raises :class:`AnnotationError` listing every problem found.
     """
     json_path = Path(json_path)
@@ -113,6 +114,7 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
         per_image[image_id][1].append(categories[cat_id])
 
     images: list[AnnotatedImage] = []
+    dropped: list[str] = []
     for image_id, entry in entries.items():
         path = _resolve_coco_image(str(entry["file_name"]), images_dir)
         where = f"{label} ({path.name})"
@@ -131,11 +133,12 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
             continue
         raw, names = per_image[image_id]
         n_before = len(problems)
-        boxes = _check_boxes(raw, width, height, where, problems)
+        boxes, kept = _check_boxes(raw, width, height, where, problems, dropped)
         if len(problems) == n_before:
-            images.append(AnnotatedImage(path, width, height, boxes, names))
+            images.append(AnnotatedImage(path, width, height, boxes, [names[i] for i in kept]))
     if problems:
         raise AnnotationError(problems, json_path.parent)
+    warn_dropped(dropped, label)
     images.sort(key=lambda img: img.image_path.name)
     return AnnotationSet(class_names, images)
 

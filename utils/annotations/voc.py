@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import atomicio
 from ..config import display_path
-from .checks import _check_boxes, _check_classes, _image_size, _number
+from .checks import _check_boxes, _check_classes, _image_size, _number, warn_dropped
 from .data import AnnotatedImage, AnnotationError, AnnotationSet
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -28,7 +28,7 @@ def _text(node: ET.Element, path: str) -> str | None:
 
 
 def _parse_voc_xml(
-    xml_path: Path, class_names: Sequence[str] | None, problems: list[str]
+    xml_path: Path, class_names: Sequence[str] | None, problems: list[str], dropped: list[str]
 ) -> AnnotatedImage | None:
     label = xml_path.name
     try:
@@ -89,16 +89,17 @@ def _parse_voc_xml(
             )
             return None
     n_before = len(problems)
-    boxes = _check_boxes(raw_boxes, width, height, label, problems)
+    boxes, kept = _check_boxes(raw_boxes, width, height, label, problems, dropped)
     if len(problems) > n_before:
         return None
-    return AnnotatedImage(image_path, width, height, boxes, labels)
+    return AnnotatedImage(image_path, width, height, boxes, [labels[i] for i in kept])
 
 
 def read_voc(folder: str | Path, class_names: Sequence[str] | None = None) -> AnnotationSet:
     """A folder of labelImg Pascal VOC files (one ``.xml`` per image, images beside them).
 
     ``class_names=None`` infers them (sorted); otherwise any other class is an error.
+    Degenerate boxes are dropped with one ``DroppedBoxWarning`` (``checks._check_boxes``).
     Raises :class:`AnnotationError` listing every problem found.
     """
     folder = Path(folder)
@@ -110,7 +111,8 @@ def read_voc(folder: str | Path, class_names: Sequence[str] | None = None) -> An
         problems.append(
             f"{display_path(folder)} holds no .xml files; save labels in Pascal VOC format"
         )
-    images = [_parse_voc_xml(p, class_names, problems) for p in xml_files]
+    dropped: list[str] = []
+    images = [_parse_voc_xml(p, class_names, problems, dropped) for p in xml_files]
     labelled = {p.stem for p in xml_files}
     for img_path in sorted(folder.iterdir()):
         if img_path.suffix.lower() in IMAGE_SUFFIXES and img_path.stem not in labelled:
@@ -120,6 +122,7 @@ def read_voc(folder: str | Path, class_names: Sequence[str] | None = None) -> An
             )
     if problems:
         raise AnnotationError(problems, folder)
+    warn_dropped(dropped, display_path(folder))
     found = [img for img in images if img is not None]
     names = tuple(class_names) if class_names is not None else _sorted_names(found)
     return AnnotationSet(names, found)

@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.numerics import PARITY_TOLERANCE, gap_threshold, margin, spread_scores
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SIZE = 128  # the tiny exported detector's input size (test_edge, test_export, test_runtime)
 COUNTING_CANDIDATES = 60  # raw scores of the first held-out photo that the counting model keeps
@@ -121,12 +123,12 @@ def counting_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seeded, untrained 128 px model whose stored threshold keeps ``COUNTING_CANDIDATES``
     raw scores of the first held-out photo (test_web, test_space).
 
-    The threshold is read off the model's own scores on that photo (an untrained detector's
-    scores depend on its head's prior), rounded to 4 decimals plus 0.00005: off the slider's
-    0.01 grid on purpose, the page must count at exactly this value.
+    The model's scores are spread (tests/numerics.spread_scores) and the threshold is the
+    middle of a gap among them near rank ``COUNTING_CANDIDATES`` (tests/numerics.gap_threshold),
+    so the browser and Python agree unless a score differs by more than PARITY_TOLERANCE. It
+    is off the slider's 0.01 grid on purpose: the page must count at exactly this value.
     """
     import dataclasses
-    import math
 
     import onnxruntime
     import torch
@@ -139,26 +141,30 @@ def counting_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("counting_model") / "untrained_128.onnx"
     size = TINY_SIZE
     torch.manual_seed(0)
-    detector = build_model(pretrained=False, image_size=size).eval()
+    detector = spread_scores(build_model(pretrained=False, image_size=size).eval())
     config = InferenceConfig("untrained", ("Microalgae",), size, score_threshold=0.5, min_score=0)
     export_onnx(detector, config, path=path)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     photo = load_image(sorted((ROOT / "data" / "test").glob("*.jpg"))[0]).image
     batch = preprocess([photo], config)[0]
-    scores = np.sort(session.run(None, {session.get_inputs()[0].name: batch})[1].ravel())
-    threshold = math.floor(float(scores[-COUNTING_CANDIDATES]) * 1e4) / 1e4 + 0.00005
+    scores = session.run(None, {session.get_inputs()[0].name: batch})[1].ravel()
+    threshold = round(gap_threshold(scores, keep=COUNTING_CANDIDATES), 5)
+    assert margin(scores, threshold) > PARITY_TOLERANCE and round(threshold, 2) != threshold
     config = dataclasses.replace(config, score_threshold=threshold, min_score=threshold / 2)
     return export_onnx(detector, config, path=path)
 
 
-ARCHIVE_THRESHOLD = 0.054  # among the untrained heatmap model's peak scores (0.052-0.058)
+# In the middle of a 2.4e-3 gap among the archive model's peak scores on the photos of
+# test_batch and test_prelabels (tests/numerics.py: no score within PARITY_TOLERANCE; 17-33
+# boxes per photo); test_batch asserts the margin.
+ARCHIVE_THRESHOLD = 0.2774
 
 
 @pytest.fixture(scope="session")
 def archive_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The archive job's model (test_batch, test_prelabels): an untrained heatmap counter at
-    128 px whose threshold sits among its peak scores, so every count depends on the last
-    digits of the scores: a strict test that two engines compute the same."""
+    128 px with spread scores (tests/numerics.spread_scores) and a threshold in a gap of them,
+    so two engines agree on every count unless one computes a score wrong by > 1e-3."""
     import torch
 
     from utils import export
@@ -166,7 +172,7 @@ def archive_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from utils.processing import InferenceConfig
 
     torch.manual_seed(0)
-    detector = build_model("centernet_resnet18", 1, 128, pretrained=False).eval()
+    detector = spread_scores(build_model("centernet_resnet18", 1, 128, pretrained=False).eval())
     config = InferenceConfig(
         "centernet_resnet18", ("Microalgae",), 128, score_threshold=ARCHIVE_THRESHOLD
     )

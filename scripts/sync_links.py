@@ -2,12 +2,16 @@
 
 The GitHub path lives once, in ``[project.urls] Repository``. From it this script writes:
 - the "Open in Colab" badge, the first line of each notebook's first cell;
-- the guarded Colab setup cell (the code cell tagged ``colab-setup``);
+- the guarded Colab setup cell (the code cell tagged ``colab-setup``), which installs the
+  release tagged ``v<version>`` (pyproject's ``[project] version``) and calls ``utils.colab.setup``;
 - the course table in README.md (between the ``course-table`` markers).
 It also strips what must not be committed: widget state and per-cell execution timestamps.
 
     python scripts/sync_links.py          # rewrite in place
     python scripts/sync_links.py --check  # exit 1 and list what is out of date (used by tests)
+
+Cutting a release: bump ``version`` in pyproject.toml (and ``utils.__version__``), run this
+script, commit, then ``git tag -a v<version>`` on that commit and push the tag with it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import json
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,9 +42,18 @@ def repository_url() -> str:
     return match.group(1)
 
 
+def _project() -> dict:
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        return tomllib.load(file)["project"]
+
+
 def package_name() -> str:
-    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    return re.search(r'^name\s*=\s*"([^"]+)"', text, re.M).group(1)
+    return _project()["name"]
+
+
+def release_tag() -> str:
+    """The git tag the Colab cell installs: ``v`` + pyproject's version (cut with this script)."""
+    return f"v{_project()['version']}"
 
 
 def colab_url(notebook: Path) -> str:
@@ -51,63 +65,15 @@ def badge(notebook: Path) -> str:
     return f"[![Open In Colab]({BADGE_IMG})]({colab_url(notebook)})"
 
 
+# The Colab cell: Colab only (local machines, CI and nbval skip it), the course's pinned release,
+# then one call that checks the runtime and raises when it must restart (utils/colab.py).
 SETUP_TEMPLATE = """\
-# Setup. In Google Colab: install the course package (Colab's own torch is kept), say what
-# changed, and check that `import utils` is the course. On your machine: nothing happens here
-# (run `make course` or `make lab` once instead).
-import importlib.metadata
-import importlib.util
-import pathlib
-import subprocess
 import sys
 
-COURSE_PACKAGE = "__PACKAGE__"
-
-
-def installed_versions() -> dict[str, str]:
-    return {(d.metadata["Name"] or "").lower(): d.version for d in importlib.metadata.distributions()}
-
-
-def report_changes(before: dict, after: dict, pip_log: str) -> bool:
-    \"\"\"Print what pip changed; True when a preinstalled package was replaced.\"\"\"
-    replaced = sorted(n for n in before.keys() & after.keys() if before[n] != after[n] and n != COURSE_PACKAGE)
-    added = sorted(after.keys() - before.keys())
-    for name in replaced:
-        print(f"replaced {name} {before[name]} -> {after[name]}")
-    if added:
-        print("added:", ", ".join(f"{name} {after[name]}" for name in added))
-    for line in pip_log.splitlines():
-        if "which is incompatible" in line or "which is not installed" in line:
-            print("pip warns (a Colab package this course does not use, usually harmless):", line.strip())
-    if not (replaced or added):
-        print("Nothing changed: every package the course needs was already installed.")
-    if replaced:
-        print("Restart the runtime now (Runtime > Restart session), then run this notebook from the top:"
-              " the replaced packages are still loaded in their old versions.")
-    return bool(replaced)
-
-
-def shadowing_message(found: str | None, expected: str | None) -> str | None:
-    \"\"\"None when `import utils` finds the course package, else one sentence saying what to do.\"\"\"
-    if found and expected and pathlib.Path(found).resolve() == pathlib.Path(expected).resolve():
-        return None
-    return (f"`import utils` finds {found or 'nothing'}, not the course package: rename your own"
-            " utils.py (or utils/ folder) in the working folder, then restart the runtime.")
-
-
-if importlib.util.find_spec("google.colab"):
-    print("Installing the course package; pip's summary follows when it is done...")
-    before = installed_versions()
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "__REQUIREMENT__"],
-                         capture_output=True, text=True)
-    if pip.returncode != 0:
-        print(pip.stdout[-3000:], pip.stderr[-3000:])
-        raise RuntimeError("pip could not install the course package: read its message above.")
-    report_changes(before, installed_versions(), pip.stdout + pip.stderr)
-    course_files = importlib.metadata.distribution(COURSE_PACKAGE).locate_file("utils/__init__.py")
-    spec = importlib.util.find_spec("utils")
-    problem = shadowing_message(spec.origin if spec else None, str(course_files))
-    print(problem or "`import utils` is the course package.")"""
+if "google.colab" in sys.modules:  # Colab only: install this course's pinned release, then check it
+    %pip install -q "__REQUIREMENT__"
+    from utils.colab import setup  # failing? see pip's error above, or rename your own utils.py
+    setup()  # raises (and stops "Run all") when the runtime must restart first"""
 
 
 # Optional extras (pyproject.toml) a notebook's Colab cell installs with the course package.
@@ -115,13 +81,11 @@ NOTEBOOK_EXTRAS = {"09_archive.ipynb": ("scale",)}
 
 
 def setup_source(notebook: str | None = None) -> str:
-    """The guarded Colab cell. Plain Python (no ``%pip -q``): it must show what pip changed."""
+    """The guarded Colab cell of one notebook, pinned to this version's release tag."""
     extras = NOTEBOOK_EXTRAS.get(notebook or "", ())
     name = package_name() + (f"[{','.join(extras)}]" if extras else "")
-    return (
-        SETUP_TEMPLATE.replace("__PACKAGE__", package_name())
-        .replace("__REQUIREMENT__", f"{name} @ git+{repository_url()}")
-    )
+    requirement = f"{name} @ git+{repository_url()}@{release_tag()}"
+    return SETUP_TEMPLATE.replace("__REQUIREMENT__", requirement)
 
 
 def _source(cell: dict) -> str:
@@ -158,6 +122,7 @@ def sync_notebook(path: Path) -> dict:
         setup = [cell]
     setup[0]["source"] = _lines(setup_source(path.name))
     setup[0]["outputs"] = []
+    setup[0]["execution_count"] = None
     nb["metadata"].pop("widgets", None)
     for cell in cells:
         cell.get("metadata", {}).pop("execution", None)

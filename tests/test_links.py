@@ -1,4 +1,4 @@
-"""Badges, the Colab install line and the README table are generated from pyproject.toml."""
+"""Badges, the pinned Colab install line and the README table are generated from pyproject.toml."""
 
 from __future__ import annotations
 
@@ -40,11 +40,10 @@ def test_each_notebook_has_badge_header_and_guarded_setup() -> None:
         for part in ("**You will learn", "**Time", "**Prerequisites"):
             assert part in header, f"{path.name}: header lacks {part}"
         setup = _src(cells[1])
-        assert 'find_spec("google.colab")' in setup and f"git+https://github.com/{repo}" in setup
-        assert '"pip", "install"' in setup, "setup must install with pip, visibly (no -q)"
-        assert "torch" not in setup.split('"pip", "install"', 1)[1].replace(repo, ""), (
-            "setup must not reinstall torch"
-        )
+        pin = f"git+https://github.com/{repo}@{sync_links.release_tag()}"
+        assert '"google.colab" in sys.modules' in setup and pin in setup, path.name
+        install = next(line for line in setup.splitlines() if "%pip install" in line)
+        assert "torch" not in install.replace(repo, ""), "setup must not reinstall torch"
 
 
 def test_no_sys_path_hacks_or_machine_paths() -> None:

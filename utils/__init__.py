@@ -6,4 +6,4 @@ config -> synth/annotations/dataset (data) -> model -> train -> evaluate
 `processing` holds the single pre/post-processing path that every runtime shares.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.numerics import gap_threshold
 from tests.test_web import _b64, chromium_or_fail
 from utils import web
 from utils.images import load_image
@@ -25,11 +26,14 @@ N_IMAGES = 3
 
 
 @pytest.fixture(scope="module")
-def tiled_onnx(tmp_path_factory, counting_onnx):
-    """conftest's crowded untrained 128 px model, told to count at working scale 0.5."""
+def tiled_onnx(tmp_path_factory, counting_onnx, photos):
+    """conftest's crowded untrained 128 px model, told to count at working scale 0.5, at a
+    threshold in a gap of its merged scores on ``photos`` (tests/numerics.py), so the browser
+    and Python count alike unless a score differs by more than PARITY_TOLERANCE."""
     import onnx
 
     from utils.export import read_onnx_config, set_metadata
+    from utils.runtime import load_predictor
 
     path = tmp_path_factory.mktemp("tiled_web") / "model.onnx"
     config = dataclasses.replace(
@@ -37,6 +41,11 @@ def tiled_onnx(tmp_path_factory, counting_onnx):
     )
     model = onnx.load(str(counting_onnx))
     set_metadata(model, config)
+    onnx.save(model, str(path))
+    predictor = load_predictor(path)
+    scores = [predictor.predict(load_image(p).image, 0.0).scores for p in photos]
+    threshold = round(gap_threshold(np.concatenate(scores), keep=20 * len(photos)), 5)
+    set_metadata(model, dataclasses.replace(config, score_threshold=threshold))
     onnx.save(model, str(path))
     return path
 

@@ -96,6 +96,20 @@ def precision_choice() -> str:
     return value
 
 
+def default_threads() -> int | None:
+    """``OMP_NUM_THREADS`` when set: the one variable that sets every runtime's threads.
+
+    PyTorch reads it itself; ONNX Runtime and OpenVINO do not, so their predictors take it
+    from here when no ``threads`` is given (None: the runtime's own choice, one per core).
+    """
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"OMP_NUM_THREADS={value!r} is not a positive whole number of threads")
+    return int(value)
+
+
 def display_path(path: str | Path) -> str:
     """A path as learners should see it: relative to the course folder, never this machine's."""
     path = Path(path).resolve()

@@ -4,8 +4,8 @@
 OpenVINO) and ``checkpoint`` (PyTorch) - so neither has to import the other at module level.
 ``utils.runtime.load_predictor`` forwards here (the name notebooks and published model cards use).
 
-Threads are set here, in one place, for every runtime (``threads=None``: the runtime's own
-choice, one per core):
+Threads are set here, in one place, for every runtime (``threads=None``: ``OMP_NUM_THREADS``
+when set, else the runtime's own choice, one per core):
 
 * ONNX Runtime: ``SessionOptions.intra_op_num_threads`` (and one inter-op thread), per session;
 * OpenVINO: ``INFERENCE_NUM_THREADS``, per compiled model;

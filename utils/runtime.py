@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .config import display_path, precision_choice
+from .config import default_threads, display_path, precision_choice
 from .modelfile import (
     CONFIG_KEY,
     OV_CONFIG_PATH,
@@ -105,7 +105,7 @@ def _config_from_props(props: dict[str, str], shown: str) -> InferenceConfig:
 class OnnxPredictor(Predictor):
     """ONNX Runtime on an exported ``.onnx`` file (or its bytes); config from its metadata.
 
-    ``threads`` sets ONNX Runtime's intra-op thread pool (None: one per core);
+    ``threads`` sets ONNX Runtime's intra-op thread pool (None: ``OMP_NUM_THREADS``, else one per core);
     benchmarks use 2. ``providers`` defaults to the CPU provider, which is what a laptop,
     a free Space and a Raspberry Pi have.
     """
@@ -133,6 +133,7 @@ class OnnxPredictor(Predictor):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: no warnings about unused initializers
+        threads = threads or default_threads()
         if threads:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
@@ -207,6 +208,7 @@ class OpenVinoPredictor(Predictor):
             raise corrupt_error(shown, error) from error
         super().__init__(config or self._read_config(model, shown))
         properties: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        threads = threads or default_threads()
         if threads:
             properties["INFERENCE_NUM_THREADS"] = int(threads)
         if precision is None and precision_choice() == "fp32":

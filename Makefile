@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: course test lint lab demo web data notebooks sync bench-train bench-edge bench-api browser js-client web-deps clean
+.PHONY: course test parity lint lab demo web data notebooks sync bench-train bench-edge bench-api browser js-client web-deps clean
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,17 @@ course: $(STAMP)
 
 test: $(STAMP) browser js-client web-deps lint
 	$(BIN)/python -m pytest
+
+# The tests that compare runtimes, precisions and threads, run as four machines would:
+# bf16 on and off (COURSE_PRECISION), 1 and 2 threads (OMP_NUM_THREADS). See docs/CONVENTIONS.md.
+PARITY_TESTS := tests/test_tiling.py tests/test_runtime.py tests/test_export.py tests/test_edge.py \
+	tests/test_model.py tests/test_checkpoint.py tests/test_processing.py tests/test_train.py \
+	tests/test_centernet.py tests/test_batch.py tests/test_web.py tests/test_web_tiling.py
+parity: $(STAMP) browser web-deps
+	@for precision in fp32 bf16; do for threads in 1 2; do \
+		echo "== COURSE_PRECISION=$$precision OMP_NUM_THREADS=$$threads"; \
+		COURSE_PRECISION=$$precision OMP_NUM_THREADS=$$threads $(BIN)/python -m pytest -q $(PARITY_TESTS) || exit 1; \
+	done; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check utils tests notebooks scripts

@@ -1,6 +1,6 @@
 """Test session set-up shared by the unit tests and the notebooks run by nbval.
 
-* A local Hugging Face Hub (``tests/hub_server.py``) runs for the whole session, and
+* A local Hugging Face Hub (``utils/hub/local_server``) runs for the whole session, and
   ``HF_ENDPOINT`` points huggingface_hub at it. huggingface_hub reads ``HF_ENDPOINT`` once,
   when it is first imported, so this happens when this file is imported (at the latest in
   ``pytest_configure``), before any test module or notebook kernel imports it. Kernels started by nbval inherit this environment, so
@@ -30,7 +30,7 @@ def _start_local_hub() -> None:
     global _SERVER, _HF_HOME
     if _SERVER is not None:
         return
-    from tests.hub_server import TEST_TOKEN, HubTestServer
+    from utils.hub.local_server import TEST_TOKEN, HubTestServer
 
     if "huggingface_hub" in sys.modules:  # too late for HF_ENDPOINT: fail loudly, not silently
         raise pytest.UsageError(
@@ -74,7 +74,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def hub_server():
-    """The session's local Hub (``tests.hub_server.HubTestServer``): ``.url``, ``.repos``, ``.log``."""
+    """The session's local Hub (``utils.hub.local_server.HubTestServer``): ``.url``, ``.repos``, ``.log``."""
     if _SERVER is None:
         pytest.fail("the local Hub was not started (conftest.pytest_configure did not run)")
     return _SERVER

@@ -1,4 +1,4 @@
-"""utils.hub against the local Hub of tests/hub_server.py (HF_ENDPOINT, set by conftest.py).
+"""utils.hub against the local Hub of utils/hub/local_server (HF_ENDPOINT, set by conftest.py).
 
 Everything here runs the real huggingface_hub code: create_repo, upload_folder, create_tag,
 hf_hub_download, model_info, ModelCard.validate.
@@ -15,8 +15,8 @@ from huggingface_hub import HfApi, ModelCard, hf_hub_download, metadata_load
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from PIL import Image
 
-from tests.hub_server import READ_ONLY_TOKEN, TEST_TOKEN, TEST_USER
 from utils import hub
+from utils.hub.local_server import READ_ONLY_TOKEN, TEST_TOKEN, TEST_USER
 from utils.processing import InferenceConfig
 
 METRICS = {

@@ -1,4 +1,4 @@
-"""The local Hub itself (tests/hub_server.py), driven by huggingface_hub's HfApi."""
+"""The local Hub itself (utils/hub/local_server), driven by huggingface_hub's HfApi."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from tests.hub_server import TEST_TOKEN, TEST_USER, HubTestServer
+from utils.hub.local_server import TEST_TOKEN, TEST_USER, HubTestServer
 
 
 def new_repo(api: HfApi, **kwargs) -> str:

@@ -177,3 +177,60 @@ def archive_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "centernet_resnet18", ("Microalgae",), 128, score_threshold=ARCHIVE_THRESHOLD
     )
     return export.export_onnx(detector, config, tmp_path_factory.mktemp("archive") / "model.onnx")
+
+
+# Three classes (issue 19): utils.synth_classes's photos and an untrained three-class counter.
+MULTICLASS_PHOTOS = 4
+
+
+@pytest.fixture(scope="session")
+def multiclass_photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Four generated three-class photos of 256 px (needles, round cells, specks) with their
+    labelImg VOC files and a COCO ``annotations.json`` beside them (utils.synth_classes)."""
+    from utils.synth_classes import write_mixed_dataset
+
+    folder = tmp_path_factory.mktemp("multiclass_photos")
+    aset = write_mixed_dataset(folder, count=MULTICLASS_PHOTOS, coco=True)
+    return [img.image_path for img in aset.images]
+
+
+@pytest.fixture(scope="session")
+def multiclass_onnx(tmp_path_factory: pytest.TempPathFactory, multiclass_photos) -> Path:
+    """An untrained three-class heatmap counter at 128 px whose stored threshold keeps boxes of
+    every class on ``multiclass_photos``, in a gap of its scores (all classes together).
+
+    The scores are spread (tests/numerics.spread_scores), then each class's heatmap bias is
+    shifted so that its 30th best peak on the photos scores 0.4: at random weights one class
+    would otherwise score ten times another and no threshold would keep all three.
+    """
+    import dataclasses
+
+    import onnx
+    import onnxruntime
+    import torch
+
+    from utils.export import export_onnx, set_metadata
+    from utils.images import load_image
+    from utils.model import build_model
+    from utils.processing import InferenceConfig, preprocess
+    from utils.synth_classes import CLASS_NAMES
+
+    torch.manual_seed(0)
+    detector = spread_scores(build_model("centernet_resnet18", 3, TINY_SIZE, pretrained=False))
+    detector.eval()
+    config = InferenceConfig("centernet_resnet18", CLASS_NAMES, TINY_SIZE, min_score=0.2)
+    batch = np.concatenate([preprocess([load_image(p).image], config)[0] for p in multiclass_photos])
+    with torch.no_grad():
+        _, peaks = detector.decode(torch.from_numpy(batch))
+        kth = peaks.reshape(-1, len(CLASS_NAMES)).topk(30, dim=0).values[-1]
+        detector.heatmap[-1].bias.add_(torch.logit(torch.tensor(0.4)) - torch.logit(kth))
+    path = export_onnx(detector, config, tmp_path_factory.mktemp("multiclass") / "model.onnx")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    scores = session.run(None, {session.get_inputs()[0].name: batch})[1].reshape(-1, 3)
+    threshold = round(gap_threshold(scores.ravel(), keep=12 * len(multiclass_photos)), 5)
+    assert margin(scores, threshold) > PARITY_TOLERANCE, threshold
+    assert (scores >= threshold).sum(0).min() >= len(multiclass_photos), "a class kept too few"
+    model = onnx.load(str(path))
+    set_metadata(model, dataclasses.replace(config, score_threshold=threshold))
+    onnx.save(model, str(path))
+    return path

@@ -180,20 +180,24 @@ def cmd_count(args: argparse.Namespace) -> int:
     if not 0 <= threshold <= 1:  # also refuses NaN
         raise CliError(f"--threshold must be between 0 and 1, got {threshold}")
     rows = [count_one(predictor, path, threshold, args.scale) for path in files]
+    names = tuple(predictor.config.class_names)
+    per_class = [f"count_{name}" for name in names] if len(names) > 1 else []
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["file", "count", "error"])
+    writer.writerow(["file", "count", *per_class, "error"])  # one count per class if several
     writer.writerows(rows)
     if args.out:
         out = atomicio.write_text(args.out, text.getvalue())
-        total = sum(count for _, count, _ in rows if count != "")
+        total = sum(row[1] for row in rows if row[1] != "")
+        by_class = [sum(row[2 + k] for row in rows if row[1] != "") for k in range(len(per_class))]
+        shown = ", ".join(f"{n} {name}" for name, n in zip(names, by_class))
         print(
-            f"Counted {total} cells in {len(rows)} images (threshold {threshold:.2f}); "
-            f"wrote {display_path(out)}."
+            f"Counted {total} cells{f' ({shown})' if shown else ''} in {len(rows)} images "
+            f"(threshold {threshold:.2f}); wrote {display_path(out)}."
         )
     else:
         sys.stdout.write(text.getvalue())
-    _fail_on_errors([(name, error) for name, _, error in rows])
+    _fail_on_errors([(row[0], row[-1]) for row in rows])
     return 0
 
 
@@ -248,22 +252,26 @@ def cmd_count_batch(args: argparse.Namespace) -> int:
     if args.out:
         rows = batch.read_table(args.out)
         s = batch.summary(rows)
+        by_class = ", ".join(f"{n} {k}" for k, n in s.get("cells_by_class", {}).items())
         print(
             f"Counted {len(new)} new image(s) in {seconds:.1f} s with the {engine} engine "
             f"({len(files) - len(new)} already in {display_path(args.out)}); "
-            f"{s['cells']} cells in {s['counted']} images, {s['errors']} error(s)."
+            f"{s['cells']} cells{f' ({by_class})' if by_class else ''} in {s['counted']} "
+            f"images, {s['errors']} error(s)."
         )
     else:
         rows = new
-        sys.stdout.write(batch.csv_text(rows))
+        names = batch.model_config(model).class_names
+        sys.stdout.write(batch.csv_text(rows, batch.columns_for(names)))
     _fail_on_errors([(r["file"], r["error"]) for r in rows])
     return 0
 
 
 def count_one(
     predictor, path: Path, threshold: float, scale: float | None = None
-) -> tuple[str, int | str, str]:
-    """One CSV row; an unreadable image gets its error instead of stopping the whole run.
+) -> tuple[str | int, ...]:
+    """One CSV row (file, count, then one count per class if the model has several, error);
+    an unreadable image gets its error instead of stopping the whole run.
 
     A photo that looks taken at another magnification than the training photos is counted
     and its note (with the scale to use) goes to stderr, so the CSV stays a table.
@@ -275,10 +283,13 @@ def count_one(
         image = load_image(path).image
         found = predictor.predict(image, threshold, scale)
     except (ImageError, ScaleError, OSError) as error:  # not an image, a thumbnail, unreadable
-        return path.as_posix(), "", one_line(error)
+        names = predictor.config.class_names
+        return path.as_posix(), "", *([""] * len(names) if len(names) > 1 else []), one_line(error)
     if found.note:
         print(f"{path.name}: {found.note}", file=sys.stderr)
-    return path.as_posix(), found.count, ""
+    counts = found.counts_by_class()
+    per_class = [counts[n] for n in found.class_names] if len(found.class_names) > 1 else []
+    return path.as_posix(), found.count, *per_class, ""
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -333,7 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_evaluate)
 
     count = sub.add_parser(
-        "count", help="count cells in images; prints CSV file,count,error (see --engine)"
+        "count",
+        help="count cells in images; prints CSV file,count,error (see --engine), with a "
+        "count_<class> column per class after count when the model has several classes",
     )
     count.add_argument("--checkpoint", required=True, help="model.pt (or .onnx / .xml)")
     count.add_argument("images", nargs="+", help="image files and/or folders")

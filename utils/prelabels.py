@@ -12,6 +12,11 @@ misses, and ``python -m utils train --data <folder>`` retrains on the corrected 
 
 An existing XML file next to an image is never overwritten: it may be a person's labels.
 
+Several classes: each box keeps its class name (``<name>`` in VOC, its category in COCO, its
+``rectanglelabels`` in Label Studio) and the COCO categories are the model's classes in its
+order, so a reviewed folder retrains a model with the same classes. The sentence that
+:func:`write_prelabels` returns counts the boxes of each class.
+
 Label Studio's own pre-annotation format (tasks with ``predictions``, boxes in percent of the
 image, each with its score) has no reader in ``utils.annotations``: reviewed tasks come back as
 COCO or VOC from Label Studio's export. :func:`read_labelstudio_prelabels` reads our file back
@@ -191,6 +196,15 @@ def read_labelstudio_prelabels(json_path: str | Path, class_names: Sequence[str]
     return AnnotationSet(tuple(class_names), images)
 
 
+def boxes_by_class(aset: AnnotationSet) -> dict[str, int]:
+    """Boxes written per class (every class of the set listed), for the one-line summary."""
+    counts = dict.fromkeys(aset.class_names, 0)
+    for img in aset.images:
+        for label in img.labels:
+            counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
 def write_prelabels(
     rows: Iterable[Row], class_names: Sequence[str], kind: str, json_path: str | Path | None = None
 ) -> str:
@@ -206,6 +220,8 @@ def write_prelabels(
         if dropped
         else ""
     )
+    if len(aset.class_names) > 1:
+        note = f" ({', '.join(f'{n} {k}' for k, n in boxes_by_class(aset).items())}){note}"
     if kind == "voc":
         written, kept = write_voc_prelabels(aset)
         text = f"Wrote {len(written)} Pascal VOC pre-label file(s) next to the images{note}"

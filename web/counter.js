@@ -345,11 +345,22 @@ export function nms(boxes, scores, iouThreshold) {
   return keep;
 }
 
+/** Detections.counts_by_class: {class name: count}, every class of the model listed (0 too),
+ * in the model's order; a label without a name is keyed by its index, as in Python. */
+export function countsByClass(labels, classNames = []) {
+  const counts = Object.fromEntries(classNames.map((name) => [name, 0]));
+  for (const label of labels) {
+    const name = label >= 0 && label < classNames.length ? classNames[label] : String(label);
+    counts[name] = (counts[name] ?? 0) + 1;
+  }
+  return counts;
+}
+
 /** processing.postprocess_one: raw outputs of one image -> detections in original pixels.
  *
  * ``boxes``: Float32Array A*4 (input pixels), ``scores``: Float32Array A*C.
- * Returns {boxes: [[x1, y1, x2, y2]...], scores, labels, count}: ``mergeTiles`` with one tile,
- * the same shared path as in Python.
+ * Returns {boxes: [[x1, y1, x2, y2]...], scores, labels, count, counts}: ``mergeTiles`` with
+ * one tile, the same shared path as in Python.
  */
 export function postprocess(boxes, scores, numClasses, config, scale, width, height, threshold) {
   const size = config.image_size;
@@ -419,7 +430,9 @@ export function tileAt(work, grid, x, y) {
   return out;
 }
 
-/** processing.merge_tiles: raw outputs of every tile ([{boxes, scores}], row by row) -> detections. */
+/** processing.merge_tiles: raw outputs of every tile ([{boxes, scores}], row by row) -> detections.
+ *
+ * ``counts`` holds the count of each class (``countsByClass``); ``count`` is their total. */
 export function mergeTiles(tiles, numClasses, grid, config, threshold) {
   const f = Math.fround;
   const t = threshold === undefined || threshold === null ? config.score_threshold : Number(threshold);
@@ -478,6 +491,7 @@ export function mergeTiles(tiles, numClasses, grid, config, threshold) {
     out.scores.push(candScores[i]);
     out.labels.push(candLabels[i]);
   }
+  out.counts = countsByClass(out.labels, config.class_names);
   out.note = scaleNote(out, config);
   return out;
 }
@@ -727,21 +741,45 @@ export class Counter {
 
 // ---------------------------------------------------------------------------- the page
 
-/** Draw the photo and a box per detection on ``canvas``. */
+// One colour per class (Okabe-Ito, apart for most colour vision); one class: the usual yellow.
+const CLASS_COLORS = ["#ffd400", "#56b4e9", "#e69f00", "#009e73", "#cc79a7", "#0072b2", "#d55e00"];
+
+/** The colour of class ``label`` on the canvas and in the per-class line. */
+export function classColor(label) {
+  return CLASS_COLORS[label % CLASS_COLORS.length];
+}
+
+/** Draw the photo and a box per detection on ``canvas`` (with several classes: coloured, named). */
 export function drawDetections(canvas, bitmap, result, classNames = []) {
   canvas.width = bitmap.width;
   canvas.height = bitmap.height;
   const ctx = canvas.getContext("2d");
   ctx.drawImage(bitmap, 0, 0);
   const line = Math.max(1, Math.round(Math.max(bitmap.width, bitmap.height) / 320));
+  const several = classNames.length > 1;
   ctx.lineWidth = line;
-  ctx.strokeStyle = "#ffd400";
-  for (const [x1, y1, x2, y2] of result.boxes) ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
-  if (classNames.length > 1) {
-    ctx.fillStyle = "#ffd400";
-    ctx.font = `${10 + 2 * line}px sans-serif`;
-    result.boxes.forEach(([x1, y1], i) => ctx.fillText(classNames[result.labels[i]] ?? "", x1, Math.max(10, y1 - 2)));
-  }
+  ctx.font = `${10 + 2 * line}px sans-serif`;
+  result.boxes.forEach(([x1, y1, x2, y2], i) => {
+    ctx.strokeStyle = ctx.fillStyle = several ? classColor(result.labels[i]) : CLASS_COLORS[0];
+    ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    if (several) ctx.fillText(classNames[result.labels[i]] ?? "", x1, Math.max(10, y1 - 2));
+  });
+}
+
+/** The per-class counts as a line of the page (empty for a model of one class). */
+export function showClassCounts(element, result, classNames = []) {
+  element.replaceChildren();
+  element.hidden = classNames.length < 2;
+  if (element.hidden) return;
+  Object.entries(result.counts).forEach(([name, n], k) => {
+    const item = document.createElement("span");
+    item.className = "class-count";
+    item.dataset.class = name;
+    item.dataset.count = String(n);
+    item.style.borderColor = classColor(k);
+    item.textContent = `${name}: ${n}`;
+    element.appendChild(item);
+  });
 }
 
 // utils.images.MAX_SIDE: Python downsizes longer sides first (LANCZOS/BOX, not ported here),
@@ -831,6 +869,7 @@ export async function startApp({ modelUrl, examplesUrl = "./examples.json" } = {
     result.timings.total_ms = state.raw.timings.preprocess_ms + state.raw.timings.session_ms + result.timings.postprocess_ms;
     state.last = result;
     drawDetections($("canvas"), state.bitmap, result, config.class_names);
+    showClassCounts($("class-counts"), result, config.class_names);
     const count = $("count");
     count.textContent = String(result.count);
     count.dataset.image = state.name;
@@ -841,7 +880,9 @@ export async function startApp({ modelUrl, examplesUrl = "./examples.json" } = {
       `model ${t.session_ms.toFixed(0)} ms on ${result.tiles} tile${result.tiles === 1 ? "" : "s"}, ` +
       `resize+normalise ${t.preprocess_ms.toFixed(0)} ms, NMS ${t.postprocess_ms.toFixed(1)} ms (all in this browser)`;
     const note = result.note ? ` ${result.note}` : "";
-    setState("done", `${plural(result.count)} found in ${state.name} at threshold ${label(threshold())}.${note}`);
+    const several = config.class_names.length > 1;
+    const byClass = several ? ` (${Object.entries(result.counts).map(([k, n]) => `${k} ${n}`).join(", ")})` : "";
+    setState("done", `${plural(result.count)}${byClass} found in ${state.name} at threshold ${label(threshold())}.${note}`);
   };
 
   const count = async (blob, name) => {
@@ -869,6 +910,7 @@ export async function startApp({ modelUrl, examplesUrl = "./examples.json" } = {
       canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
       $("count").textContent = "–";
       $("count").dataset.image = name;
+      $("class-counts").replaceChildren();
       setState("error", `Could not count ${name}: ${error.message}`);
     }
   };

@@ -19,6 +19,11 @@ Two API endpoints, both named:
   string in, ``{"count", "detections", "notes", "image"}`` out - what the talk's Flutter
   app sent to Gradio 2's ``/api/predict``, on today's routes.
 
+A model of several classes (e.g. BCCD's RBC, WBC, Platelets) answers the same, plus its
+count per class: a ``class`` column in the detections table (and each JSON detection), the
+per-class counts in the notes, and ``"counts": {"RBC": 12, ...}`` in the JSON (every class
+listed, 0 included). ``count`` stays the total. A one-class model's answers are unchanged.
+
 Run it: ``python -m utils.app [--model artifacts/model.onnx] [--port 7860] [--host 127.0.0.1]``.
 """
 
@@ -36,6 +41,7 @@ from .core import (
     API_NAME,
     APP_MAX_PIXELS,
     BASE64_API_NAME,
+    CLASS_TABLE_COLUMNS,
     DISPLAY_SIDE,
     INTERNAL_ERROR,
     MAX_BODY_BYTES,
@@ -53,6 +59,7 @@ from .core import (
     count_safely,
     decode_data_url,
     guarded,
+    table_columns,
     to_data_url,
 )
 from .launch import (
@@ -93,6 +100,7 @@ __all__ = [
     "BASE64_API_NAME",
     "BodySizeLimit",
     "CACHE_SWEEP",
+    "CLASS_TABLE_COLUMNS",
     "CONCURRENCY",
     "CountResult",
     "DESCRIPTION",
@@ -135,6 +143,7 @@ __all__ = [
     "read_sse_result",
     "return_big_buffers_to_the_os",
     "shorten",
+    "table_columns",
     "to_data_url",
     "trim_heap",
     "with_limits",

@@ -43,6 +43,13 @@ INTERNAL_ERROR = (
 )
 DISPLAY_SIDE = 1600  # the annotated picture is sent at most this big (boxes drawn at that size)
 TABLE_COLUMNS = ["#", "score", "x1", "y1", "x2", "y2"]
+# A model of several classes (BCCD: RBC, WBC, Platelets) adds each box's class to the table.
+CLASS_TABLE_COLUMNS = ["#", "class", "score", "x1", "y1", "x2", "y2"]
+
+
+def table_columns(class_names: tuple[str, ...] | list[str]) -> list[str]:
+    """The detections table's header: a ``class`` column only when the model has several."""
+    return CLASS_TABLE_COLUMNS if len(class_names) > 1 else TABLE_COLUMNS
 
 
 @dataclass
@@ -51,12 +58,24 @@ class CountResult:
 
     image: Image.Image | None
     count: int | None
-    rows: list[list[float | int]] = field(default_factory=list)
+    rows: list[list[float | int | str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
     tiles: int = 0  # model inputs the photo took at the working scale
     scale: float = 0.0  # working pixels per photo pixel
+    # Per class (Detections.counts_by_class), only for a model of several classes: the
+    # course's one-class answers stay as they were.
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        """The header of :attr:`rows`."""
+        return CLASS_TABLE_COLUMNS if self.counts else TABLE_COLUMNS
+
+    def by_class(self) -> str:
+        """``Microalgae 5, Round 4, Speck 0``: the per-class counts in one phrase ('' for one class)."""
+        return ", ".join(f"{name} {n}" for name, n in self.counts.items())
 
     def notes_markdown(self) -> str:
         if self.error:
@@ -69,6 +88,7 @@ class CountResult:
             lines = [
                 f"**{self.count} {cells}** found in {self.seconds * 1000:.0f} ms "
                 f"({tiles} at scale {self.scale:.3g})."
+                + (f" By class: {self.by_class()}." if self.counts else "")
             ]
         lines += [f"- {note}" for note in self.notes]
         return "\n".join(lines)
@@ -77,12 +97,14 @@ class CountResult:
         """The ``/count_base64`` answer: plain JSON, the picture as a JPEG data URL."""
         out: dict[str, Any] = {
             "count": self.count,
-            "detections": [dict(zip(TABLE_COLUMNS, row)) for row in self.rows],
+            "detections": [dict(zip(self.columns, row)) for row in self.rows],
             "notes": self.notes,
             "error": self.error,
             "seconds": round(self.seconds, 3),
             "tiles": self.tiles,
         }
+        if self.counts:  # several classes: the count of each, every class listed
+            out["counts"] = dict(self.counts)
         if with_image:
             out["image"] = to_data_url(self.image) if self.image is not None else None
         return out
@@ -117,8 +139,11 @@ def count_cells(
         return CountResult(None, None, error=str(error), seconds=time.perf_counter() - start)
     seconds = time.perf_counter() - start  # decode + count: what the person waited for
     annotated = annotate(loaded.image, detections, show_boxes, show_scores, display_side)
+    several = len(detections.class_names) > 1
+    names = detections.label_names()
     rows = [
-        [i + 1, round(float(s), 3), *(round(float(v), 1) for v in box)]
+        [i + 1, *([names[i]] if several else []), round(float(s), 3)]
+        + [round(float(v), 1) for v in box]
         for i, (box, s) in enumerate(zip(detections.boxes, detections.scores))
     ]
     notes = [*loaded.notes, *([detections.note] if detections.note else [])]
@@ -130,6 +155,7 @@ def count_cells(
         seconds=seconds,
         tiles=detections.tiles,
         scale=detections.scale,
+        counts=detections.counts_by_class() if several else {},
     )
 
 

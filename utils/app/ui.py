@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from .core import (
     API_NAME,
     BASE64_API_NAME,
-    TABLE_COLUMNS,
     count_safely,
     guarded,
+    table_columns,
 )
 from .limits import (
     ANALYTICS_EVENTS,
@@ -124,6 +124,8 @@ def build_demo(
     gr = _gradio()
 
     default = float(predictor.config.score_threshold)
+    classes = tuple(predictor.config.class_names)
+    columns = table_columns(classes)
     # Predictor.thread_safe: ONNX Runtime sessions may run from several threads; OpenVINO's
     # single infer request and eager PyTorch are serialised by a lock (core.Guarded).
     safe = guarded(predictor)
@@ -135,7 +137,7 @@ def build_demo(
             forget_session(demo, request)
         if result.error:
             gr.Warning(result.error)
-        return result.image, result.count, _table(result.rows), result.notes_markdown()
+        return result.image, result.count, _table(result.rows, columns), result.notes_markdown()
 
     def count_base64(image: str, threshold: float = default, request=None) -> dict:
         """Count cells in a base64 image (a data URL); returns count, detections, notes, image."""
@@ -185,10 +187,11 @@ def build_demo(
                     height=IMAGE_HEIGHT,
                     elem_id="annotated",
                 )
-                count = gr.Number(label="Cell count", precision=0, elem_id="count")
+                count_label = "Cell count (all classes)" if len(classes) > 1 else "Cell count"
+                count = gr.Number(label=count_label, precision=0, elem_id="count")
                 notes = gr.Markdown(elem_id="notes")
         table = gr.Dataframe(
-            headers=TABLE_COLUMNS,
+            headers=columns,
             label="Detections (box corners in image pixels)",
             interactive=False,
             elem_id="detections",
@@ -201,7 +204,9 @@ def build_demo(
                 examples_per_page=8,
             )
         gr.Markdown(
-            f"Model: `{predictor.config.model_name}` at {predictor.config.image_size} px, "
+            f"Model: `{predictor.config.model_name}` at {predictor.config.image_size} px"
+            + (f" (classes: {', '.join(classes)})" if len(classes) > 1 else "")
+            + ", "
             f"run by **{runtime}**. API: `/{API_NAME}` (files) and `/{BASE64_API_NAME}` "
             "(a base64 data URL in, JSON out) - see *Use via API* below."
         )
@@ -220,7 +225,7 @@ def build_demo(
     return demo
 
 
-def _table(rows: list[list[float | int]]):
+def _table(rows: list[list[float | int | str]], columns: list[str]):
     import pandas as pd
 
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    return pd.DataFrame(rows, columns=columns)

@@ -6,10 +6,12 @@
 Both engines produce the same rows (:data:`COLUMNS`): ``file`` (the path as given),
 ``count``, ``mean_score`` (mean score of the counted cells, empty when none), ``seconds``
 (load + predict of that image) and ``error`` (one sentence; the row of a bad image, never a
-failed job). :class:`TableWriter` keeps the output file (CSV or Parquet, by suffix) complete
-at every moment: it rewrites it atomically (``utils.atomicio``) every few seconds and at the
-end, so an interrupted run loses at most those seconds, and :func:`done_files` lets the next
-run skip what is already counted (rows with an error are tried again).
+failed job); a model of several classes adds ``count_<class>`` per class after ``count``
+(``columns_for``; ``count`` stays the total). :class:`TableWriter` keeps the output file
+(CSV or Parquet, by suffix) complete at every moment: it rewrites it atomically
+(``utils.atomicio``) every few seconds and at the end, so an interrupted run loses at most
+those seconds, and :func:`done_files` lets the next run skip what is already counted (rows
+with an error are tried again).
 
 Ray is an optional extra (``pip install ".[scale]"``), imported only by :func:`ray_count`.
 
@@ -22,12 +24,23 @@ from __future__ import annotations
 
 from .job import model_config, run
 from .ray_engine import RAY_MISSING, RayCounter, _import_ray, ray_count, start_ray, stop_ray
-from .rows import BOXES_KEY, COLUMNS, SHORT_COLUMNS, BatchError, Row, count_files, count_image
+from .rows import (
+    BOXES_KEY,
+    COLUMNS,
+    SHORT_COLUMNS,
+    BatchError,
+    Row,
+    class_columns,
+    columns_for,
+    count_files,
+    count_image,
+)
 from .series import cost_estimate, make_time_series, plot_counts
 from .table import (
     FLUSH_SECONDS,
     FORMATS,
     TableWriter,
+    columns_for_keys,
     csv_text,
     done_files,
     output_format,
@@ -49,6 +62,9 @@ __all__ = [
     "SHORT_COLUMNS",
     "TableWriter",
     "_import_ray",
+    "class_columns",
+    "columns_for",
+    "columns_for_keys",
     "cost_estimate",
     "count_files",
     "count_image",

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .ray_engine import _import_ray, ray_count
-from .rows import BatchError, Row, count_files
+from .rows import BatchError, Row, columns_for, count_files
 from .table import TableWriter, read_table
 
 # ----------------------------------------------------------------------------- one job
@@ -40,7 +40,8 @@ def run(
 ) -> list[Row]:
     """Count ``files`` with ``engine`` into ``out`` (skipping files it already holds).
 
-    Returns the new rows (with :data:`BOXES_KEY` when ``boxes``); the file holds all rows.
+    Returns the new rows (with :data:`BOXES_KEY` when ``boxes``); the file holds all rows,
+    with one ``count_<class>`` column per class when the model has several.
     """
     from ..runtime import load_predictor
 
@@ -48,16 +49,17 @@ def run(
         raise BatchError(f"unknown engine {engine!r}; choose plain or ray")
     if engine == "ray":
         _import_ray()  # the clear message before any work
-    writer = TableWriter(out, read_table(out) if out is not None else ())
+    predictor = load_predictor(model_path) if engine == "plain" else None
+    config = predictor.config if predictor is not None else model_config(model_path)
+    columns = columns_for(config.class_names)
+    writer = TableWriter(out, read_table(out) if out is not None else (), columns=columns)
     done = set(writer.rows)
     todo = [f for f in files if Path(f).as_posix() not in done]
-    if engine == "plain":
-        predictor = load_predictor(model_path)
     if threshold is None:
-        threshold = model_config(model_path).score_threshold
+        threshold = config.score_threshold
     if not 0 <= threshold <= 1:  # also refuses NaN
         raise BatchError(f"threshold must be between 0 and 1, got {threshold}")
-    if engine == "plain":
+    if predictor is not None:
         rows_iter = count_files(predictor, todo, threshold, boxes, progress, scale)
     else:
         rows_iter = ray_count(

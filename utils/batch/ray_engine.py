@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .rows import BOXES_KEY, COLUMNS, BatchError, Row, count_image
+from .rows import BOXES_KEY, COLUMNS, BatchError, Row, class_columns, count_image
 
 RAY_MISSING = (
     'the Ray engine needs Ray Data, an optional extra: pip install ".[scale]" '
@@ -65,6 +65,7 @@ class RayCounter:
         for row, name in zip(rows, batch["file"]):
             row["file"] = str(name)  # the path as given, not the absolute one a worker reads
         keys = list(COLUMNS) + ([BOXES_KEY] if self.boxes else [])
+        keys += class_columns(self.predictor.config.class_names)  # one count per class if several
         return {key: [row.get(key) for row in rows] for key in keys}
 
 

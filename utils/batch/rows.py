@@ -17,6 +17,17 @@ BOXES_KEY = "_boxes"  # internal column: the detections as JSON, for pre-labels;
 Row = dict[str, Any]
 
 
+def class_columns(class_names: Sequence[str]) -> tuple[str, ...]:
+    """``count_<class>`` for each class of a model of several classes; none for one class."""
+    return tuple(f"count_{name}" for name in class_names) if len(class_names) > 1 else ()
+
+
+def columns_for(class_names: Sequence[str]) -> tuple[str, ...]:
+    """The table's columns: :data:`COLUMNS`, with one count per class after ``count`` when
+    the model has several (``count`` stays the total)."""
+    return (*COLUMNS[:2], *class_columns(class_names), *COLUMNS[2:])
+
+
 class BatchError(ValueError):
     """A batch job that cannot start: unknown output format, unreadable previous output."""
 
@@ -50,6 +61,7 @@ def count_image(
     path = Path(path)
     start = time.perf_counter()
     row: Row = {"file": path.as_posix(), "count": None, "mean_score": None, "error": ""}
+    row.update(dict.fromkeys(class_columns(predictor.config.class_names)))  # None if it fails
     try:
         image = load_image(path).image
         detections = predictor.predict(image, threshold, scale)
@@ -62,19 +74,18 @@ def count_image(
         mean_score=round(float(scores.mean()), 4) if len(scores) else None,
         seconds=round(time.perf_counter() - start, 4),
     )
+    if len(detections.class_names) > 1:
+        row.update({f"count_{k}": n for k, n in detections.counts_by_class().items()})
     if boxes:
         width, height = _file_size(path) or image.size
         scale = max(width, height) / max(image.size)  # 1.0 unless the loader downsized it
-        names = detections.class_names or ("object",)
         row[BOXES_KEY] = json.dumps(
             {
                 "width": width,
                 "height": height,
                 "boxes": [[round(float(v) * scale, 2) for v in b] for b in detections.boxes],
                 "scores": [round(float(s), 4) for s in scores],
-                "labels": [
-                    names[int(k)] if int(k) < len(names) else str(int(k)) for k in detections.labels
-                ],
+                "labels": detections.label_names(),
             }
         )
     return row

@@ -1,4 +1,8 @@
-"""The output table: CSV or Parquet by suffix, rewritten atomically, read back to resume."""
+"""The output table: CSV or Parquet by suffix, rewritten atomically, read back to resume.
+
+A model of several classes adds one ``count_<class>`` column per class after ``count``
+(``rows.columns_for``); every function here takes the columns it writes.
+"""
 
 from __future__ import annotations
 
@@ -32,15 +36,23 @@ def output_format(path: str | Path) -> str:
     return suffix
 
 
-def _clean(row: Row) -> Row:
-    """A row with exactly :data:`COLUMNS` and their types (internal keys dropped).
+def _kind(name: str) -> Callable[[Any], Any] | None:
+    """The type of a numeric column (``count_<class>`` counts like ``count``); None for text."""
+    if name == "count" or name.startswith("count_"):
+        return int
+    return float if name in ("mean_score", "seconds") else None
+
+
+def _clean(row: Row, columns: Sequence[str] = COLUMNS) -> Row:
+    """A row with exactly ``columns`` and their types (internal keys dropped).
 
     Ray's NumPy batches turn a column of counts with one missing value into floats.
     """
-    clean = {name: row.get(name) for name in COLUMNS}
-    for name, kind in (("count", int), ("mean_score", float), ("seconds", float)):
-        value = clean[name]
-        clean[name] = None if value is None or value != value else kind(value)
+    clean = {name: row.get(name) for name in columns}
+    for name in columns:
+        kind, value = _kind(name), clean[name]
+        if kind is not None:
+            clean[name] = None if value is None or value == "" or value != value else kind(value)
     clean["file"] = str(clean["file"])
     clean["error"] = str(clean["error"] or "")
     return clean
@@ -70,40 +82,30 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def _arrow_table(rows: Sequence[Row]):
+def _arrow_table(rows: Sequence[Row], columns: Sequence[str] = COLUMNS):
     import pyarrow as pa
 
-    schema = pa.schema(
-        [
-            ("file", pa.string()),
-            ("count", pa.int64()),
-            ("mean_score", pa.float64()),
-            ("seconds", pa.float64()),
-            ("error", pa.string()),
-        ]
-    )
-    return pa.Table.from_pylist([_clean(r) for r in rows], schema=schema)
+    types = {int: pa.int64(), float: pa.float64(), None: pa.string()}
+    schema = pa.schema([(name, types[_kind(name)]) for name in columns])
+    return pa.Table.from_pylist([_clean(r, columns) for r in rows], schema=schema)
 
 
-def write_table(path: str | Path, rows: Sequence[Row]) -> Path:
+def write_table(path: str | Path, rows: Sequence[Row], columns: Sequence[str] = COLUMNS) -> Path:
     """The rows as CSV or Parquet (by suffix), atomically: a reader never sees half a file."""
     path = Path(path)
     if output_format(path) == ".csv":
-        return atomicio.write_text(path, csv_text(rows))
+        return atomicio.write_text(path, csv_text(rows, columns))
     import pyarrow.parquet as pq
 
-    table = _arrow_table(rows)
+    table = _arrow_table(rows, columns)
     with atomicio.atomic_path(path, ".parquet") as tmp:
         pq.write_table(table, tmp)
     return path
 
 
-def _number(text: str, kind: Callable[[str], Any]) -> Any:
-    return kind(text) if text not in ("", None) else None
-
-
 def read_table(path: str | Path) -> list[Row]:
-    """The rows of a previous run's output (CSV or Parquet); [] if there is none yet."""
+    """The rows of a previous run's output (CSV or Parquet), with the columns it has (per-class
+    counts included); [] if there is none yet."""
     path = Path(path)
     kind = output_format(path)
     if not path.exists():
@@ -116,10 +118,6 @@ def read_table(path: str | Path) -> list[Row]:
         else:
             with open(path, newline="", encoding="utf-8") as handle:
                 rows = list(csv.DictReader(handle))
-            for row in rows:
-                row["count"] = _number(row.get("count", ""), int)
-                row["mean_score"] = _number(row.get("mean_score", ""), float)
-                row["seconds"] = _number(row.get("seconds", ""), float)
     except Exception as error:
         raise BatchError(
             f"{display_path(path)} exists but cannot be read as a previous output "
@@ -130,7 +128,14 @@ def read_table(path: str | Path) -> list[Row]:
             f"{display_path(path)} has no 'file' column: it is not a count output; "
             "move it away or choose another --out"
         )
-    return [_clean(r) for r in rows]
+    columns = columns_for_keys(list(rows[0]) if rows else [])
+    return [_clean(r, columns) for r in rows]
+
+
+def columns_for_keys(keys: Sequence[str]) -> tuple[str, ...]:
+    """:data:`COLUMNS` with the ``count_<class>`` among ``keys`` after ``count``, in their order."""
+    per_class = [k for k in keys if k.startswith("count_")]
+    return (*COLUMNS[:2], *dict.fromkeys(per_class), *COLUMNS[2:])
 
 
 def done_files(rows: Iterable[Row]) -> set[str]:
@@ -143,21 +148,29 @@ class TableWriter:
 
     Starts from the previous run's rows that succeeded; a new row for the same file
     replaces the old one. Without a path it only collects (for printing at the end).
+    ``columns``: what it writes (``rows.columns_for(class_names)``).
     """
 
     def __init__(
-        self, path: str | Path | None, previous: Iterable[Row] = (), flush_seconds=FLUSH_SECONDS
+        self,
+        path: str | Path | None,
+        previous: Iterable[Row] = (),
+        flush_seconds=FLUSH_SECONDS,
+        columns: Sequence[str] = COLUMNS,
     ):
         self.path = Path(path) if path is not None else None
         if self.path is not None:
             output_format(self.path)
-        self.rows: dict[str, Row] = {r["file"]: _clean(r) for r in previous if not r.get("error")}
+        self.columns = tuple(columns)
+        self.rows: dict[str, Row] = {
+            r["file"]: _clean(r, self.columns) for r in previous if not r.get("error")
+        }
         self.flush_seconds = flush_seconds
         self._last = time.monotonic()
         self.added = 0
 
     def add(self, row: Row) -> None:
-        self.rows[row["file"]] = _clean(row)
+        self.rows[row["file"]] = _clean(row, self.columns)
         self.added += 1
         if self.path is not None and time.monotonic() - self._last >= self.flush_seconds:
             self.flush()
@@ -169,14 +182,18 @@ class TableWriter:
         self._last = time.monotonic()
         if self.path is None:
             return None
-        return write_table(self.path, self.sorted_rows())
+        return write_table(self.path, self.sorted_rows(), self.columns)
 
 
 def summary(rows: Sequence[Row]) -> dict[str, Any]:
-    """Totals for one line of output: images, cells, errors, seconds per image (mean, median)."""
+    """Totals for one line of output: images, cells, errors, seconds per image (mean, median),
+    and ``cells_by_class`` when the rows count several classes."""
     ok = [r for r in rows if not r.get("error")]
     seconds = [r["seconds"] for r in ok if r.get("seconds") is not None]
+    per_class = [k for k in columns_for_keys(list(rows[0]) if rows else []) if k.startswith("count_")]
+    by_class = {k.removeprefix("count_"): sum(r.get(k) or 0 for r in ok) for k in per_class}
     return {
+        **({"cells_by_class": by_class} if by_class else {}),
         "images": len(rows),
         "counted": len(ok),
         "errors": len(rows) - len(ok),

@@ -41,6 +41,7 @@ from .card import (
     TRAINING_LABELS,
     build_model_card,
     card_metrics,
+    class_rows,
     training_summary,
 )
 from .plan import (
@@ -101,6 +102,7 @@ __all__ = [
     "TokenRejectedError",
     "build_model_card",
     "card_metrics",
+    "class_rows",
     "credential_files",
     "credential_reason",
     "describe_plan",

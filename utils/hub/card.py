@@ -22,6 +22,43 @@ def _metric(metrics: Mapping[str, Any], *names: str) -> float | None:
     return None
 
 
+def _number(value: Any, fmt: str) -> str:
+    """A finite number formatted, else an en dash (a class without a measure)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return fmt.format(value) if ok else "–"
+
+
+def class_rows(metrics: Mapping[str, Any], class_names: Sequence[str]) -> list[list[str]]:
+    """One row per class for the card's per-class table (``[]`` for a model of one class).
+
+    Reads ``evaluate.evaluate``'s ``ap_per_class`` ({class: {ap, ap_50, ap_75}}) and
+    ``per_class`` ({class: {mae, mape, pred_total, true_total, ...}}) where present: a class
+    missing from both (no labelled cells of it in the test set) gets dashes.
+    """
+    if len(class_names) < 2:
+        return []
+    aps = metrics.get("ap_per_class") or {}
+    counts = metrics.get("per_class") or {}
+    rows = []
+    for name in class_names:
+        ap, c = aps.get(name) or {}, counts.get(name) or {}
+        known = c.get("mape") is not None and "mape_photos" in c
+        photos = f" ({c['mape_photos']} photos)" if known else ""
+        counted = "pred_total" in c and "true_total" in c
+        total = f"{c['pred_total']} / {c['true_total']}" if counted else "–"
+        rows.append(
+            [
+                name,
+                _number(ap.get("ap"), "{:.3f}"),
+                _number(ap.get("ap_50"), "{:.3f}"),
+                _number(c.get("mae"), "{:.2f}"),
+                _number(c.get("mape"), "{:.1f}") + photos,
+                total,
+            ]
+        )
+    return rows
+
+
 def card_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     """The card's numbers from ``evaluate.evaluate``'s dict (keys ``map``, ``map_50``, ...)."""
     found = {
@@ -56,6 +93,15 @@ Measured on {{ eval_description }}:
 |---|---|
 {% for name, value in metric_rows %}| {{ name }} | {{ value }} |
 {% endfor %}
+{% if class_rows %}
+Per class (each class counted alone; its MAPE only over the photos holding enough cells of it
+for a percentage to mean something, e.g. not one white cell per photo):
+
+| class | AP@[.5:.95] | AP@.5 | count MAE | count MAPE (%) | counted / labelled |
+|---|---|---|---|---|---|
+{% for row in class_rows %}| {{ row|join(" | ") }} |
+{% endfor %}
+{% endif %}
 
 ## Intended use
 
@@ -84,7 +130,8 @@ from PIL import Image
 from utils.runtime import load_predictor  # pip install "{{ package }} @ git+{{ course_url }}"
 predictor = load_predictor(hf_hub_download("{{ repo_id }}", "model.onnx", revision="{{ revision }}"))
 print(predictor.predict(Image.open("cells.jpg")).count)
-```
+{% if config.class_names|length > 1 %}print(predictor.predict(Image.open("cells.jpg")).counts_by_class())  # {"{{ config.class_names[0] }}": ..., ...}
+{% endif %}```
 
 Without the course package, with ONNX Runtime only: letterbox the RGB image to
 {{ config.image_size }} px (longer side, black padding right/bottom), scale to [0, 1], subtract
@@ -176,6 +223,7 @@ def build_model_card(
         title=f"{model_name}: a microalgae cell counter (ONNX)",
         config=config,
         metric_rows=rows,
+        class_rows=class_rows(metrics, config.class_names),
         eval_description=eval_description,
         repo_id=repo_id,
         revision=revision,

@@ -83,17 +83,32 @@ class Detections:
             self.better_scale,
         )
 
+    def label_names(self) -> list[str]:
+        """The class name of each detection (its index as text when the model names none)."""
+        names = self.class_names
+        return [names[lab] if 0 <= lab < len(names) else str(lab) for lab in self.labels.tolist()]
+
+    def counts_by_class(self) -> dict[str, int]:
+        """Detections per class, every class of the model listed (0 when none), in its order.
+
+        The one place that counts by class: the app, the batch table, the pre-labels and
+        the card all read it, so a class never goes missing from one of them.
+        """
+        counts = dict.fromkeys(self.class_names, 0)
+        for name in self.label_names():
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
     def to_records(self) -> list[dict[str, Any]]:
         """One dict per detection, for tables and JSON."""
-        names = self.class_names
         return [
             {
-                "label": names[int(lab)] if int(lab) < len(names) else str(int(lab)),
+                "label": name,
                 "score": round(float(s), 4),
                 "x1": round(float(b[0]), 1),
                 "y1": round(float(b[1]), 1),
                 "x2": round(float(b[2]), 1),
                 "y2": round(float(b[3]), 1),
             }
-            for b, s, lab in zip(self.boxes, self.scores, self.labels)
+            for b, s, name in zip(self.boxes, self.scores, self.label_names())
         ]

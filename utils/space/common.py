@@ -50,6 +50,14 @@ def front_matter(
     return data
 
 
+def classes_sentence(class_names: Sequence[str], where: str) -> str:
+    """One sentence naming the classes of a model of several (``where`` shows the counts);
+    nothing for the course's one class."""
+    if len(class_names) < 2:
+        return ""
+    return f" Classes: {', '.join(class_names)}; {where} shows the count of each beside the total."
+
+
 def _yaml(data: dict[str, Any]) -> str:
     import yaml
 

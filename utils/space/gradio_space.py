@@ -8,7 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .common import EXAMPLE_SUFFIXES, MARKER, _fresh_folder, _yaml, front_matter, gradio_version
+from .common import (
+    EXAMPLE_SUFFIXES,
+    MARKER,
+    _fresh_folder,
+    _yaml,
+    classes_sentence,
+    front_matter,
+    gradio_version,
+)
 from .modules import copy_course_modules
 
 APP_PY = '''\
@@ -143,6 +151,7 @@ def write_space(
     info = (
         f"Model: `{c.model_name}`, {c.image_size} px input, counting threshold "
         f"{c.score_threshold:.2f}."
+        + classes_sentence(c.class_names, 'the app (and `"counts"` in the JSON answer)')
     )
     meta = front_matter(title, short_description, models=models)
     if zerogpu:

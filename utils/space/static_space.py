@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .common import MARKER, _fresh_folder, _yaml, front_matter
+from .common import MARKER, _fresh_folder, _yaml, classes_sentence, front_matter
 
 STATIC_SHORT_DESCRIPTION = "Count microalgae cells in your browser (ONNX, WASM)"
 
@@ -82,7 +82,7 @@ def write_static_space(
     where = f"downloaded from {model_url}" if model_url else f"bundled ({weights} weights)"
     info = (
         f"Model: `{c.model_name}`, {c.image_size} px input, counting threshold "
-        f"{c.score_threshold:.2f}, {where}."
+        f"{c.score_threshold:.2f}, {where}." + classes_sentence(c.class_names, "the page")
     )
     meta = static_front_matter(title, models=models)
     (out / "README.md").write_text(static_readme(meta, info), encoding="utf-8")

@@ -133,6 +133,7 @@ def count_in_browser(
                 {
                     "name": Path(path).name,
                     "count": last["count"],
+                    "counts": last["counts"],  # per class, every class listed
                     "timings": last["timings"],
                     "longest_task_ms": longest,
                 }

@@ -192,3 +192,45 @@ def test_plots(tmp_path) -> None:
     assert ev.plot_count_scatter(records) is not None
     fig = ev.show_predictions(predictor, aset, n=2)
     assert len(fig.axes) == 2
+
+
+def test_several_classes_are_counted_each_alone(tmp_path) -> None:
+    """Two photos of 10 "Red" + 1 "White"; the counter finds every Red, calls the White of
+    photo 0 a Red and misses the White of photo 1. Each class's figures, by hand."""
+    names = ("Red", "White")
+    items, by_width = [], {}
+    for i in range(2):
+        path = tmp_path / f"two_{i}.png"
+        Image.new("RGB", (400 + i, 400), (128, 128, 128)).save(path)
+        boxes = _grid_boxes(11)
+        items.append(AnnotatedImage(path, 400 + i, 400, boxes, ["Red"] * 10 + ["White"]))
+        n = 11 if i == 0 else 10  # photo 0: the White cell found as a Red one
+        by_width[400 + i] = Detections(
+            boxes[:n], np.full(n, 0.9, np.float32), np.zeros(n, np.int64), names
+        )
+    aset = AnnotationSet(names, items)
+    config = InferenceConfig("fake", names, 128, score_threshold=0.5)
+    result = ev.evaluate(FakePredictor(by_width, config), aset)
+    red, white = result["per_class"]["Red"], result["per_class"]["White"]
+    assert (red["mae"], red["bias"], red["pred_total"], red["true_total"]) == (0.5, 0.5, 21, 20)
+    assert red["mape"] == pytest.approx(5.0) and red["mape_photos"] == 2  # 1 of 10, 0 of 10
+    assert red["total_error_pct"] == pytest.approx(5.0)
+    # One White cell a photo: no photo has 5, so no MAPE (it would read 100 %), but a total.
+    assert white["mape"] is None and white["mape_photos"] == 0
+    assert (white["mae"], white["total_error_pct"]) == (1.0, 100.0)
+    # The total count is as it always was; the class MAE also counts the White taken for a Red.
+    assert result["count_mae"] == 0.5 and result["count_class_mae"] == 1.5
+    assert result["per_image"][0]["pred_by_class"] == {"Red": 11, "White": 0}
+    assert result["ap_per_class"]["Red"]["ap_50"] < 1 and result["ap_per_class"]["White"]["ap"] == 0
+    assert "White: " in ev.summary(result) and "MAPE n/a" in ev.summary(result)
+
+
+def test_one_class_has_no_per_class_block(tmp_path) -> None:
+    aset = _dataset(tmp_path, [5, 8])
+    perfect = FakePredictor(
+        {item.width: _dets(item.boxes, np.full(len(item.boxes), 0.9)) for item in aset}
+    )
+    result = ev.evaluate(perfect, aset)
+    assert "per_class" not in result and result["count_class_mae"] == result["count_mae"]
+    assert set(result["ap_per_class"]) == {"Microalgae"}
+    assert "\n" not in ev.summary(result)  # the course's one line, unchanged

@@ -133,6 +133,79 @@ def test_presets() -> None:
     assert fast.cell_size and fast.crop_size  # the course trains on crops at the working scale
 
 
+def test_presets_keep_17_photos_as_they_were_and_cap_the_clock() -> None:
+    """The full plan is still 64 epochs (448 steps on the course's photos); the clock only
+    cuts longer runs: 10 minutes full, 3 fast."""
+    full, fast = train.preset(fast=False), train.preset(fast=True)
+    assert (full.epochs, full.eval_every, full.minutes) == (64, 16, 10.0)
+    assert (fast.epochs, fast.eval_every, fast.minutes) == (30, 15, 3.0)
+
+
+def _budget(seconds, steps_per_epoch=100, epochs=64, eval_every=16):
+    from utils.train.budget import Budget
+
+    return Budget(seconds, steps_per_epoch, epochs, eval_every, started=0.0)
+
+
+def test_budget_fits_the_epochs_to_the_minutes(monkeypatch) -> None:
+    """Figures, not timings: a step of 0.2 s, a validation of 10 s, 600 s to spend."""
+    monkeypatch.setattr("utils.train.budget.time.perf_counter", lambda: 3.0)  # 3 s spent
+    budget = _budget(600.0)
+    budget.steps = 12
+    budget.decide(seconds_per_step=0.2, seconds_per_validation=10.0)
+    # (600 - 3 - 5 validations x 10 s) / 0.2 = 2735 steps more + 12 done -> 27 epochs of 100
+    assert budget.epochs == 27 and budget.total_steps == 2700
+    assert budget.eval_every == 7  # still about four validations
+    assert budget.record["limited_by"] == "minutes" and budget.record["plan_epochs"] == 64
+
+    small = _budget(600.0, steps_per_epoch=7)  # the course's 17 photos: 448 steps fit
+    small.steps = 12
+    small.decide(seconds_per_step=0.35, seconds_per_validation=2.0)
+    assert (small.epochs, small.eval_every, small.record["limited_by"]) == (64, 16, "epochs")
+
+    starved = _budget(1.0)  # less time than one epoch: one epoch all the same
+    starved.steps = 12
+    starved.decide(seconds_per_step=1.0, seconds_per_validation=5.0)
+    assert starved.epochs == 1 and starved.eval_every == 1
+
+
+def test_budget_shortens_a_run_the_machine_slowed_down(monkeypatch) -> None:
+    clock = {"now": 4.0}
+    monkeypatch.setattr("utils.train.budget.time.perf_counter", lambda: clock["now"])
+    budget = _budget(600.0, epochs=20, eval_every=5)
+    budget.steps = 12
+    budget.decide(seconds_per_step=0.25, seconds_per_validation=5.0)  # 20 epochs of 100 fit
+    assert budget.epochs == 20
+    clock["now"] = 300.0
+    # 10 epochs in 300 s, then epochs take 40 s instead of 30: 10 more would end at 700 s
+    assert budget.check(10, last_epoch_seconds=40.0, validation_seconds=5.0)
+    assert budget.epochs == 10 + int((600 - 300 - 3 * 5) // 40)  # 17
+    assert budget.record["shortened_after_epoch"] == 10
+    assert not budget.check(11, last_epoch_seconds=30.0, validation_seconds=5.0)  # on time
+    assert not _budget(None, epochs=20).check(10, 1e6, 1e6)  # no budget, no cut
+
+
+def test_fit_with_minutes_derives_the_epochs_and_records_them(data) -> None:
+    """A budget far too small for 20 epochs: fit decides after its probe steps and stops."""
+    from utils.train.budget import PROBE_STEPS
+
+    plan = replace(
+        train.PLAIN, image_size=SIZE, epochs=20, batch_size=2, eval_every=5, minutes=1e-4
+    )
+    result = train.fit(
+        AnnotationSet(data.class_names, data.images[:2]),  # one step an epoch
+        AnnotationSet(data.class_names, data.images[2:]),
+        plan,
+        pretrained=False,
+        progress=False,
+    )
+    budget = result.metrics["budget"]
+    assert budget["limited_by"] == "minutes" and budget["plan_epochs"] == 20
+    assert len(result.history) == PROBE_STEPS == budget["epochs"] == result.metrics["epochs"]
+    assert result.plan["budget"] == budget and result.plan["epochs"] == PROBE_STEPS
+    assert result.history[-1]["val_map"] is not None  # the last epoch is validated
+
+
 def test_old_keyword_style_maps_onto_the_plan() -> None:
     """``fit(train, val, epochs=3, ...)`` (before plans) still works, with a warning."""
     fast = train.preset(fast=True)
@@ -228,3 +301,33 @@ def test_ensure_checkpoint_takes_the_learners_hub_model(tmp_path, monkeypatch, c
     assert train.ensure_checkpoint(target) == target
     assert target.read_bytes() == b"from the hub"
     assert capsys.readouterr().out == "Using your model from the Hub: me/counter\n"
+
+
+def test_cli_train_with_minutes_and_a_dropped_box(data, tmp_path, capsys) -> None:
+    """``train --minutes``: epochs from the clock, recorded; a zero-area box is one warning."""
+    import json
+
+    from utils import cli
+    from utils.annotations import write_voc
+
+    folder = write_voc(data, tmp_path / "voc")
+    xml = folder / "cell_0.xml"
+    text = xml.read_text()
+    start = text.index("<xmax>") + len("<xmax>")
+    end = text.index("</xmax>")
+    xmin = text[text.index("<xmin>") + len("<xmin>") : text.index("</xmin>")]
+    xml.write_text(text[:start] + xmin + text[end:])  # box 1: zero width
+    argv = ["train", "--data", folder, "--out", tmp_path / "run", "--size", SIZE]
+    argv += ["--minutes", "0.000001", "--val-fraction", "0.34", "--pretrained", "no", "--quiet"]
+    assert cli.main([str(a) for a in argv]) == 0
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "cell_0.xml: box 1" in warnings[0], err
+    assert "zero or negative area" in warnings[0] and str(tmp_path) not in err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["budget"]["limited_by"] == "minutes" and metrics["epochs"] == 12
+    assert "Budget 6e-07 min: 12 epochs" in out  # the decision, said in one line
+
+    bad = [str(a) for a in argv[:4]] + ["--minutes", "0"]
+    assert cli.main(bad) == 1
+    assert "--minutes must be a positive number" in capsys.readouterr().err

@@ -63,14 +63,22 @@ def _pretrained(value: str) -> bool | str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import warnings
+
     from . import config
-    from .annotations import load_annotations
+    from .annotations import DroppedBoxWarning, load_annotations
     from .dataset import split
     from .train import fit, preset
 
-    aset = load_annotations(args.data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DroppedBoxWarning)
+        aset = load_annotations(args.data)
+    for warning in caught:  # one line each, without the source line Python would add
+        print(f"warning: {warning.message}", file=sys.stderr)
     if len(aset) < 2:
         raise CliError(f"{display_path(args.data)} holds {len(aset)} image(s); need at least 2")
+    if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):
+        raise CliError(f"--minutes must be a positive number, got {args.minutes}")
     plan = preset(args.fast or config.fast_mode(verbose=False))
     train, val = split(aset, val_fraction=args.val_fraction, seed=args.seed)
     out = Path(args.out)
@@ -84,6 +92,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         "lr": args.lr,
     }
     plan = replace(plan, **{k: v for k, v in overrides.items() if v})
+    if args.minutes is not None:  # the clock decides; --epochs, if given, is the most it may do
+        plan = replace(plan, minutes=args.minutes, epochs=args.epochs or 1000)  # 1000: a guard
+    elif args.epochs:  # exactly these epochs, however long they take
+        plan = replace(plan, minutes=None)
     if plan.model_name != "centernet_resnet18" and args.model:
         plan = replace(plan, crop_size=None, repeats=1)  # torchvision detectors resize crops
     result = fit(
@@ -98,6 +110,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = {**result.metrics, "sweep": result.sweep, "history": result.history}
     metrics_path = atomicio.write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     m = result.metrics
+    if "budget" in m:
+        b = m["budget"]
+        print(
+            f"Budget {b['minutes']:g} min: {b['epochs']} epochs of {b['steps_per_epoch']} steps "
+            f"({b['seconds_per_step']:.2f} s a step, limited by {b['limited_by']})."
+        )
     print(
         f"Validation: mAP@[.5:.95] {m['val_map']:.3f}, mAP@.5 {m['val_map_50']:.3f}, "
         f"count MAE {m['val_count_mae']:.2f} at threshold {m['threshold']:.2f} "
@@ -318,7 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a detector; writes model.pt and metrics.json")
     train.add_argument("--data", required=True, help="Pascal VOC folder or COCO .json")
     train.add_argument("--out", required=True, help="output folder")
-    train.add_argument("--epochs", type=int, help="default: the full (or --fast) plan")
+    train.add_argument(
+        "--epochs",
+        type=int,
+        help="exactly this many epochs (default: the plan's 64, or 30 with --fast, cut to what "
+        "fits in its minutes); with --minutes, the most it may do",
+    )
+    train.add_argument(
+        "--minutes",
+        type=float,
+        help="wall-clock budget of training (default 10, or 3 with --fast): the epochs that fit "
+        "are measured on the first steps",
+    )
     train.add_argument("--size", type=int, help="input size in pixels (multiple of 32)")
     train.add_argument(
         "--model", help="centernet_resnet18 (default), fcos_resnet18 or retinanet_resnet18"

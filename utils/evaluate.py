@@ -9,7 +9,11 @@ ONNX or INT8 model gets numbers that can be compared.
 * **Counting** uses the counting threshold (``config.score_threshold`` unless given):
   count = number of boxes scoring at least the threshold, as in the talk's app.
   MAE is the mean absolute count error per image, MAPE the same relative to the true
-  count (in percent).
+  count (in percent). With several classes each class is also counted alone
+  (``per_class``): its MAE, its MAPE over the photos holding at least ``MAPE_MIN_CELLS`` of
+  it (a photo with one white cell makes any percentage meaningless) and the relative error of
+  its total over the set; ``count_class_mae`` sums the classes' errors per image (equal to
+  ``count_mae`` for one class) and is what the threshold sweep minimises.
 * The **threshold sweep** recounts the same detections at many thresholds (NMS keeps
   the same boxes above any threshold, so one prediction pass suffices) and the counting
   threshold is the one with the smallest count MAE on the validation images.
@@ -26,6 +30,8 @@ import torch
 
 from .processing import Detections
 
+# A class's MAPE only counts photos with at least this many true cells of it.
+MAPE_MIN_CELLS = 5
 DEFAULT_THRESHOLDS = tuple(round(float(t), 3) for t in np.arange(0.05, 0.951, 0.025))
 
 
@@ -64,6 +70,7 @@ def mean_average_precision(
 
     pycocotools' summary only reports mAP for ``maxDets=100``; images here can hold more
     than 100 cells, so we read its precision table at ``max_dets`` instead (same formula).
+    ``per_class`` holds each labelled class's AP, AP@.5 and AP@.75 from the same table.
     """
     from torchmetrics.detection import MeanAveragePrecision
 
@@ -94,7 +101,7 @@ def mean_average_precision(
     metric.update(preds, targets)
     result = metric.compute()
     if "precision" not in result:  # nothing to compare (no boxes at all)
-        return {"map": 0.0, "map_50": 0.0, "map_75": 0.0}
+        return {"map": 0.0, "map_50": 0.0, "map_75": 0.0, "per_class": {}}
     precision = result["precision"].numpy()  # [iou, recall, class, area, maxdet]
     ious = np.asarray(metric.iou_thresholds)
     table = precision[:, :, :, 0, -1]  # area "all", the largest maxDets
@@ -103,40 +110,108 @@ def mean_average_precision(
         valid = values[values > -1]
         return float(valid.mean()) if valid.size else 0.0
 
+    at_50, at_75 = np.isclose(ious, 0.5), np.isclose(ious, 0.75)
+    # The table's classes are the label ids seen in predictions or targets, sorted (torchmetrics).
+    seen = sorted({int(v) for d in (*preds, *targets) for v in d["labels"].tolist()})
+    per_class: dict[str, dict[str, float]] = {}
+    if len(seen) == table.shape[2]:
+        labelled = {int(v) for t in targets for v in t["labels"].tolist()}
+        for column, label in enumerate(seen):
+            if 0 <= label < len(class_names) and label in labelled:
+                cls = table[:, :, column]
+                per_class[class_names[label]] = {
+                    "ap": mean_valid(cls),
+                    "ap_50": mean_valid(cls[at_50]),
+                    "ap_75": mean_valid(cls[at_75]),
+                }
     return {
         "map": mean_valid(table),
-        "map_50": mean_valid(table[np.isclose(ious, 0.5)]),
-        "map_75": mean_valid(table[np.isclose(ious, 0.75)]),
+        "map_50": mean_valid(table[at_50]),
+        "map_75": mean_valid(table[at_75]),
+        "per_class": per_class,
     }
 
 
 def count_errors(
-    detections: Sequence[Detections], items: Sequence, threshold: float
-) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Count MAE / MAPE / bias at ``threshold`` and one record per image."""
+    detections: Sequence[Detections],
+    items: Sequence,
+    threshold: float,
+    class_names: Sequence[str] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Count MAE / MAPE / bias at ``threshold`` and one record per image.
+
+    The totals count every class together, as the course always has. With
+    ``class_names`` of two or more classes, ``per_class`` adds each class counted alone
+    and the records hold ``true_by_class`` / ``pred_by_class``.
+    """
+    names = tuple(class_names or ())
     records = []
     for det, item in zip(detections, items):
-        true = int(len(item.boxes))
-        pred = int((det.scores >= threshold).sum())
-        records.append(
-            {
-                "image": Path(item.image_path).name,
-                "true": true,
-                "pred": pred,
-                "error": pred - true,
-            }
-        )
-    errors = np.asarray([r["error"] for r in records], dtype=np.float64)
-    trues = np.asarray([r["true"] for r in records], dtype=np.float64)
+        kept = det.scores >= threshold
+        true_ids = _label_ids(item.labels, names) if names else np.zeros(len(item.boxes), int)
+        pred_ids = np.asarray(det.labels)[kept] if names else np.zeros(int(kept.sum()), int)
+        true, pred = int(len(item.boxes)), int(kept.sum())
+        record: dict[str, Any] = {
+            "image": Path(item.image_path).name,
+            "true": true,
+            "pred": pred,
+            "error": pred - true,
+        }
+        if len(names) > 1:
+            record["true_by_class"] = np.bincount(true_ids[true_ids >= 0], minlength=len(names))
+            record["pred_by_class"] = np.bincount(pred_ids, minlength=len(names))[: len(names)]
+        records.append(record)
+    summary = _count_summary(
+        np.asarray([r["pred"] for r in records], np.float64),
+        np.asarray([r["true"] for r in records], np.float64),
+    )
+    if len(names) > 1 and records:
+        trues = np.stack([r.pop("true_by_class") for r in records]).astype(np.float64)
+        preds = np.stack([r.pop("pred_by_class") for r in records]).astype(np.float64)
+        for r, t, p in zip(records, trues, preds):
+            r["true_by_class"] = dict(zip(names, t.astype(int).tolist()))
+            r["pred_by_class"] = dict(zip(names, p.astype(int).tolist()))
+        summary["count_class_mae"] = float(np.abs(preds - trues).sum(axis=1).mean())
+        summary["per_class"] = {
+            name: _class_counts(preds[:, k], trues[:, k]) for k, name in enumerate(names)
+        }
+    else:
+        summary["count_class_mae"] = summary["count_mae"]
+    return summary, records
+
+
+def _count_summary(preds: np.ndarray, trues: np.ndarray) -> dict[str, Any]:
+    """MAE, MAPE (over photos with cells) and bias of one count per photo."""
+    errors = preds - trues
     positive = trues > 0
-    summary = {
+    return {
         "count_mae": float(np.abs(errors).mean()) if errors.size else 0.0,
         "count_mape": float((np.abs(errors[positive]) / trues[positive]).mean() * 100)
         if positive.any()
         else 0.0,
         "count_bias": float(errors.mean()) if errors.size else 0.0,
     }
-    return summary, records
+
+
+def _class_counts(preds: np.ndarray, trues: np.ndarray) -> dict[str, Any]:
+    """One class counted alone: MAE and bias per photo, MAPE where it means something.
+
+    ``mape`` covers only photos with at least ``MAPE_MIN_CELLS`` true cells of the class
+    (None when there are none): one white cell per photo makes any error 100 %.
+    ``total_error_pct`` compares the class's total over the set (None without any).
+    """
+    errors = preds - trues
+    many = trues >= MAPE_MIN_CELLS
+    total = float(trues.sum())
+    return {
+        "mae": float(np.abs(errors).mean()),
+        "bias": float(errors.mean()),
+        "mape": float((np.abs(errors[many]) / trues[many]).mean() * 100) if many.any() else None,
+        "mape_photos": int(many.sum()),
+        "true_total": int(total),
+        "pred_total": int(preds.sum()),
+        "total_error_pct": abs(float(preds.sum()) - total) / total * 100 if total else None,
+    }
 
 
 def evaluate(
@@ -149,6 +224,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """mAP@[.5:.95], mAP@.5, mAP@.75, count MAE/MAPE at ``threshold`` and per-image records.
 
+    Several classes add ``ap_per_class`` and ``per_class`` (each class counted alone).
+
     ``detections`` (from :func:`predict_set`) skips the prediction pass when given.
     """
     items = _images(aset)
@@ -160,19 +237,33 @@ def evaluate(
     result: dict[str, Any] = mean_average_precision(
         detections, items, class_names, max_dets=config.max_detections
     )
-    counts, records = count_errors(detections, items, threshold)
+    result["ap_per_class"] = result.pop("per_class")
+    counts, records = count_errors(detections, items, threshold, class_names)
     result.update(counts)
     result.update({"threshold": threshold, "images": len(items), "per_image": records})
     return result
 
 
 def summary(metrics: dict[str, Any]) -> str:
-    """One line of the numbers that matter."""
-    return (
+    """One line of the numbers that matter (plus one line per class when there are several)."""
+    line = (
         f"mAP@[.5:.95] {metrics['map']:.3f} | mAP@.5 {metrics['map_50']:.3f} | "
         f"count MAE {metrics['count_mae']:.2f} cells ({metrics['count_mape']:.1f}%) "
         f"at threshold {metrics['threshold']:.2f} on {metrics['images']} images"
     )
+    counts = metrics.get("per_class") or {}
+    aps = metrics.get("ap_per_class") or {}
+    rows = [line]
+    for name, c in counts.items():
+        ap = aps.get(name, {})
+        ap_text = f"AP {ap['ap']:.3f}, AP@.5 {ap['ap_50']:.3f} | " if ap else ""
+        mape = f"{c['mape']:.1f}% on {c['mape_photos']} photos" if c["mape"] is not None else "n/a"
+        total = f"{c['total_error_pct']:.1f}%" if c["total_error_pct"] is not None else "n/a"
+        rows.append(
+            f"  {name}: {ap_text}count MAE {c['mae']:.2f} (MAPE {mape} with >= "
+            f"{MAPE_MIN_CELLS} cells; total {c['pred_total']}/{c['true_total']}, error {total})"
+        )
+    return "\n".join(rows)
 
 
 def threshold_sweep(
@@ -182,13 +273,15 @@ def threshold_sweep(
     batch_size: int = 4,
     detections: Sequence[Detections] | None = None,
 ) -> list[dict[str, float]]:
-    """Count MAE, MAPE and bias (mean signed error) for each threshold: one row each."""
+    """Count MAE, MAPE, bias (mean signed error) and class MAE for each threshold: one row each."""
     items = _images(aset)
     if detections is None:
         detections = predict_set(predictor, items, batch_size)
+    names = tuple(getattr(aset, "class_names", None) or predictor.config.class_names)
     rows = []
     for threshold in thresholds:
-        counts, _ = count_errors(detections, items, float(threshold))
+        counts, _ = count_errors(detections, items, float(threshold), names)
+        counts.pop("per_class", None)
         rows.append({"threshold": float(threshold), **counts})
     return rows
 
@@ -196,13 +289,16 @@ def threshold_sweep(
 def best_threshold(table: Sequence[dict[str, float]]) -> float:
     """The threshold with the smallest count MAE; among ties, the middle one.
 
+    With several classes the MAE is ``count_class_mae`` (each class's error counts: a white
+    cell counted as a red one is a mistake), the same number for one class.
     With a handful of validation images the MAE moves in steps, so several thresholds
     often tie; the middle of the tied range is the choice least likely to sit on an edge.
     """
     if not table:
         raise ValueError("empty threshold sweep")
-    best = min(row["count_mae"] for row in table)
-    tied = [row["threshold"] for row in table if row["count_mae"] <= best + 1e-9]
+    key = "count_class_mae" if all("count_class_mae" in row for row in table) else "count_mae"
+    best = min(row[key] for row in table)
+    tied = [row["threshold"] for row in table if row[key] <= best + 1e-9]
     return float(tied[(len(tied) - 1) // 2])
 
 

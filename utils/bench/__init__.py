@@ -1,6 +1,8 @@
-"""Benchmarks, one module each: ``python -m utils.bench train | edge | api``.
+"""Benchmarks, one module each: ``python -m utils.bench train | edge | api | real``.
 
 * ``train``: full-mode training on ``data/train``, scored on the held-out ``data/test``;
+* ``real``: the default ``train`` command on any labelled folder of real photos, scored on
+  a held-out one, per class (``docs/real_data.md``: BCCD);
 * ``edge``: latency and accuracy of each runtime and quantized variant;
 * ``api``: end-to-end latency of the Gradio app's API.
 
@@ -8,7 +10,7 @@ Each writes ``artifacts/bench_<name>.json``. Numbers depend on the machine (and 
 else runs on it), so every report names the CPU and thread count it was measured with.
 """
 
-BENCHMARKS = ("train", "edge", "api")
+BENCHMARKS = ("train", "edge", "api", "real")
 
 
 def machine() -> dict[str, object]:

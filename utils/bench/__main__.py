@@ -1,4 +1,4 @@
-"""``python -m utils.bench train|edge|api|batch [options]``: run one benchmark (imported lazily)."""
+"""``python -m utils.bench train|edge|api|real|batch [options]``: run one benchmark (imported lazily)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,6 +19,7 @@ from .. import config as course_config
 from .. import evaluate as ev
 from ..processing import InferenceConfig
 from ..progress import tqdm
+from .budget import Budget
 from .loop import (
     MIN_WARMUP_STEPS,
     make_optimizer,
@@ -132,7 +134,7 @@ def fit(
     precision = pick_precision(device_, precision)
     if tiling and progress:
         print(
-            f"Working scale {tiling['scale']:.3g}: the median cell becomes {plan.cell_size:g} px; "
+            f"Working scale {tiling['scale']:.3g}: {_cells_at(run.dataset.aset, tiling['scale'])}; "
             f"photos are counted in {plan.image_size} px tiles overlapping by "
             f"{tiling['tile_overlap']} px."
         )
@@ -145,26 +147,37 @@ def fit(
     # FCOS's ReLU box-regression outputs below zero everywhere, where they never recover
     # (the GIoU loss then sits at exactly 1.0 and mAP at 0). A gentle ramp prevents it.
     warmup = max(MIN_WARMUP_STEPS, round(plan.warmup_epochs * steps_per_epoch))
+    started = time.perf_counter()
+    budget = Budget(
+        plan.minutes * 60 if plan.minutes else None, steps_per_epoch, plan.epochs, plan.eval_every
+    )
+    # The cosine's length is read at every step: the budget fixes it inside the warm-up.
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_cosine(plan.epochs * steps_per_epoch, warmup)
+        opt, lambda i: warmup_cosine(budget.total_steps, warmup)(i)
     )
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     step = functools.partial(
         train_step, optimizer=opt, scaler=scaler, precision=precision, grad_clip=plan.grad_clip
     )
+    timed = val_set is not None and budget.seconds is not None
+    val_seconds = [_validation_cost(model, inference, val_set, device_) if timed else 0.0]
+    step = budget.timed(step, lambda: val_seconds[-1])
 
     history: list[dict[str, Any]] = []
     best = _Best()
     warned, interrupted = False, False
-    started = time.perf_counter()
-    epoch_bar = tqdm(range(1, plan.epochs + 1), desc="epochs", unit="epoch", disable=not progress)
+    epoch_bar = tqdm(total=plan.epochs, desc="epochs", unit="epoch", disable=not progress)
     try:
-        for epoch in epoch_bar:
+        epoch = 0
+        while epoch < budget.epochs:
+            epoch += 1
             row = train_one_epoch(model, run.loader, step, schedule, device_, epoch)
             row["lr"] = opt.param_groups[0]["lr"]
             row.update(val_map=None, val_map_50=None, val_count_mae=None)
-            if val_set is not None and (epoch % plan.eval_every == 0 or epoch == plan.epochs):
+            if val_set is not None and (epoch % budget.eval_every == 0 or epoch == budget.epochs):
+                t0 = time.perf_counter()
                 metrics = _validate(model, inference, val_set, device_)
+                val_seconds.append(time.perf_counter() - t0)
                 row.update(
                     val_map=metrics["map"],
                     val_map_50=metrics["map_50"],
@@ -172,6 +185,11 @@ def fit(
                 )
                 best.offer(model, metrics["map"], epoch)
             history.append(row)
+            budget.check(epoch, row["seconds"], val_seconds[-1])
+            if epoch_bar.total != budget.epochs:  # the ETA follows the budget's decision
+                epoch_bar.total = budget.epochs
+                epoch_bar.refresh()
+            epoch_bar.update(1)
             if not warned and _regression_stuck(model, row, epoch * steps_per_epoch > warmup):
                 warned = True
                 print(
@@ -190,7 +208,8 @@ def fit(
             f"the best validated weights (epoch {best.epoch})" if best.state else "the last weights"
         )
         print(
-            f"Training stopped by you after {len(history)} of {plan.epochs} epochs: keeping {kept}."
+            f"Training stopped by you after {len(history)} of {budget.epochs} epochs: "
+            f"keeping {kept}."
         )
     epoch_bar.close()
     train_seconds = time.perf_counter() - started
@@ -200,13 +219,25 @@ def fit(
     else:
         best_epoch = len(history)
     model.eval()
-    metrics = _summary(run, plan, len(history), best_epoch, interrupted, train_seconds, precision)
+    metrics = _summary(
+        run,
+        replace(plan, epochs=budget.epochs),
+        len(history),
+        best_epoch,
+        interrupted,
+        train_seconds,
+        precision,
+    )
+    if budget.record:
+        metrics["budget"] = dict(budget.record)
     sweep: list[dict[str, float]] = []
     if val_set is not None:
         inference, sweep, scores = _choose_threshold(model, inference, val_set, device_)
         metrics.update(scores)
     record = {key: getattr(plan, key) for key in PLAN_RECORD}
-    record.update(scale=tiling.get("scale"), precision=precision, seed=seed)
+    record.update(scale=tiling.get("scale"), precision=precision, seed=seed, epochs=budget.epochs)
+    if budget.record:
+        record["budget"] = dict(budget.record)
     result = TrainResult(model, inference, history, best_epoch, metrics, sweep, record)
     if save_to is not None:
         result.save(save_to)
@@ -215,7 +246,33 @@ def fit(
 
 # What the checkpoint's ``extra["plan"]`` records of the plan (with scale, precision, seed).
 PLAN_RECORD = ("model_name", "image_size", "epochs", "batch_size", "lr", "optimizer")
-PLAN_RECORD += ("warmup_epochs", "grad_clip", "crop_size", "repeats", "cell_size")
+PLAN_RECORD += ("warmup_epochs", "grad_clip", "crop_size", "repeats", "cell_size", "minutes")
+
+
+def _cells_at(aset, scale: float) -> str:
+    """What the working scale makes of the cells: the median, or each class's median."""
+    from ..dataset import cell_sides, class_median_sides
+
+    medians = class_median_sides(aset)
+    if len(medians) > 1:
+        return "median cells " + ", ".join(
+            f"{name} {side * scale:.0f} px" for name, side in sorted(medians.items())
+        )
+    return f"the median cell becomes {float(np.median(cell_sides(aset))) * scale:.1f} px"
+
+
+def _validation_cost(model, inference: InferenceConfig, val_set, device, probe: int = 2) -> float:
+    """Seconds one validation will take, from predicting ``probe`` photos now (the budget's
+    estimate before the first real validation measures it)."""
+    from ..runtime import TorchPredictor
+
+    items = list(val_set.images)[:probe]
+    predictor = TorchPredictor(model, inference, device=str(device))
+    started = time.perf_counter()
+    ev.predict_set(predictor, items)
+    model.train()
+    per_photo = (time.perf_counter() - started) / max(1, len(items))
+    return 1.3 * per_photo * len(val_set.images)  # + mAP and counting
 
 
 def _summary(run, plan, epochs_run, best_epoch, interrupted, train_seconds, precision) -> dict:

@@ -1,0 +1,160 @@
+"""``python -m utils.bench real --train DIR --test DIR [--seeds 0 1] [--minutes N]``: real photos.
+
+Runs the default command line, ``python -m utils train --data DIR --out ...`` (its plan, its
+clock, its validation split), once per seed, then scores the held-out ``--test`` folder through
+the saved checkpoint, as a learner would: training time, mAP@[.5:.95], mAP@.5, mAP@.75, each
+class's AP and each class's count error (MAE; MAPE only over photos with at least
+``evaluate.MAPE_MIN_CELLS`` cells of that class; the error of the class's total). It ends
+with the goals of issue 19, met or not. Any labelled folder works (Pascal VOC or COCO);
+``docs/real_data.md`` has the figures measured on BCCD.
+
+Results go to ``artifacts/bench_real.json``; the models to ``artifacts/bench_real/seed_N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import machine, write_report
+
+# (name, key, threshold): mAP@.5 of pretrained YOLOv8n on BCCD, a mAP, then NBCDC-YOLOv8's.
+GOALS = (
+    ("mAP@.5 >= 0.90 (pretrained YOLOv8n)", "map_50", 0.90),
+    ("mAP@[.5:.95] >= 0.60", "map", 0.60),
+    ("mAP@.5 >= 0.947 (NBCDC-YOLOv8)", "map_50", 0.947),
+)
+GOAL_MINUTES = 10.0
+
+
+def train_cli(data: Path, out: Path, seed: int, minutes: float | None, quiet: bool) -> float:
+    """``python -m utils train`` as a learner types it; its wall-clock seconds."""
+    from .. import cli
+
+    argv = ["train", "--data", str(data), "--out", str(out), "--seed", str(seed)]
+    if minutes is not None:
+        argv += ["--minutes", str(minutes)]
+    if quiet:
+        argv.append("--quiet")
+    started = time.perf_counter()
+    code = cli.main(argv)
+    if code != 0:
+        raise SystemExit(code)
+    return time.perf_counter() - started
+
+
+def score(model: Path, test) -> dict[str, Any]:
+    """Held-out figures of one saved model, through the same predictor ``count`` uses."""
+    from ..checkpoint import predictor
+    from ..evaluate import evaluate
+
+    metrics = evaluate(predictor(model), test)
+    return {
+        "test_images": metrics["images"],
+        "threshold": metrics["threshold"],
+        "map": round(metrics["map"], 4),
+        "map_50": round(metrics["map_50"], 4),
+        "map_75": round(metrics["map_75"], 4),
+        "count_mae": round(metrics["count_mae"], 3),
+        "count_mape": round(metrics["count_mape"], 2),
+        "ap_per_class": metrics["ap_per_class"],
+        "count_per_class": metrics.get("per_class", {}),
+    }
+
+
+def format_run(row: dict[str, Any]) -> str:
+    """One seed: the headline, then a line per class."""
+    lines = [
+        f"seed {row['seed']}: {row['cli_seconds']:.0f} s (train {row['train_seconds']:.0f} s, "
+        f"{row['epochs']} epochs), mAP {row['map']:.3f}, mAP@.5 {row['map_50']:.3f}, "
+        f"mAP@.75 {row['map_75']:.3f}, count MAE {row['count_mae']:.2f} "
+        f"({row['count_mape']:.1f} %) at threshold {row['threshold']:.2f}"
+    ]
+    counts = row["count_per_class"]
+    for name, ap in row["ap_per_class"].items():
+        c = counts.get(name)
+        text = f"  {name:<12} AP {ap['ap']:.3f}  AP50 {ap['ap_50']:.3f}  AP75 {ap['ap_75']:.3f}"
+        if c:
+            mape = (
+                f"{c['mape']:.1f} % ({c['mape_photos']} photos)" if c["mape"] is not None else "-"
+            )
+            total = f"{c['total_error_pct']:.1f} %" if c["total_error_pct"] is not None else "-"
+            text += f"  count MAE {c['mae']:.2f}  MAPE {mape}  total error {total}"
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def goals(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The issue's goals on the mean over seeds, each met or not."""
+    mean = {key: statistics.fmean(r[key] for r in rows) for key in ("map", "map_50")}
+    minutes = max(r["cli_seconds"] for r in rows) / 60
+    lines = []
+    for name, key, threshold in GOALS:
+        met = mean[key] >= threshold and minutes <= GOAL_MINUTES
+        lines.append(
+            f"{'met    ' if met else 'NOT met'}  {name} within {GOAL_MINUTES:g} min: "
+            f"{mean[key]:.3f} in {minutes:.1f} min"
+        )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m utils.bench real", description=__doc__)
+    parser.add_argument("--train", required=True, help="labelled folder (VOC) or COCO .json")
+    parser.add_argument("--test", required=True, help="held-out labelled folder or .json")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
+    parser.add_argument("--minutes", type=float, help="train's --minutes (default: its own)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+
+    import json
+    import warnings
+
+    from .. import config
+    from ..annotations import DroppedBoxWarning, load_annotations
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DroppedBoxWarning)
+        test = load_annotations(args.test)
+    for warning in caught:
+        print(f"warning: {warning.message}")
+    host = machine()
+    print(
+        f"real photos: train {config.display_path(args.train)}, test {len(test)} photos "
+        f"({test.summary()}); seeds {args.seeds}; {host['cpu']}, "
+        f"{host.get('torch_threads')} torch threads"
+    )
+    root = config.artifacts_dir() / "bench_real"
+    rows = []
+    for seed in args.seeds:
+        out = root / f"seed_{seed}"
+        seconds = train_cli(Path(args.train), out, seed, args.minutes, args.quiet)
+        trained = json.loads((out / "metrics.json").read_text())
+        row = {
+            "seed": seed,
+            "cli_seconds": round(seconds, 1),
+            "train_seconds": trained["train_seconds"],
+            "epochs": trained["epochs"],
+            "budget": trained.get("budget"),
+            "precision": trained.get("precision"),
+            **score(out / "model.pt", test),
+        }
+        rows.append(row)
+        print(format_run(row), flush=True)
+    report = {"train": config.display_path(args.train), "test": config.display_path(args.test)}
+    report.update(minutes=args.minutes, machine=host, runs=rows)
+    report["goals"] = goals(rows)
+    print("\ngoals (mean over seeds; time: the slowest run's whole train command):")
+    print("\n".join(report["goals"]))
+    path = config.artifacts_dir() / "bench_real.json"
+    write_report(path, report)
+    print(f"wrote {config.display_path(path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

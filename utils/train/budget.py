@@ -1,0 +1,110 @@
+"""Training measured by the clock: how many epochs fit in ``plan.minutes`` on this machine.
+
+Epochs mean nothing across data sets: 64 epochs of 17 photos are 448 steps (3 min on a
+2-core CPU), of 290 photos 7,400 steps (25 min). So ``fit`` times the first steps, counts
+what the validations will cost, and fixes the number of epochs (never more than
+``plan.epochs``) before the warm-up ends, so the cosine schedule still runs its whole course.
+After every epoch it checks the clock again and shortens the run if the machine got slower
+(another job started), so a run stays near its budget. What was decided is recorded in the
+metrics and the checkpoint (``budget``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+PROBE_STEPS = 12  # steps timed before deciding (the first two are left out: allocation, caches)
+PLANNED_EVALUATIONS = 4  # validations in a run the budget shortened (plus the final sweep)
+OVERRUN = 1.1  # shorten the run when it heads for more than 110 % of its budget
+
+
+@dataclass
+class Budget:
+    """The run's length in epochs, fixed from the measured cost of a step and a validation.
+
+    ``epochs`` starts as the plan's (the most a run may do) and only goes down; ``eval_every``
+    follows it so a shortened run still validates ``PLANNED_EVALUATIONS`` times.
+    ``seconds=None``: no budget, the plan's epochs as they are.
+    """
+
+    seconds: float | None
+    steps_per_epoch: int
+    epochs: int
+    eval_every: int
+    started: float = field(default_factory=time.perf_counter)
+    steps: int = 0
+    record: dict[str, Any] = field(default_factory=dict)
+    _stamps: list[float] = field(default_factory=list)
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def timed(self, step: Callable, validation_cost: Callable[[], float]) -> Callable:
+        """``step`` that also times itself and decides the epochs after ``PROBE_STEPS``."""
+
+        def wrapped(*args, **kwargs):
+            out = step(*args, **kwargs)
+            self.steps += 1
+            if self.seconds is not None and self.steps <= PROBE_STEPS:
+                self._stamps.append(time.perf_counter())
+                if self.steps == PROBE_STEPS:
+                    self.decide(self._seconds_per_step(), validation_cost())
+            return out
+
+        return wrapped
+
+    def _seconds_per_step(self) -> float:
+        stamps = self._stamps[2:] if len(self._stamps) > 3 else self._stamps
+        if len(stamps) < 2:
+            return self.elapsed() / max(1, self.steps)
+        return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+
+    def decide(self, seconds_per_step: float, seconds_per_validation: float) -> None:
+        """Fix the epochs that fit: the budget, less what is spent and the validations."""
+        assert self.seconds is not None
+        evaluations = min(PLANNED_EVALUATIONS, math.ceil(self.epochs / self.eval_every)) + 1
+        left = self.seconds - self.elapsed() - evaluations * seconds_per_validation
+        fit_steps = self.steps + max(0.0, left) / max(seconds_per_step, 1e-6)
+        fit_epochs = max(1, int(fit_steps // self.steps_per_epoch))
+        planned = self.epochs
+        if fit_epochs < self.epochs:
+            self.epochs = fit_epochs
+            self.eval_every = max(1, round(fit_epochs / PLANNED_EVALUATIONS))
+        self.record.update(
+            minutes=round(self.seconds / 60, 2),
+            seconds_per_step=round(seconds_per_step, 4),
+            seconds_per_validation=round(seconds_per_validation, 2),
+            steps_per_epoch=self.steps_per_epoch,
+            plan_epochs=planned,
+            epochs=self.epochs,
+            steps=self.total_steps,
+            eval_every=self.eval_every,
+            limited_by="minutes" if self.epochs < planned else "epochs",
+        )
+
+    def check(self, epochs_done: int, last_epoch_seconds: float, validation_seconds: float) -> bool:
+        """After an epoch: shorten the run if it now heads past its budget. True if shortened."""
+        if self.seconds is None or epochs_done >= self.epochs or "limited_by" not in self.record:
+            return False  # no budget, the end, or not decided yet (the probe decides first)
+        left_epochs = self.epochs - epochs_done
+        evaluations = math.ceil(left_epochs / self.eval_every) + 1
+        projected = (
+            self.elapsed() + left_epochs * last_epoch_seconds + evaluations * validation_seconds
+        )
+        if projected <= OVERRUN * self.seconds:
+            return False
+        room = self.seconds - self.elapsed() - evaluations * validation_seconds
+        epochs = max(epochs_done + 1, epochs_done + int(room // max(last_epoch_seconds, 1e-6)))
+        if epochs >= self.epochs:
+            return False
+        self.epochs = epochs
+        self.record.update(epochs=epochs, steps=self.total_steps, shortened_after_epoch=epochs_done)
+        return True

@@ -16,7 +16,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from PIL import Image
 
 from utils import hub
-from utils.hub.local_server import READ_ONLY_TOKEN, TEST_TOKEN, TEST_USER
+from utils.hub.local_server import READ_ONLY_TOKEN, TEST_TOKEN, TEST_USER, HubTestServer
 from utils.processing import InferenceConfig
 
 METRICS = {
@@ -294,11 +294,14 @@ def test_share_model_pushes_tags_pulls_and_verifies(
 
     out, err = capfd.readouterr()
     assert "a local test server (HF_ENDPOINT)" in out
+    assert not first.local and first.reason == "token"
+    assert first.hub == "Hub: a local test server (HF_ENDPOINT), with a token (hf_****)."
+    assert out.count(first.hub) == 3  # one Hub: line per call
     assert hub_server.url.split("//")[1] not in out  # no address or port in the output
     assert TEST_TOKEN not in out + err
 
 
-def test_no_token_prints_one_sentence_and_uploads_nothing(
+def test_no_token_and_no_fallback_prints_one_sentence_and_uploads_nothing(
     tiny_model, tmp_path, monkeypatch, capfd, hub_server
 ):
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -306,7 +309,12 @@ def test_no_token_prints_one_sentence_and_uploads_nothing(
     onnx, config = tiny_model
     before = len(hub_server.log)
     result = hub.share_model(
-        onnx, config, METRICS, out_dir=tmp_path / "up", repo_name=unique("none")
+        onnx,
+        config,
+        METRICS,
+        out_dir=tmp_path / "up",
+        repo_name=unique("none"),
+        local_fallback=False,
     )
     out, err = capfd.readouterr()
     assert not result.pushed and result.reason == "no token"
@@ -319,26 +327,117 @@ def test_no_token_prints_one_sentence_and_uploads_nothing(
     assert len(hub_server.log) == before  # not a single request
 
 
-def test_unreachable_hub_prints_one_sentence(tiny_model, tmp_path, capfd):
-    import socket
+class _RecordedServer(HubTestServer):
+    """The local Hub that share_model starts, remembered so the test can see it stopped."""
 
-    with socket.socket() as sock:  # a port that nothing listens on: connection refused at once
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    started: list[_RecordedServer] = []
+
+    def start(self) -> HubTestServer:
+        super().start()
+        self.bound_port = self.url.rsplit(":", 1)[1]
+        _RecordedServer.started.append(self)
+        return self
+
+
+def test_no_token_runs_the_round_trip_on_a_local_hub_and_says_so(
+    tiny_model, images, tmp_path, monkeypatch, capfd, hub_server
+):
+    from huggingface_hub import constants
+
+    from utils.runtime import load_predictor
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("utils.hub.share.HubTestServer", _RecordedServer)
+    _RecordedServer.started.clear()
+    onnx, config = tiny_model
+    before = len(hub_server.log)
+    name = unique("local")
+    result = hub.share_model(
+        onnx,
+        config,
+        METRICS,
+        images=images,
+        local_predictor=load_predictor(onnx),
+        out_dir=tmp_path / "up",
+        repo_name=name,
+        endpoint=hub.PUBLIC_ENDPOINT,  # what a learner has; without a token it is never called
+    )
+    out, err = capfd.readouterr()
+    lines = out.strip().splitlines()
+    assert result.pushed and result.local and result.reason == "no token"
+    assert (
+        lines[0]
+        == result.hub
+        == (
+            "Hub: a local test server on 127.0.0.1 (no HF_TOKEN found); "
+            "the same calls go to huggingface.co when you have a token."
+        )
+    )
+    assert sum(line.startswith("Hub:") for line in lines) == 1
+    assert result.push.repo_id == f"{TEST_USER}/{name}" and result.push.tag == "v1"
+    assert "on the local test server" in lines[1]
+    check = result.verification
+    assert check["counts_identical"] and check["bytes_identical"]
+    assert check["remote_counts"] == [load_predictor(onnx).predict(image).count for image in images]
+    # its own server, stopped when the call returned: the session's Hub saw no request
+    assert len(hub_server.log) == before
+    (server,) = _RecordedServer.started
+    assert server._httpd is None and any(path.endswith("/commit/main") for _, path, _ in server.log)
+    # no port, no token, no path in the output; the fake repo stayed out of the HF cache
+    assert server.bound_port not in out and "127.0.0.1:" not in out
+    assert TEST_TOKEN not in out + err and str(tmp_path) not in out
+    assert not list(Path(constants.HF_HUB_CACHE).glob(f"models--{TEST_USER}--{name}"))
+
+
+def test_unreachable_hub_without_fallback_prints_one_sentence(tiny_model, tmp_path, capfd):
     onnx, config = tiny_model
     result = hub.share_model(
         onnx,
         config,
         METRICS,
         out_dir=tmp_path / "up",
-        endpoint=f"http://127.0.0.1:{port}",
+        endpoint=_closed_endpoint(),
         timeout=1,
+        local_fallback=False,
     )
     out, _ = capfd.readouterr()
     assert not result.pushed and result.reason == "hub unreachable"
-    assert (
-        len(out.strip().splitlines()) == 1 and "cannot be reached" in out and str(port) not in out
+    assert len(out.strip().splitlines()) == 1 and "cannot be reached" in out
+    assert "127.0.0.1:" not in out
+
+
+def test_unreachable_hub_falls_back_to_a_local_hub(tiny_model, tmp_path, capfd):
+    onnx, config = tiny_model
+    endpoint = _closed_endpoint()
+    result = hub.share_model(
+        onnx, config, METRICS, out_dir=tmp_path / "up", endpoint=endpoint, timeout=1
     )
+    out, _ = capfd.readouterr()
+    assert result.pushed and result.local and result.reason == "hub unreachable"
+    assert out.startswith("Hub: a local test server on 127.0.0.1 (") and "did not answer" in out
+    assert endpoint.rsplit(":", 1)[1] not in out and "127.0.0.1:" not in out
+
+
+def test_offline_mode_uploads_nothing_anywhere(
+    tiny_model, tmp_path, monkeypatch, capfd, hub_server
+):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    onnx, config = tiny_model
+    before = len(hub_server.log)
+    result = hub.share_model(onnx, config, METRICS, out_dir=tmp_path / "up")
+    out, _ = capfd.readouterr()
+    assert not result.pushed and result.reason == "offline mode"
+    assert len(out.strip().splitlines()) == 1 and out.startswith("HF_HUB_OFFLINE is set")
+    assert len(hub_server.log) == before
+
+
+def _closed_endpoint() -> str:
+    """A local URL that nothing listens on: connection refused at once."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def test_offline_mode_counts_as_unreachable(monkeypatch):

@@ -8,13 +8,14 @@
 
 One module per job: ``auth`` (token, endpoint, errors), ``card`` (model card), ``plan``
 (allow-list, credential skipping, the folder to upload), ``push`` (versioned push), ``pull``
-(download + verify), ``share`` (the notebook's one call). Imports run one way:
-auth, card, plan <- push, pull <- share.
+(download + verify), ``local_server`` (an in-memory Hub on 127.0.0.1, standard library only),
+``share`` (the notebook's one call: the learner's Hub with a token, else a local Hub started for
+the call). Imports run one way: auth, card, plan, local_server <- push, pull <- share.
 
 ``huggingface_hub`` is imported inside the functions only: it reads ``HF_ENDPOINT`` once, at
-import, and ``import utils.hub`` must not fix it before a caller (or tests/conftest) sets it.
-``HF_ENDPOINT`` points everything at another server, e.g. the local test Hub of
-``tests/hub_server.py``.
+import, and ``import utils.hub`` must not fix it before a caller (or conftest.py) sets it.
+``HF_ENDPOINT`` points everything at another server, e.g. the tests' local Hub; the functions
+here also take ``endpoint=``, which is how ``share_model`` talks to the Hub it started.
 """
 
 from .auth import (

@@ -98,14 +98,30 @@ def hub_endpoint(endpoint: str | None = None) -> str:
 
 
 def endpoint_label(endpoint: str | None = None) -> str:
-    """Words for the endpoint, without its port or address (they change from run to run)."""
+    """Words for the endpoint, without its port (it changes from run to run).
+
+    ``endpoint=None`` is the one huggingface_hub read from ``HF_ENDPOINT`` (the tests' local Hub);
+    an explicit local URL is a local test server started by the caller (``share_model``).
+    """
     url = hub_endpoint(endpoint)
     host = urlsplit(url).hostname or ""
     if url == PUBLIC_ENDPOINT or host == "huggingface.co":
         return "the Hugging Face Hub"
     if host in ("127.0.0.1", "localhost", "::1"):
-        return "a local test server (HF_ENDPOINT)"
-    return "the Hub at HF_ENDPOINT"
+        return (
+            "a local test server (HF_ENDPOINT)"
+            if endpoint is None
+            else f"a local test server on {host}"
+        )
+    return "the Hub at HF_ENDPOINT" if endpoint is None else "the Hub at the given endpoint"
+
+
+def offline_mode() -> bool:
+    """``HF_HUB_OFFLINE`` is on: huggingface_hub then sends no request at all, even to 127.0.0.1."""
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    return flag or bool(constants.HF_HUB_OFFLINE)
 
 
 def hub_reachable(endpoint: str | None = None, timeout: float = 2.0) -> bool:
@@ -115,7 +131,7 @@ def hub_reachable(endpoint: str | None = None, timeout: float = 2.0) -> bool:
     One request, no retries (huggingface_hub's own calls retry for ~20 s when offline), run
     in a daemon thread so that even a hanging DNS lookup cannot hold the notebook longer.
     """
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+    if offline_mode():
         return False
     import threading
 

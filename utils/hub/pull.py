@@ -48,9 +48,14 @@ def verify_roundtrip(
     local_onnx: str | Path | None = None,
     token: str | None = None,
     endpoint: str | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Download the ONNX model at ``revision``, count cells with it, compare with the local counts."""
-    path = pull_model(repo_id, revision, token=token, endpoint=endpoint)
+    """Download the ONNX model at ``revision``, count cells with it, compare with the local counts.
+
+    ``cache_dir``: where the download goes (default: huggingface_hub's cache); a local test Hub
+    passes a temporary folder, so its fake repos never land in the learner's cache.
+    """
+    path = pull_model(repo_id, revision, token=token, endpoint=endpoint, cache_dir=cache_dir)
     from ..runtime import load_predictor
 
     remote = load_predictor(path)

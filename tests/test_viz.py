@@ -147,12 +147,21 @@ def test_show_image_and_jpeg_switch_outside_ipython():
 
 # Machado et al. (2009) matrices, severity 1.0, applied in linear RGB.
 _CVD = {
-    "protanopia": [[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
-                   [-0.003882, -0.048116, 1.051998]],
-    "deuteranopia": [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
-                     [-0.011820, 0.042940, 0.968881]],
-    "tritanopia": [[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602],
-                   [0.004733, 0.691367, 0.303900]],
+    "protanopia": [
+        [0.152286, 1.052583, -0.204868],
+        [0.114503, 0.786281, 0.099216],
+        [-0.003882, -0.048116, 1.051998],
+    ],
+    "deuteranopia": [
+        [0.367322, 0.860646, -0.227968],
+        [0.280085, 0.672501, 0.047413],
+        [-0.011820, 0.042940, 0.968881],
+    ],
+    "tritanopia": [
+        [1.255528, -0.076749, -0.178779],
+        [-0.078411, 0.930809, 0.147602],
+        [0.004733, 0.691367, 0.303900],
+    ],
 }
 
 
@@ -205,3 +214,91 @@ def test_compare_legend_says_what_each_colour_means():
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert texts == [text for _, text in viz.compare_legend(0.5)]
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- readable score tags
+
+
+def _row_of_boxes(n: int, gap: int = 40) -> np.ndarray:
+    """``n`` small boxes on one row, ``gap`` px apart, low enough for a tag above each."""
+    return np.array([[10 + i * gap, 60, 30 + i * gap, 90] for i in range(n)], np.float32)
+
+
+def _tag_pixels(out: Image.Image, boxes: np.ndarray) -> int:
+    """Pixels in the strips above the boxes that are no longer the grey background."""
+    arr = np.asarray(out)
+    strip = arr[40:58, int(boxes[0, 0]) : int(boxes[-1, 2])]
+    return int((strip != GRAY).any(axis=-1).sum())
+
+
+def test_score_tags_are_drawn_for_a_few_boxes():
+    boxes = _row_of_boxes(3, gap=60)
+    out = viz.draw_detections(_gray(220, 120), boxes, scores=[0.9, 0.8, 0.7])
+    assert _tag_pixels(out, boxes) > 0
+    assert out.info["labels_hidden"] == 0
+
+
+def test_score_tags_are_left_out_above_the_limit():
+    n = viz.MAX_SCORE_LABELS + 1
+    boxes = _row_of_boxes(n)
+    image = _gray(40 * n + 40, 120)
+    out = viz.draw_detections(image, boxes, scores=np.linspace(0.9, 0.3, n))
+    assert _tag_pixels(out, boxes) == 0  # boxes only: no tag covers the cells
+    assert out.info["labels_hidden"] == n
+    assert viz.labels_note(n).startswith("Score tags are left out")
+    assert viz.labels_note(viz.MAX_SCORE_LABELS) == ""
+    unlimited = viz.draw_detections(image, boxes, scores=np.linspace(0.9, 0.3, n), max_labels=None)
+    assert _tag_pixels(unlimited, boxes) > 0
+
+
+def test_overlapping_tags_keep_the_best_score_only():
+    boxes = np.array([[50, 60, 90, 100], [52, 61, 92, 101]], np.float32)  # one cell, two boxes
+    out = viz.draw_detections(_gray(), boxes, scores=[0.4, 0.9], color=(255, 0, 0))
+    assert out.info["labels_hidden"] == 1
+    alone = viz.draw_detections(_gray(), boxes[1:], scores=[0.9], color=(255, 0, 0))
+    tag = (slice(40, 60), slice(45, 100))  # the 0.9 tag is drawn where it is drawn alone
+    assert np.array_equal(np.asarray(out)[tag][..., 1:], np.asarray(alone)[tag][..., 1:])
+
+
+# ---------------------------------------------------------------- the training curves
+
+
+def _training_result(evaluations: int):
+    from types import SimpleNamespace
+
+    history = []
+    for epoch in range(1, 31):
+        row = {"epoch": epoch, "loss": 3.0 / epoch, "loss_heatmap": 2.0 / epoch, "val_map": None}
+        if epoch % (30 // evaluations) == 0:
+            row.update(val_map=0.3 + epoch / 100, val_map_50=0.6 + epoch / 100, val_count_mae=9.0)
+        history.append(row)
+    config = SimpleNamespace(score_threshold=0.275)
+    return SimpleNamespace(
+        history=history, best_epoch=30, config=config, metrics={"val_count_mae": 2.33}
+    )
+
+
+def _texts(fig) -> str:
+    return "\n".join(t.get_text() for ax in fig.axes for t in [*ax.texts, ax.title])
+
+
+def test_training_plot_names_the_chosen_threshold_not_the_training_one():
+    fig = viz.plot_training(_training_result(evaluations=2))
+    text = _texts(fig)
+    assert "count MAE 2.33 cells" in text and "chosen threshold 0.275" in text
+    assert "9.00" not in text and "0.5" not in text  # the count error at 0.5 is not shown
+    assert "only 2 point(s), at epoch(s) 15, 30" in text
+    val_ax = fig.axes[1]
+    assert [len(line.get_xdata()) for line in val_ax.get_lines()[:2]] == [2, 2]
+
+
+def test_training_plot_with_enough_points_has_no_warning():
+    text = _texts(viz.plot_training(_training_result(evaluations=10)))
+    assert "only" not in text and "Validation: 10 evaluation(s)" in text
+
+
+def test_describe_boxes_gives_the_median_cell_in_pixels(small_set):
+    # boxes of 10 x 20 and 20 x 10 px: a square of the same area has a side of 14 px
+    assert "median cell: 14 px (the side of a square of the same area) in these 64 px photos" in (
+        viz.describe_boxes(small_set)
+    )

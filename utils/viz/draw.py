@@ -66,6 +66,23 @@ def to_pil(image: Any) -> Image.Image:
 _as_pil = to_pil
 
 
+# Above this many labelled boxes no score text is drawn: in a photo of 60-100 cells the tags
+# cover the cells and each other, and a shrunk picture makes them unreadable anyway. The app's
+# table (and ``Detections.scores``) lists every score.
+MAX_SCORE_LABELS = 30
+
+
+def labels_note(count: int, max_labels: int = MAX_SCORE_LABELS) -> str:
+    """The sentence to show beside a picture of ``count`` boxes whose score tags were left out
+    (empty when :func:`draw_detections` draws them)."""
+    if count <= max_labels:
+        return ""
+    return (
+        f"Score tags are left out above {max_labels} boxes (they would cover the cells and each "
+        f"other): this picture has {count}; the table lists every score."
+    )
+
+
 def draw_detections(
     image: ImageLike,
     boxes: np.ndarray | Sequence[Sequence[float]],
@@ -75,38 +92,77 @@ def draw_detections(
     show_scores: bool = True,
     show_boxes: bool = True,
     width: int | None = None,
+    max_labels: int | None = MAX_SCORE_LABELS,
 ) -> Image.Image:
-    """A copy of ``image`` with boxes (x1, y1, x2, y2 pixels) and optional score/label text.
+    """A copy of ``image`` with boxes (x1, y1, x2, y2 pixels) and optional score/label tags.
 
     ``width`` defaults to about 1/320 of the image side (2 px at 640). With ``show_boxes``
-    off, a small dot marks each object, so counts stay visible.
+    off, a small dot marks each object, so counts stay visible. Tags stay readable: none at
+    all above ``max_labels`` boxes (None: no limit), and a tag that would overlap one already
+    drawn (best score first) is left out; ``info["labels_hidden"]`` counts the tags left out.
     """
     out = _as_pil(image)
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    out.info["labels_hidden"] = 0
     if len(boxes) == 0:
         return out
     side = max(out.size)
     width = width if width is not None else max(1, round(side / 320))
     draw = ImageDraw.Draw(out)
-    font = _font(max(9, round(side / 55)))
-    for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+    for x1, y1, x2, y2 in boxes.tolist():
         if show_boxes:
             draw.rectangle((x1, y1, x2, y2), outline=color, width=width)
         else:
             cx, cy, r = (x1 + x2) / 2, (y1 + y2) / 2, max(2, width + 1)
             draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=color)
+    tags = _tags(len(boxes), scores if show_scores else None, labels)
+    if not tags:
+        return out
+    if max_labels is not None and len(tags) > max_labels:
+        out.info["labels_hidden"] = len(tags)
+        return out
+    font = _font(max(9, round(side / 55)))
+    placed: list[tuple[float, float, float, float]] = []
+    for i, text in _best_first(tags, scores):
+        x1, y1, _, y2 = boxes[i].tolist()
+        ty = y1 - font.size - 2 if y1 - font.size - 2 >= 0 else y2 + 1
+        left, top, right, bottom = draw.textbbox((x1, ty), text, font=font)
+        tag = (left - 1, top - 1, right + 1, bottom + 1)
+        if any(_overlap(tag, other) for other in placed):
+            out.info["labels_hidden"] += 1
+            continue
+        placed.append(tag)
+        draw.rectangle(tag, fill=color)
+        draw.text((x1, ty), text, fill="white", font=font)
+    return out
+
+
+def _tags(n: int, scores: Any, labels: Sequence[str] | None) -> dict[int, str]:
+    """Box index -> its tag text (label and/or score), for the boxes that have one."""
+    tags = {}
+    for i in range(n):
         parts = []
         if labels is not None and i < len(labels):
             parts.append(str(labels[i]))
-        if show_scores and scores is not None and i < len(scores):
+        if scores is not None and i < len(scores):
             parts.append(f"{float(scores[i]):.2f}")
         if parts:
-            text = " ".join(parts)
-            ty = y1 - font.size - 2 if y1 - font.size - 2 >= 0 else y2 + 1
-            left, top, right, bottom = draw.textbbox((x1, ty), text, font=font)
-            draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=color)
-            draw.text((x1, ty), text, fill="white", font=font)
-    return out
+            tags[i] = " ".join(parts)
+    return tags
+
+
+def _best_first(tags: dict[int, str], scores: Any) -> list[tuple[int, str]]:
+    """Tags in drawing order: highest score first, so an overlap hides the weaker box's tag."""
+    if scores is None:
+        return list(tags.items())
+    values = np.asarray(scores, np.float32)
+    return sorted(
+        tags.items(), key=lambda item: -float(values[item[0]]) if item[0] < len(values) else 0.0
+    )
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def draw(

@@ -167,7 +167,21 @@ def describe_boxes(aset: AnnotationSet, reference: dict | None = None) -> str:
             f"cells per image: {counts.min()}-{counts.max()}, median {np.median(counts):.0f} "
             f"(real {low}-{high}, median {mid})"
         )
+        lines.append(_median_cell_line(aset))
     return "\n".join(lines)
+
+
+def _median_cell_line(aset: AnnotationSet) -> str:
+    """The median cell in pixels (the side of a square of its area), what the working scale uses."""
+    sides = np.concatenate(
+        [np.sqrt((i.boxes[:, 2] - i.boxes[:, 0]) * (i.boxes[:, 3] - i.boxes[:, 1])) for i in aset]
+    )
+    longest = sorted({max(i.width, i.height) for i in aset.images})
+    size = f"{longest[0]}" if len(longest) == 1 else f"{longest[0]}-{longest[-1]}"
+    return (
+        f"median cell: {np.median(sides):.0f} px (the side of a square of the same area) "
+        f"in these {size} px photos"
+    )
 
 
 def plot_dataset_stats(aset: AnnotationSet, reference: dict | None = None) -> Figure:
@@ -230,5 +244,52 @@ def plot_heatmaps(
         ax.imshow(data, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None)
         ax.set_title(title, fontsize=10)
         ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_training(result: Any) -> Figure:
+    """Training loss per epoch, and validation mAP at each evaluation, of a ``fit`` result.
+
+    ``result``: a :class:`~utils.train.TrainResult` (``history``, ``best_epoch``, ``config``,
+    ``metrics``). The count error shown is the kept weights' on the validation photos at the
+    **chosen** counting threshold (what the model will count with), not the 0.5 that the
+    evaluations during training use before a threshold is chosen. With few evaluations
+    (``TrainingPlan.eval_every``) the panel says how many points it has.
+    """
+    import matplotlib.pyplot as plt
+
+    history = list(result.history)
+    fig, (loss_ax, val_ax) = plt.subplots(1, 2, figsize=(10, 3.5), dpi=80)
+    epochs = [row["epoch"] for row in history]
+    for key in [k for k in history[0] if k.startswith("loss")] if history else []:
+        label, heavy = key.replace("loss_", ""), key == "loss"
+        loss_ax.plot(epochs, [row[key] for row in history], label=label, lw=2 if heavy else 1)
+    loss_ax.set(xlabel="epoch", ylabel="training loss", yscale="log", title="Training loss")
+    loss_ax.legend(fontsize=8)
+    evaluated = [row for row in history if row.get("val_map") is not None]
+    if not evaluated:
+        val_ax.set_axis_off()
+        fig.tight_layout()
+        return fig
+    xs = [row["epoch"] for row in evaluated]
+    val_ax.plot(xs, [row["val_map_50"] for row in evaluated], "o-", label="mAP@.5")
+    val_ax.plot(xs, [row["val_map"] for row in evaluated], "o-", label="mAP@[.5:.95]")
+    val_ax.axvline(result.best_epoch, color="gray", ls="--", lw=1, label="weights kept")
+    val_ax.set(xlabel="epoch", ylabel="validation mAP", ylim=(0, 1), xlim=(0, max(epochs) + 1))
+    val_ax.set_title(f"Validation: {len(xs)} evaluation(s)", fontsize=11)
+    notes = []
+    if len(xs) < 3:
+        at = ", ".join(str(x) for x in xs)
+        notes.append(f"only {len(xs)} point(s), at epoch(s) {at}: plan.eval_every sets how often")
+    mae = result.metrics.get("val_count_mae")
+    if mae is not None:
+        threshold = result.config.score_threshold
+        notes.append(
+            f"kept weights: count MAE {mae:.2f} cells\nat the chosen threshold {threshold:.3f}"
+        )
+    if notes:
+        val_ax.text(0.03, 0.05, "\n".join(notes), transform=val_ax.transAxes, fontsize=8)
+    val_ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig

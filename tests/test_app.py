@@ -84,6 +84,7 @@ def test_gradio_client_counts_equal_predictor(server, predictor, images):
         result = app.call_with_client(server, path, THRESHOLD)
         assert result["count"] == expected(predictor, path), path.name
         assert len(result["table"]["data"]) == result["count"]
+        assert result["table"]["headers"] == app.TABLE_COLUMNS  # one class: no class column
         assert Path(result["image"]).is_file()  # the client downloaded the annotated picture
 
 
@@ -106,6 +107,9 @@ def test_base64_endpoint_counts_equal_predictor(server, predictor, images):
     assert len(answer["detections"]) == answer["count"]
     assert answer["image"].startswith("data:image/jpeg;base64,")
     assert answer["error"] is None
+    # one class: the answer of before issue 19 (no "counts", no "class"; see test_multiclass)
+    assert "counts" not in answer
+    assert all(list(d) == app.TABLE_COLUMNS for d in answer["detections"])
 
 
 def test_standalone_requests_client(server, predictor, images):

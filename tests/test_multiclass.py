@@ -306,6 +306,23 @@ def test_card_lists_the_classes_and_their_metrics() -> None:
     assert "Per class" not in plain and "counts_by_class" not in plain
 
 
+def test_card_reads_what_evaluate_measures(predictor, multiclass_photos) -> None:
+    """The card's per-class table from a real ``evaluate.evaluate`` on the three-class set."""
+    from utils.annotations import load_annotations
+    from utils.evaluate import evaluate
+    from utils.hub import build_model_card, class_rows
+
+    metrics = evaluate(predictor, load_annotations(multiclass_photos[0].parent))
+    rows = class_rows(metrics, CLASS_NAMES)
+    assert [r[0] for r in rows] == list(CLASS_NAMES)
+    labelled = metrics["per_class"]
+    for row in rows:
+        assert row[5] == f"{labelled[row[0]]['pred_total']} / {labelled[row[0]]['true_total']}"
+        assert row[1] != "–"  # every class is labelled in these photos: an AP for each
+    text = str(build_model_card(predictor.config, metrics, "someone/cells"))
+    assert all(f"| {name} |" in text for name in CLASS_NAMES)
+
+
 # ----------------------------------------------------------------------------- the Spaces
 
 

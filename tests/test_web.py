@@ -247,6 +247,8 @@ def test_counts_match_python(page, predictor, images, threshold):
         assert shown["count"] == expected.count, (
             f"{path.name}: browser {shown['count']}, Python {expected.count}"
         )
+        assert shown["counts"] == expected.counts_by_class() == {"Microalgae": expected.count}
+        assert page.locator("#class-counts").is_hidden()  # one class: the total says it all
         np.testing.assert_allclose(shown["scores"], expected.scores, atol=1e-4)
         np.testing.assert_allclose(
             np.array(shown["boxes"]).reshape(-1, 4), expected.boxes, atol=0.05
@@ -354,3 +356,44 @@ def test_a_12_mp_photo_is_counted_and_a_larger_one_refused(page, predictor, imag
     status = page.locator("#status").inner_text()
     assert "6000 x 1500 px" in status and "downsize it" in status, status
     assert page.locator("#count").inner_text() == "–"
+
+
+def test_three_classes_are_counted_per_class_like_python(
+    page, tmp_path_factory, multiclass_onnx, multiclass_photos
+):
+    """A three-class model (conftest's, threshold in a gap of its scores): the page's
+    ``result.counts``, its per-class line and its status equal ``counts_by_class()`` in Python.
+    Its own site, in a new tab of this module's browser."""
+    from utils.runtime import load_predictor
+
+    try:
+        site = web.build_site(
+            tmp_path_factory.mktemp("site3"), multiclass_onnx, examples=multiclass_photos
+        )
+    except web.WebSetupError as error:
+        pytest.fail(str(error))
+    predictor = load_predictor(multiclass_onnx, threads=2)
+    names = list(predictor.config.class_names)
+    seen = dict.fromkeys(names, 0)
+    address, stop = web.serve(site)
+    tab = page.context.browser.new_page()
+    try:
+        tab.goto(address)
+        tab.wait_for_function("document.body.dataset.state === 'ready'", timeout=120_000)
+        for run, path in enumerate(multiclass_photos, start=1):
+            tab.locator(f"button[data-example='{path.name}']").click()
+            shown = web.wait_for_count(tab, run)
+            expected = predictor.predict(load_image(path).image)
+            counts = expected.counts_by_class()
+            assert list(shown["counts"].items()) == list(counts.items()), path.name
+            assert shown["labels"] == expected.labels.tolist(), path.name
+            items = tab.locator("#class-counts .class-count")
+            assert items.all_inner_texts() == [f"{k}: {n}" for k, n in counts.items()]
+            by_class = ", ".join(f"{k} {n}" for k, n in counts.items())
+            assert f"({by_class}) found in {path.name}" in tab.locator("#status").inner_text()
+            for name, n in counts.items():
+                seen[name] += n
+    finally:
+        tab.close()
+        stop()
+    assert min(seen.values()) >= 2, seen  # every class was really counted

@@ -120,3 +120,53 @@ def test_tiled_counts_match_python(site, tiled_onnx, photos):
         assert row["count"] == expected.count, (path.name, row["count"], expected.count)
         assert expected.tiles in (9, 42)
     assert sum(r["count"] for r in shown["rows"]) >= 3 * len(photos), shown["rows"]
+
+
+@pytest.fixture(scope="module")
+def multiclass_tiled(tmp_path_factory, multiclass_onnx):
+    """conftest's three-class model told to count at working scale 0.5 (16 and 20 tiles on the
+    two photos), at a threshold in a gap of its merged scores on them; and the photos."""
+    import onnx
+
+    from utils.export import read_onnx_config, set_metadata
+    from utils.runtime import load_predictor
+    from utils.synth_classes import FIRST_SEED, generate_mixed_image
+
+    folder = tmp_path_factory.mktemp("tiled_multiclass")
+    photo = generate_mixed_image(FIRST_SEED + 10, 768)[0]
+    photos = [folder / "mixed_768.png", folder / "mixed_1000x750.png"]
+    photo.save(photos[0])
+    photo.resize((1000, 750), Image.Resampling.BILINEAR).save(photos[1])
+    path = folder / "model.onnx"
+    config = dataclasses.replace(read_onnx_config(multiclass_onnx), scale=0.5, tile_overlap=32)
+    model = onnx.load(str(multiclass_onnx))
+    set_metadata(model, config)
+    onnx.save(model, str(path))
+    predictor = load_predictor(path)
+    scores = [predictor.predict(load_image(p).image, 0.0).scores for p in photos]
+    threshold = round(gap_threshold(np.concatenate(scores), keep=40 * len(photos)), 5)
+    set_metadata(model, dataclasses.replace(config, score_threshold=threshold))
+    onnx.save(model, str(path))
+    return path, photos
+
+
+def test_tiled_three_class_counts_match_python_per_class(tmp_path_factory, multiclass_tiled):
+    from utils.runtime import load_predictor
+
+    model, photos = multiclass_tiled
+    chromium_or_fail()
+    try:
+        site = web.build_site(tmp_path_factory.mktemp("site3"), model, examples=photos)
+    except web.WebSetupError as error:
+        pytest.fail(str(error))
+    predictor = load_predictor(model, threads=2)
+    shown = web.count_in_browser(site, photos)
+    totals = dict.fromkeys(predictor.config.class_names, 0)
+    for path, row in zip(photos, shown["rows"]):
+        expected = predictor.predict(load_image(path).image)
+        assert expected.tiles in (16, 20), expected.tiles
+        assert row["counts"] == expected.counts_by_class(), (path.name, row["counts"])
+        assert row["count"] == expected.count
+        for name, n in row["counts"].items():
+            totals[name] += n
+    assert min(totals.values()) >= 3, totals  # every class was counted across seams

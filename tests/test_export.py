@@ -11,7 +11,13 @@ import torch
 
 from utils import export
 from utils.processing import InferenceConfig, preprocess
-from utils.runtime import ModelFileError, OnnxPredictor, OpenVinoPredictor, TorchPredictor
+from utils.runtime import (
+    ModelFileError,
+    OnnxPredictor,
+    OpenVinoPredictor,
+    Predictor,
+    TorchPredictor,
+)
 
 SIZE = 128  # the tiny detector's input size (TINY_SIZE in conftest.py)
 
@@ -62,6 +68,8 @@ def test_parity_torch_vs_onnxruntime_and_openvino(tiny_export, images) -> None:
         assert result["scores_max_abs"] < 1e-4, result
         assert result["counts_identical"] == len(images), result
         assert any(row["pytorch"] > 0 for row in result["per_image"]), "test needs non-zero counts"
+        assert result["verdict"] == "same model" and result["problems"] == [], result
+        assert export.describe_parity(result).startswith("same model: scores differ by at most")
 
 
 def test_dynamic_batch(tiny_export, images) -> None:
@@ -95,6 +103,65 @@ def test_parity_detects_a_different_model(tiny_export, images, tmp_path, tiny_de
     result = export.parity(TorchPredictor(detector, config), TorchPredictor(other, config), images)
     assert result["scores_max_abs"] > 0.01
     assert result["counts_identical"] < len(images)
+    assert result["verdict"] == "broken"
+    assert set(result["per_image"][0]) == {"image", "pytorch (reference)", "pytorch (other)"}
+
+
+@pytest.mark.parametrize("mistake", sorted(export.MISTAKES))
+def test_a_broken_export_is_called_broken(tiny_export, images, tmp_path, mistake) -> None:
+    """Notebook 03's lesson: a classic mistake moves the outputs far above the tolerance."""
+    path, detector, config = tiny_export
+    broken = export.broken_copy(path, mistake, tmp_path / f"{mistake}.onnx")
+    onnx.checker.check_model(onnx.load(str(broken)), full_check=True)
+    result = export.parity(TorchPredictor(detector, config), OnnxPredictor(broken), images)
+    # the tiny random model's scores sit near its prior; a wrong input still moves them > 100x
+    assert result["scores_max_abs"] > 100 * export.SCORE_TOLERANCE, result
+    assert result["verdict"] == "broken" and result["problems"], result
+    assert export.describe_parity(result).startswith("BROKEN: ")
+    assert export.read_onnx_config(path) == config  # the original is untouched
+
+
+def test_broken_copy_names_the_known_mistakes(tiny_export, tmp_path) -> None:
+    with pytest.raises(ValueError, match="bgr"):
+        export.broken_copy(tiny_export[0], "upside-down", tmp_path / "x.onnx")
+
+
+class _Fixed(Predictor):
+    """A predictor that returns given raw outputs: parity's arithmetic without a network."""
+
+    runtime = "fixed"
+
+    def __init__(self, scores: list[float], config: InferenceConfig) -> None:
+        super().__init__(config)
+        self.scores = np.asarray(scores, np.float32).reshape(1, -1, 1)
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        anchors = self.scores.shape[1]
+        corner = np.arange(anchors, dtype=np.float32)[:, None] * 8
+        boxes = np.concatenate([corner, corner, corner + 6, corner + 6], axis=1)[None]
+        return boxes, self.scores
+
+
+PEAKS = [0.9, 0.8, 0.7, 0.004, 0.0, 0.6] + [0.01] * 494  # 500 points, 499 of them peaks
+
+
+@pytest.mark.parametrize(
+    ("other", "verdict", "words"),
+    [
+        # float32 in another order: every score within 1e-6; a background near-tie flipped
+        ([0.9 + 1e-6, 0.8, 0.7, 0.0, 0.004, 0.6] + [0.01] * 494, "same model", "never counted"),
+        # bf16-like: scores move by ~1e-2, far above the tolerance
+        ([0.91, 0.79, 0.7, 0.004, 0.0, 0.61] + [0.01] * 494, "broken", "scores differ by 1.0e-02"),
+        # other peaks altogether: many points kept by one graph only
+        ([0.0, 0.8, 0.7, 0.004, 0.5, 0.6] + [0.0, 0.02] * 247, "broken", "one graph only"),
+    ],
+)
+def test_parity_verdict_separates_rounding_near_ties_and_real_differences(other, verdict, words):
+    config = InferenceConfig("centernet_resnet18", ("Microalgae",), 32, score_threshold=0.5)
+    image = np.zeros((32, 32, 3), np.uint8)
+    result = export.parity(_Fixed(PEAKS, config), _Fixed(other, config), [image])
+    assert result["verdict"] == verdict, result
+    assert words in export.describe_parity(result)
 
 
 def test_ensure_onnx_keeps_an_existing_file(tiny_export, tmp_path, monkeypatch) -> None:

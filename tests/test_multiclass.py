@@ -104,6 +104,23 @@ def test_generated_photos_are_the_same_for_a_seed() -> None:
     assert np.array_equal(np.asarray(a_image), np.asarray(again))
 
 
+def test_synth_classes_command_line(tmp_path, capsys) -> None:
+    from utils import synth_classes
+    from utils.annotations import load_annotations
+
+    synth_classes.main(["--out", str(tmp_path / "set"), "--images", "2", "--size", "128"])
+    line = capsys.readouterr().out
+    aset = load_annotations(tmp_path / "set")
+    assert len(aset) == 2 and aset.class_names == CLASS_NAMES
+    shown = ", ".join(
+        f"{sum(lab == c for img in aset for lab in img.labels)} {c}" for c in CLASS_NAMES
+    )
+    assert line.startswith(f"Wrote 2 photos ({shown}) to ") and str(tmp_path) not in line
+    with pytest.raises(SystemExit):
+        synth_classes.main(["--out", str(tmp_path / "x"), "--size", "10"])
+    assert "--size must be between 64 and 8192 px" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- Detections
 
 

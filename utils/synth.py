@@ -13,6 +13,8 @@ axis-aligned box of the drawn cell outline. Pixels are rendered at 2x and downsa
 anti-aliasing, with NumPy and Pillow only. 47 images take a few seconds.
 
     python -m utils.synth --out data --size 640     # what ``make data`` runs
+
+Several classes (needles, round cells, specks) for the multi-class paths: ``utils.synth_classes``.
 """
 
 from __future__ import annotations

@@ -393,8 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument(
         "--engine",
         choices=("plain", "ray"),
-        help="archive job: columns file,count,mean_score,seconds,error, skips files already "
-        "in --out; ray = Ray Data actor pool (pip install '.[scale]')",
+        help="archive job: columns file,count[,count_<class>...],mean_score,seconds,error, skips "
+        "files already in --out; ray = Ray Data actor pool (pip install '.[scale]')",
     )
     count.add_argument("--workers", type=int, default=2, help="Ray actors (one CPU each)")
     count.add_argument("--batch-size", type=int, default=8, help="images per Ray batch")

@@ -153,8 +153,9 @@ def test_budget_fits_the_epochs_to_the_minutes(monkeypatch) -> None:
     budget = _budget(600.0)
     budget.steps = 12
     budget.decide(seconds_per_step=0.2, seconds_per_validation=10.0)
-    # (600 - 3 - 5 validations x 10 s) / 0.2 = 2735 steps more + 12 done -> 27 epochs of 100
-    assert budget.epochs == 27 and budget.total_steps == 2700
+    # (600 - 3 - 5 validations x 10 s) / 0.2 = 2735 steps more + 12 done: 27 epochs and 47 steps
+    assert budget.total_steps == 2747 and budget.epochs == 28
+    assert budget.steps_in(27) == 100 and budget.steps_in(28) == 47  # the last one stops part-way
     assert budget.eval_every == 7  # still about four validations
     assert budget.record["limited_by"] == "minutes" and budget.record["plan_epochs"] == 64
 
@@ -163,10 +164,10 @@ def test_budget_fits_the_epochs_to_the_minutes(monkeypatch) -> None:
     small.decide(seconds_per_step=0.35, seconds_per_validation=2.0)
     assert (small.epochs, small.eval_every, small.record["limited_by"]) == (64, 16, "epochs")
 
-    starved = _budget(1.0)  # less time than one epoch: one epoch all the same
+    starved = _budget(1.0)  # less time than one epoch: stop after the steps already done
     starved.steps = 12
     starved.decide(seconds_per_step=1.0, seconds_per_validation=5.0)
-    assert starved.epochs == 1 and starved.eval_every == 1
+    assert (starved.total_steps, starved.epochs, starved.eval_every) == (12, 1, 1)
 
 
 def test_budget_shortens_a_run_the_machine_slowed_down(monkeypatch) -> None:
@@ -177,33 +178,12 @@ def test_budget_shortens_a_run_the_machine_slowed_down(monkeypatch) -> None:
     budget.decide(seconds_per_step=0.25, seconds_per_validation=5.0)  # 20 epochs of 100 fit
     assert budget.epochs == 20
     clock["now"] = 300.0
-    # 10 epochs in 300 s, then epochs take 40 s instead of 30: 10 more would end at 700 s
-    assert budget.check(10, last_epoch_seconds=40.0, validation_seconds=5.0)
-    assert budget.epochs == 10 + int((600 - 300 - 3 * 5) // 40)  # 17
-    assert budget.record["shortened_after_epoch"] == 10
-    assert not budget.check(11, last_epoch_seconds=30.0, validation_seconds=5.0)  # on time
+    # 10 epochs in 300 s, then a step takes 0.4 s instead of 0.3: 1,000 more end at 700 s
+    assert budget.check(10, seconds_per_step=0.4, validation_seconds=5.0)
+    assert budget.total_steps == 1000 + int((600 - 300 - 3 * 5) / 0.4)  # 1712
+    assert budget.epochs == 18 and budget.record["shortened_after_epoch"] == 10
+    assert not budget.check(11, seconds_per_step=0.3, validation_seconds=5.0)  # on time now
     assert not _budget(None, epochs=20).check(10, 1e6, 1e6)  # no budget, no cut
-
-
-def test_fit_with_minutes_derives_the_epochs_and_records_them(data) -> None:
-    """A budget far too small for 20 epochs: fit decides after its probe steps and stops."""
-    from utils.train.budget import PROBE_STEPS
-
-    plan = replace(
-        train.PLAIN, image_size=SIZE, epochs=20, batch_size=2, eval_every=5, minutes=1e-4
-    )
-    result = train.fit(
-        AnnotationSet(data.class_names, data.images[:2]),  # one step an epoch
-        AnnotationSet(data.class_names, data.images[2:]),
-        plan,
-        pretrained=False,
-        progress=False,
-    )
-    budget = result.metrics["budget"]
-    assert budget["limited_by"] == "minutes" and budget["plan_epochs"] == 20
-    assert len(result.history) == PROBE_STEPS == budget["epochs"] == result.metrics["epochs"]
-    assert result.plan["budget"] == budget and result.plan["epochs"] == PROBE_STEPS
-    assert result.history[-1]["val_map"] is not None  # the last epoch is validated
 
 
 def test_old_keyword_style_maps_onto_the_plan() -> None:
@@ -304,11 +284,13 @@ def test_ensure_checkpoint_takes_the_learners_hub_model(tmp_path, monkeypatch, c
 
 
 def test_cli_train_with_minutes_and_a_dropped_box(data, tmp_path, capsys) -> None:
-    """``train --minutes``: epochs from the clock, recorded; a zero-area box is one warning."""
+    """``train --minutes``: a budget far too small for the plan, so fit stops after its probe
+    steps; the decision is in the metrics and the checkpoint; a zero-area box is one warning."""
     import json
 
     from utils import cli
     from utils.annotations import write_voc
+    from utils.train.budget import PROBE_STEPS
 
     folder = write_voc(data, tmp_path / "voc")
     xml = folder / "cell_0.xml"
@@ -325,9 +307,33 @@ def test_cli_train_with_minutes_and_a_dropped_box(data, tmp_path, capsys) -> Non
     assert len(warnings) == 1 and "cell_0.xml: box 1" in warnings[0], err
     assert "zero or negative area" in warnings[0] and str(tmp_path) not in err
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["budget"]["limited_by"] == "minutes" and metrics["epochs"] == 12
-    assert "Budget 6e-07 min: 12 epochs" in out  # the decision, said in one line
+    budget = metrics["budget"]  # 2 photos x 4 crops in batches of 8: one step an epoch
+    assert budget["limited_by"] == "minutes" and budget["plan_epochs"] == 1000
+    assert len(metrics["history"]) == metrics["epochs"] == budget["epochs"] == PROBE_STEPS
+    assert metrics["history"][-1]["val_map"] is not None  # the last epoch is validated
+    assert f": {PROBE_STEPS} epochs of 1 steps" in out  # the decision, said in one line
+    extra = load_checkpoint(tmp_path / "run" / "model.pt").extra["plan"]
+    assert extra["budget"] == budget and extra["epochs"] == PROBE_STEPS
 
-    bad = [str(a) for a in argv[:4]] + ["--minutes", "0"]
+    bad = [str(a) for a in argv[:5]] + ["--minutes", "0"]
     assert cli.main(bad) == 1
     assert "--minutes must be a positive number" in capsys.readouterr().err
+
+
+def test_an_epoch_stops_part_way_when_the_budget_says_so() -> None:
+    """The last epoch of a cut run: ``max_steps`` (asked before every step) ends it early."""
+    import torch
+
+    model = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0)
+    loader = [([torch.zeros(3, 4, 4)], [{"boxes": torch.zeros(0, 4)}])] * 10
+    limit = {"steps": 10}
+
+    def step(model, images, targets):
+        limit["steps"] = 4  # the budget decides during the epoch
+        return 1.0, {"part": 1.0}
+
+    row = train.train_one_epoch(model, loader, step, schedule, "cpu", 1, lambda: limit["steps"])
+    assert row["steps"] == 4 and row["loss"] == 1.0
+    assert train.train_one_epoch(model, loader, step, schedule, "cpu", 2)["steps"] == 10

@@ -2,8 +2,9 @@
 
 Epochs mean nothing across data sets: 64 epochs of 17 photos are 448 steps (3 min on a
 2-core CPU), of 290 photos 7,400 steps (25 min). So ``fit`` times the first steps, counts
-what the validations will cost, and fixes the number of epochs (never more than
-``plan.epochs``) before the warm-up ends, so the cosine schedule still runs its whole course.
+what the validations will cost, and fixes the number of steps (never more than
+``plan.epochs`` worth; the last epoch may stop part-way, so 3,000 photos on a slow machine
+still stop in time) before the warm-up ends, so the cosine schedule runs its whole course.
 After every epoch it checks the clock again and shortens the run if the machine got slower
 (another job started), so a run stays near its budget. What was decided is recorded in the
 metrics and the checkpoint (``budget``).
@@ -24,11 +25,11 @@ OVERRUN = 1.1  # shorten the run when it heads for more than 110 % of its budget
 
 @dataclass
 class Budget:
-    """The run's length in epochs, fixed from the measured cost of a step and a validation.
+    """The run's length in steps, fixed from the measured cost of a step and a validation.
 
-    ``epochs`` starts as the plan's (the most a run may do) and only goes down; ``eval_every``
-    follows it so a shortened run still validates ``PLANNED_EVALUATIONS`` times.
-    ``seconds=None``: no budget, the plan's epochs as they are.
+    ``total_steps`` starts as the plan's epochs (the most a run may do) and only goes down;
+    ``epochs`` (the last one may be partial) and ``eval_every`` follow it, so a shortened run
+    still validates ``PLANNED_EVALUATIONS`` times. ``seconds=None``: the plan's epochs as they are.
     """
 
     seconds: float | None
@@ -38,11 +39,19 @@ class Budget:
     started: float = field(default_factory=time.perf_counter)
     steps: int = 0
     record: dict[str, Any] = field(default_factory=dict)
+    total_steps: int = 0
     _stamps: list[float] = field(default_factory=list)
 
-    @property
-    def total_steps(self) -> int:
-        return self.epochs * self.steps_per_epoch
+    def __post_init__(self) -> None:
+        self.total_steps = self.total_steps or self.epochs * self.steps_per_epoch
+
+    def steps_in(self, epoch: int) -> int:
+        """Steps of ``epoch`` (1-based): a whole epoch but the last, which may stop part-way."""
+        return min(self.steps_per_epoch, self.total_steps - (epoch - 1) * self.steps_per_epoch)
+
+    def _cut(self, steps: int) -> None:
+        self.total_steps = steps
+        self.epochs = math.ceil(steps / self.steps_per_epoch)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -72,12 +81,11 @@ class Budget:
         assert self.seconds is not None
         evaluations = min(PLANNED_EVALUATIONS, math.ceil(self.epochs / self.eval_every)) + 1
         left = self.seconds - self.elapsed() - evaluations * seconds_per_validation
-        fit_steps = self.steps + max(0.0, left) / max(seconds_per_step, 1e-6)
-        fit_epochs = max(1, int(fit_steps // self.steps_per_epoch))
+        fit_steps = self.steps + int(max(0.0, left) / max(seconds_per_step, 1e-6))
         planned = self.epochs
-        if fit_epochs < self.epochs:
-            self.epochs = fit_epochs
-            self.eval_every = max(1, round(fit_epochs / PLANNED_EVALUATIONS))
+        if fit_steps < self.total_steps:
+            self._cut(fit_steps)
+            self.eval_every = max(1, round(self.epochs / PLANNED_EVALUATIONS))
         self.record.update(
             minutes=round(self.seconds / 60, 2),
             seconds_per_step=round(seconds_per_step, 4),
@@ -87,24 +95,23 @@ class Budget:
             epochs=self.epochs,
             steps=self.total_steps,
             eval_every=self.eval_every,
-            limited_by="minutes" if self.epochs < planned else "epochs",
+            limited_by="minutes" if self.total_steps < planned * self.steps_per_epoch else "epochs",
         )
 
-    def check(self, epochs_done: int, last_epoch_seconds: float, validation_seconds: float) -> bool:
+    def check(self, epochs_done: int, seconds_per_step: float, validation_seconds: float) -> bool:
         """After an epoch: shorten the run if it now heads past its budget. True if shortened."""
         if self.seconds is None or epochs_done >= self.epochs or "limited_by" not in self.record:
             return False  # no budget, the end, or not decided yet (the probe decides first)
-        left_epochs = self.epochs - epochs_done
-        evaluations = math.ceil(left_epochs / self.eval_every) + 1
-        projected = (
-            self.elapsed() + left_epochs * last_epoch_seconds + evaluations * validation_seconds
+        done = epochs_done * self.steps_per_epoch
+        evaluations = math.ceil((self.epochs - epochs_done) / self.eval_every) + 1
+        spent = self.elapsed() + evaluations * validation_seconds
+        if spent + (self.total_steps - done) * seconds_per_step <= OVERRUN * self.seconds:
+            return False
+        steps = done + max(1, int((self.seconds - spent) / max(seconds_per_step, 1e-6)))
+        if steps >= self.total_steps:
+            return False
+        self._cut(steps)
+        self.record.update(
+            epochs=self.epochs, steps=self.total_steps, shortened_after_epoch=epochs_done
         )
-        if projected <= OVERRUN * self.seconds:
-            return False
-        room = self.seconds - self.elapsed() - evaluations * validation_seconds
-        epochs = max(epochs_done + 1, epochs_done + int(room // max(last_epoch_seconds, 1e-6)))
-        if epochs >= self.epochs:
-            return False
-        self.epochs = epochs
-        self.record.update(epochs=epochs, steps=self.total_steps, shortened_after_epoch=epochs_done)
         return True

@@ -171,7 +171,15 @@ def fit(
         epoch = 0
         while epoch < budget.epochs:
             epoch += 1
-            row = train_one_epoch(model, run.loader, step, schedule, device_, epoch)
+            row = train_one_epoch(
+                model,
+                run.loader,
+                step,
+                schedule,
+                device_,
+                epoch,
+                functools.partial(budget.steps_in, epoch),
+            )
             row["lr"] = opt.param_groups[0]["lr"]
             row.update(val_map=None, val_map_50=None, val_count_mae=None)
             if val_set is not None and (epoch % budget.eval_every == 0 or epoch == budget.epochs):
@@ -185,7 +193,7 @@ def fit(
                 )
                 best.offer(model, metrics["map"], epoch)
             history.append(row)
-            budget.check(epoch, row["seconds"], val_seconds[-1])
+            budget.check(epoch, row["seconds"] / max(1, row["steps"]), val_seconds[-1])
             if epoch_bar.total != budget.epochs:  # the ETA follows the budget's decision
                 epoch_bar.total = budget.epochs
                 epoch_bar.refresh()

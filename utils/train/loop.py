@@ -208,8 +208,19 @@ def train_step(
     return float(loss.detach()), {k: float(v.detach()) for k, v in losses.items()}
 
 
-def train_one_epoch(model, loader, step: Callable, schedule, device, epoch: int) -> dict[str, Any]:
+def train_one_epoch(
+    model,
+    loader,
+    step: Callable,
+    schedule,
+    device,
+    epoch: int,
+    max_steps: int | Callable[[], int] | None = None,
+) -> dict[str, Any]:
     """One pass over ``loader``: a step per batch, the schedule advanced, mean losses returned.
+
+    ``max_steps`` stops part-way (the last epoch of a run cut by its time budget); a callable
+    is asked before every step, since the budget may decide during the epoch.
 
     No progress bar of its own: ``fit``'s one bar per epoch (with the loss) is enough, and a
     second, nested bar fills a saved notebook with a line per update.
@@ -217,8 +228,12 @@ def train_one_epoch(model, loader, step: Callable, schedule, device, epoch: int)
     model.train()
     started = time.perf_counter()
     sums: dict[str, float] = {}
-    seen = 0
+    seen = steps = 0
     for images, targets in loader:
+        limit = max_steps() if callable(max_steps) else max_steps
+        if limit is not None and steps >= limit:
+            break
+        steps += 1
         images, targets = to_device(images, targets, device)
         loss, parts = step(model, images, targets)
         if not math.isfinite(loss):
@@ -234,4 +249,5 @@ def train_one_epoch(model, loader, step: Callable, schedule, device, epoch: int)
             sums[f"loss_{key}"] = sums.get(f"loss_{key}", 0.0) + value * n
     row: dict[str, Any] = {"epoch": epoch, **{k: v / max(seen, 1) for k, v in sums.items()}}
     row["seconds"] = time.perf_counter() - started
+    row["steps"] = steps
     return row

@@ -183,6 +183,29 @@ def test_budget_shortens_a_run_the_machine_slowed_down(monkeypatch) -> None:
     assert budget.total_steps == 1000 + int((600 - 300 - 3 * 5) / 0.4)  # 1712
     assert budget.epochs == 18 and budget.record["shortened_after_epoch"] == 10
     assert not budget.check(11, seconds_per_step=0.3, validation_seconds=5.0)  # on time now
+
+
+def test_budget_lengthens_a_run_measured_on_a_busy_minute(monkeypatch) -> None:
+    """Probe steps of 1 s (another job ran), then 0.25 s: the first half may still grow."""
+    clock = {"now": 12.0}
+    monkeypatch.setattr("utils.train.budget.time.perf_counter", lambda: clock["now"])
+    budget = _budget(600.0, epochs=64, eval_every=16)
+    budget.steps = 12
+    budget.decide(seconds_per_step=1.0, seconds_per_validation=5.0)
+    assert budget.total_steps == 12 + int(600 - 12 - 25)  # 575: 6 epochs of 100
+    clock["now"] = 112.0  # epoch 1 done in 100 s; now a step takes 0.25 s
+    assert budget.check(1, seconds_per_step=0.25, validation_seconds=5.0)
+    evaluations = 4  # ceil(5 epochs left / eval_every 2) + 1
+    assert budget.total_steps == 100 + int((600 - 112 - evaluations * 5) / 0.25)  # 1972
+    assert budget.record["lengthened_after_epoch"] == 1 and budget.epochs == 20
+    clock["now"] = 400.0  # past half way: no more growing, even if faster still
+    assert not budget.check(11, seconds_per_step=0.05, validation_seconds=5.0)
+    capped = _budget(600.0, epochs=2, eval_every=1)  # never beyond the plan's epochs
+    capped.steps, clock["now"] = 12, 0.0
+    capped.decide(seconds_per_step=10.0, seconds_per_validation=0.0)
+    clock["now"] = 130.0
+    assert capped.check(0, seconds_per_step=0.01, validation_seconds=0.0)
+    assert capped.total_steps == 200 and capped.record["limited_by"] == "epochs"
     assert not _budget(None, epochs=20).check(10, 1e6, 1e6)  # no budget, no cut
 
 

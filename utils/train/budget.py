@@ -5,8 +5,9 @@ Epochs mean nothing across data sets: 64 epochs of 17 photos are 448 steps (3 mi
 what the validations will cost, and fixes the number of steps (never more than
 ``plan.epochs`` worth; the last epoch may stop part-way, so 3,000 photos on a slow machine
 still stop in time) before the warm-up ends, so the cosine schedule runs its whole course.
-After every epoch it checks the clock again and shortens the run if the machine got slower
-(another job started), so a run stays near its budget. What was decided is recorded in the
+After every epoch it checks the clock again: it shortens the run if the machine got slower
+(another job started), and in the first half of the run lengthens it (up to the plan's epochs)
+if the machine got faster, so a run measured on a busy minute still fills its budget. What was decided is recorded in the
 metrics and the checkpoint (``budget``).
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 PROBE_STEPS = 12  # steps timed before deciding (the first two are left out: allocation, caches)
 PLANNED_EVALUATIONS = 4  # validations in a run the budget shortened (plus the final sweep)
 OVERRUN = 1.1  # shorten the run when it heads for more than 110 % of its budget
+UNDERRUN = 0.85  # lengthen it (first half only) when it heads for less than 85 %
 
 
 @dataclass
@@ -99,19 +101,32 @@ class Budget:
         )
 
     def check(self, epochs_done: int, seconds_per_step: float, validation_seconds: float) -> bool:
-        """After an epoch: shorten the run if it now heads past its budget. True if shortened."""
+        """After an epoch: fit the run to the budget again at the last epoch's pace.
+
+        Shortens a run heading past ``OVERRUN`` of its budget; lengthens one heading below
+        ``UNDERRUN`` while less than half of it is done (later the cosine is already low),
+        never beyond the plan's epochs. True if the length changed.
+        """
         if self.seconds is None or epochs_done >= self.epochs or "limited_by" not in self.record:
             return False  # no budget, the end, or not decided yet (the probe decides first)
         done = epochs_done * self.steps_per_epoch
         evaluations = math.ceil((self.epochs - epochs_done) / self.eval_every) + 1
         spent = self.elapsed() + evaluations * validation_seconds
-        if spent + (self.total_steps - done) * seconds_per_step <= OVERRUN * self.seconds:
+        projected = spent + (self.total_steps - done) * seconds_per_step
+        fits = done + max(1, int((self.seconds - spent) / max(seconds_per_step, 1e-6)))
+        cap = self.record["plan_epochs"] * self.steps_per_epoch
+        if projected > OVERRUN * self.seconds and fits < self.total_steps:
+            self._cut(fits)
+            self.record["shortened_after_epoch"] = epochs_done
+        elif projected < UNDERRUN * self.seconds and 2 * done < self.total_steps:
+            steps = min(cap, fits)
+            if steps <= self.total_steps:
+                return False
+            self._cut(steps)
+            self.eval_every = max(1, round(self.epochs / PLANNED_EVALUATIONS))
+            self.record["lengthened_after_epoch"] = epochs_done
+        else:
             return False
-        steps = done + max(1, int((self.seconds - spent) / max(seconds_per_step, 1e-6)))
-        if steps >= self.total_steps:
-            return False
-        self._cut(steps)
-        self.record.update(
-            epochs=self.epochs, steps=self.total_steps, shortened_after_epoch=epochs_done
-        )
+        self.record.update(epochs=self.epochs, steps=self.total_steps, eval_every=self.eval_every)
+        self.record["limited_by"] = "minutes" if self.total_steps < cap else "epochs"
         return True

@@ -57,6 +57,21 @@ def held_out_images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
+def predictor(untrained_onnx):
+    """The app tests' model: the untrained 320 px ONNX file on 2 threads (a test file that
+    counts with another model defines its own ``predictor``)."""
+    from utils.loading import load_predictor
+
+    return load_predictor(untrained_onnx, threads=2)
+
+
+@pytest.fixture(scope="module")
+def images(held_out_images):
+    """The photos the app serves as examples (a test file may define its own ``images``)."""
+    return held_out_images
+
+
+@pytest.fixture(scope="module")
 def server(predictor, images):
     """The Gradio app of the test file's ``predictor`` and ``images`` on 127.0.0.1: its URL."""
     from utils import app

@@ -23,18 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def predictor(untrained_onnx):
-    from utils.runtime import OnnxPredictor
-
-    return OnnxPredictor(untrained_onnx, threads=2)
-
-
-@pytest.fixture(scope="module")
-def images(held_out_images):
-    return held_out_images
-
-
-@pytest.fixture(scope="module")
 def bad_files(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("bad")
     text = folder / "notes.jpg"

@@ -210,7 +210,7 @@ def test_archive_threshold_sits_in_a_gap(model, photos) -> None:
     from tests.conftest import ARCHIVE_THRESHOLD
     from tests.numerics import PARITY_TOLERANCE, margin
     from utils.images import load_image
-    from utils.runtime import load_predictor
+    from utils.loading import load_predictor
 
     predictor = load_predictor(model)
     readable = [p for p in photos if p.name != "broken.jpg"]

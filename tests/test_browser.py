@@ -44,11 +44,6 @@ def predictor(request):
 
 
 @pytest.fixture(scope="module")
-def images(held_out_images):
-    return held_out_images
-
-
-@pytest.fixture(scope="module")
 def page():
     """A headless Chromium page, or None when Chromium is missing (the tests then fail)."""
     executable = chromium_path()

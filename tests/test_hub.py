@@ -253,7 +253,7 @@ def test_explicit_tag_never_moves(model_folder):
 
 
 def test_verify_roundtrip_with_a_real_onnx_model(tiny_model, images, tmp_path):
-    from utils.runtime import load_predictor
+    from utils.loading import load_predictor
 
     onnx, config = tiny_model
     folder = hub.prepare_upload_folder(tmp_path / "up", onnx, None, None, config, METRICS)
@@ -268,7 +268,7 @@ def test_verify_roundtrip_with_a_real_onnx_model(tiny_model, images, tmp_path):
 def test_share_model_pushes_tags_pulls_and_verifies(
     tiny_model, images, tmp_path, capfd, hub_server
 ):
-    from utils.runtime import load_predictor
+    from utils.loading import load_predictor
 
     onnx, config = tiny_model
     name = unique("share")
@@ -344,7 +344,7 @@ def test_no_token_runs_the_round_trip_on_a_local_hub_and_says_so(
 ):
     from huggingface_hub import constants
 
-    from utils.runtime import load_predictor
+    from utils.loading import load_predictor
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr("utils.hub.share.HubTestServer", _RecordedServer)

@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import ARCHIVE_THRESHOLD as THRESHOLD  # tens of boxes per photo
 from utils import batch, cli
 from utils.annotations import load_annotations
+from utils.loading import load_predictor
 from utils.prelabels import (
     LS_IMAGE_PREFIX,
     prelabel_set,
@@ -20,7 +21,6 @@ from utils.prelabels import (
     write_coco_prelabels,
     write_prelabels,
 )
-from utils.runtime import load_predictor
 from utils.synth import TEST_SEEDS, generate_image
 
 

@@ -11,13 +11,13 @@ from PIL import Image
 
 from utils import edge
 from utils.checkpoint import save_checkpoint
+from utils.loading import load_predictor
 from utils.processing import InferenceConfig
 from utils.runtime import (
     ModelFileError,
     OnnxPredictor,
     OpenVinoPredictor,
     TorchPredictor,
-    load_predictor,
 )
 
 SIZE = 128  # the tiny detector's input size (TINY_SIZE in conftest.py)

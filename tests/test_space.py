@@ -23,11 +23,6 @@ def onnx_file(untrained_onnx) -> Path:
 
 
 @pytest.fixture(scope="module")
-def images(held_out_images) -> list[Path]:
-    return held_out_images
-
-
-@pytest.fixture(scope="module")
 def folder(tmp_path_factory, onnx_file, images) -> Path:
     return space.write_space(tmp_path_factory.mktemp("spaces") / "space", onnx_file, images)
 
@@ -222,7 +217,7 @@ def test_static_space_counts_like_python_in_chromium(static_folder, static_image
     """Served on 127.0.0.1, opened in headless Chromium: every count equals Python's on the
     file the Space ships."""
     from utils import web
-    from utils.runtime import load_predictor
+    from utils.loading import load_predictor
 
     try:
         web.chromium_executable()

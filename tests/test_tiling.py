@@ -255,7 +255,8 @@ def test_every_runtime_counts_the_same_tiles(tiled_model):
     """Eager PyTorch, ONNX Runtime and OpenVINO: identical counts on a tiled photo."""
     from utils.config import test_dir
     from utils.images import load_image
-    from utils.runtime import OpenVinoPredictor, TorchPredictor, load_predictor
+    from utils.loading import load_predictor
+    from utils.runtime import OpenVinoPredictor, TorchPredictor
 
     detector, config, path = tiled_model
     photo = load_image(sorted(test_dir().glob("*.jpg"))[0]).image
@@ -274,7 +275,7 @@ def test_every_runtime_counts_the_same_tiles(tiled_model):
 def test_exif_rotated_photo_is_counted_upright(tiled_model, tmp_path):
     from utils.config import test_dir
     from utils.images import load_image
-    from utils.runtime import load_predictor
+    from utils.loading import load_predictor
 
     _, _, path = tiled_model
     predictor = load_predictor(path)
@@ -295,7 +296,7 @@ def test_the_app_counts_a_large_photo_in_tiles_and_refuses_a_thumbnail(tiled_mod
     a thumbnail: one sentence, and the next photo is counted as usual."""
     from utils.app import count_cells
     from utils.config import test_dir
-    from utils.runtime import load_predictor
+    from utils.loading import load_predictor
 
     _, _, path = tiled_model
     predictor = load_predictor(path)

@@ -57,7 +57,7 @@ def threshold(predictor) -> float:
 
 @pytest.fixture(scope="module")
 def predictor(model):
-    from utils.runtime import load_predictor
+    from utils.loading import load_predictor
 
     return load_predictor(model, threads=2)
 
@@ -364,7 +364,7 @@ def test_three_classes_are_counted_per_class_like_python(
     """A three-class model (conftest's, threshold in a gap of its scores): the page's
     ``result.counts``, its per-class line and its status equal ``counts_by_class()`` in Python.
     Its own site, in a new tab of this module's browser."""
-    from utils.runtime import load_predictor
+    from utils.loading import load_predictor
 
     try:
         site = web.build_site(

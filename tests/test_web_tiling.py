@@ -33,7 +33,7 @@ def tiled_onnx(tmp_path_factory, counting_onnx, photos):
     import onnx
 
     from utils.export import read_onnx_config, set_metadata
-    from utils.runtime import load_predictor
+    from utils.loading import load_predictor
 
     path = tmp_path_factory.mktemp("tiled_web") / "model.onnx"
     config = dataclasses.replace(
@@ -111,7 +111,7 @@ def test_merge_matches_numpy(site):
 
 
 def test_tiled_counts_match_python(site, tiled_onnx, photos):
-    from utils.runtime import load_predictor
+    from utils.loading import load_predictor
 
     predictor = load_predictor(tiled_onnx, threads=2)
     shown = web.count_in_browser(site, photos)
@@ -129,7 +129,7 @@ def multiclass_tiled(tmp_path_factory, multiclass_onnx):
     import onnx
 
     from utils.export import read_onnx_config, set_metadata
-    from utils.runtime import load_predictor
+    from utils.loading import load_predictor
     from utils.synth_classes import FIRST_SEED, generate_mixed_image
 
     folder = tmp_path_factory.mktemp("tiled_multiclass")
@@ -151,7 +151,7 @@ def multiclass_tiled(tmp_path_factory, multiclass_onnx):
 
 
 def test_tiled_three_class_counts_match_python_per_class(tmp_path_factory, multiclass_tiled):
-    from utils.runtime import load_predictor
+    from utils.loading import load_predictor
 
     model, photos = multiclass_tiled
     chromium_or_fail()

@@ -7,7 +7,7 @@
     python -m utils export --checkpoint runs/a/model.pt --out runs/a/model.onnx
 
 ``--data`` takes a Pascal VOC folder or a COCO ``.json``. ``count`` and ``evaluate``
-accept any model file that ``runtime.load_predictor`` reads (``.pt``, ``.onnx``, ``.xml``).
+accept any model file that ``loading.load_predictor`` reads (``.pt``, ``.onnx``, ``.xml``).
 Bad input ends with exit code 1 and one line ``error: ...`` on stderr, never a traceback.
 ``count`` writes a row for every image, with an ``error`` column for those it could not
 read, and then exits 1 if there were any. Files are written atomically (``utils.atomicio``).
@@ -53,7 +53,7 @@ def _load_predictor(path: str | Path):
     path = Path(path)
     if not path.exists():
         raise CliError(f"model file {display_path(path)} not found")
-    from .runtime import load_predictor
+    from .loading import load_predictor
 
     return load_predictor(path)
 

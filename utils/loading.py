@@ -1,8 +1,8 @@
 """Load any of the course's model files by its type: ``.pt``, ``.onnx``, ``.xml``.
 
 ``load_predictor`` sits above both loaders it chooses between - ``runtime`` (ONNX Runtime,
-OpenVINO) and ``checkpoint`` (PyTorch) - so neither has to import the other at module level.
-``utils.runtime.load_predictor`` forwards here (the name notebooks and published model cards use).
+OpenVINO) and ``checkpoint`` (PyTorch) - so neither has to import the other. It is the one
+``load_predictor``: notebooks, model cards and the Space import it from here.
 
 Threads are set here, in one place, for every runtime (``threads=None``: ``OMP_NUM_THREADS``
 when set, else the runtime's own choice, one per core):

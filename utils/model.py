@@ -17,8 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import socket
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -206,10 +205,3 @@ class DetectorCore(nn.Module):
             probs = torch.sqrt(probs * torch.sigmoid(out["bbox_ctrness"]))
         return boxes, probs[:, :, 1:]
 
-
-def core_outputs(core: DetectorCore, batch: Sequence | torch.Tensor) -> OrderedDict:
-    """Run the core on a NumPy or torch batch and return NumPy ``boxes`` and ``scores``."""
-    tensor = torch.as_tensor(batch, dtype=torch.float32)
-    with torch.inference_mode():
-        boxes, scores = core(tensor)
-    return OrderedDict(boxes=boxes.numpy(), scores=scores.numpy())

@@ -237,17 +237,3 @@ class OpenVinoPredictor(Predictor):
 
 RUNTIMES = ("pytorch", "onnxruntime", "openvino")
 
-
-def load_predictor(
-    path: str | Path, runtime: str | None = None, threads: int | None = None, **kwargs: Any
-) -> Predictor:
-    """A Predictor for any of the course's model files: ``utils.loading.load_predictor``.
-
-    Kept under this name for the notebooks and the model cards already published
-    (``from utils.runtime import load_predictor``). The one import that points up from here,
-    inside the function (docs/CONVENTIONS.md): loading a ``.pt`` needs ``checkpoint``, which
-    itself builds a :class:`TorchPredictor`.
-    """
-    from .loading import load_predictor as load
-
-    return load(path, runtime, threads, **kwargs)

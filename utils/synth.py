@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -360,12 +360,6 @@ def generate_image(
     scene = sample_scene(seed, unlabeled_prob)
     boxes, labels = scene_boxes(scene, size)
     return render(scene, size, seed), boxes, labels
-
-
-def generate_set(
-    seeds: Iterable[int], size: int = DEFAULT_SIZE, unlabeled_prob: float = 0.0
-) -> list[tuple[Image.Image, np.ndarray, list[str]]]:
-    return [generate_image(s, size, unlabeled_prob) for s in seeds]
 
 
 def write_dataset(

@@ -23,7 +23,7 @@ def runtime_latency(
     from ..edge.timing import timeit_ms
     from ..export import export_onnx
     from ..images import load_image
-    from ..runtime import load_predictor
+    from ..loading import load_predictor
 
     workdir.mkdir(parents=True, exist_ok=True)
     onnx = export_onnx(result.detector, result.config, path=workdir / "model.onnx")

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import artifacts_dir, precision_choice
+from ..loading import load_predictor
 from ..progress import tqdm
-from ..runtime import Predictor, load_predictor
+from ..runtime import Predictor
 from .calibration import _pil_images
 from .openvino_ir import NncfOptions, ir_files, quantize_openvino, to_openvino
 from .ort_int8 import quantize_dynamic, quantize_static

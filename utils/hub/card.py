@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import __version__
 from ..processing import InferenceConfig
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ for a percentage to mean something, e.g. not one white cell per photo):
 ```python
 from huggingface_hub import hf_hub_download
 from PIL import Image
-from utils.runtime import load_predictor  # pip install "{{ package }} @ git+{{ course_url }}"
+from utils.loading import load_predictor  # pip install "{{ package }} @ git+{{ course_url }}@v{{ version }}"
 predictor = load_predictor(hf_hub_download("{{ repo_id }}", "model.onnx", revision="{{ revision }}"))
 print(predictor.predict(Image.open("cells.jpg")).count)
 {% if config.class_names|length > 1 %}print(predictor.predict(Image.open("cells.jpg")).counts_by_class())  # {"{{ config.class_names[0] }}": ..., ...}
@@ -230,6 +231,7 @@ def build_model_card(
         training=training_rows,
         course_url=_course_url(),
         package="deploy-without-tears",
+        version=__version__,  # the card's install line pins the release that wrote it
     )
 
 

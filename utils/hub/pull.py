@@ -56,7 +56,7 @@ def verify_roundtrip(
     passes a temporary folder, so its fake repos never land in the learner's cache.
     """
     path = pull_model(repo_id, revision, token=token, endpoint=endpoint, cache_dir=cache_dir)
-    from ..runtime import load_predictor
+    from ..loading import load_predictor
 
     remote = load_predictor(path)
     local_counts = [local_predictor.predict(image).count for image in images]

@@ -88,7 +88,7 @@ def measure(
 ) -> dict:
     """Count ``images`` in the site in headless Chromium and compare with Python: a summary."""
     from ..images import load_image
-    from ..runtime import load_predictor
+    from ..loading import load_predictor
 
     site = Path(site)
     predictor = load_predictor(Path(onnx_path) if onnx_path else site / "model.onnx")
@@ -137,7 +137,7 @@ def compare_weights(
 ) -> dict[str, float]:
     """Python counts of the float32 file and a smaller one on ``images``, and their sizes."""
     from ..images import load_image
-    from ..runtime import load_predictor
+    from ..loading import load_predictor
 
     a, b = load_predictor(Path(fp32)), load_predictor(Path(other))
     pictures = [load_image(p).image for p in images]
@@ -163,7 +163,7 @@ def python_reference(onnx_path: Path, images: Sequence[Path], threads: int = 1) 
     import time
 
     from ..images import load_image
-    from ..runtime import load_predictor
+    from ..loading import load_predictor
 
     predictor = load_predictor(onnx_path, threads=threads)
     times = []

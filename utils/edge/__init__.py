@@ -12,10 +12,8 @@ format from one ONNX file); ``timing`` (latency, throughput, machine facts) stan
 count error, counts identical to PyTorch; table, DataFrame and plot).
 """
 
-from .calibration import calibration_batches
 from .formats import ModelFormat, build_formats, cpu_has_bf16
 from .openvino_ir import (
-    HEAD_OUTPUT_PATTERNS,
     NncfOptions,
     ir_files,
     quantize_openvino,
@@ -24,24 +22,20 @@ from .openvino_ir import (
 from .ort_int8 import quantize_dynamic, quantize_static, quantized_node_count
 from .scorecard import (
     TABLE_COLUMNS,
-    TALK_FPS,
     as_dataframe,
     format_table,
     fps_story,
     plot_scorecard,
     scorecard,
 )
-from .timing import cpu_name, machine_caption, runtime_versions, time_predictor, time_round_robin
+from .timing import cpu_name, machine_caption, runtime_versions, time_predictor
 
 __all__ = [
-    "HEAD_OUTPUT_PATTERNS",
     "TABLE_COLUMNS",
-    "TALK_FPS",
     "ModelFormat",
     "NncfOptions",
     "as_dataframe",
     "build_formats",
-    "calibration_batches",
     "cpu_has_bf16",
     "cpu_name",
     "format_table",
@@ -56,6 +50,5 @@ __all__ = [
     "runtime_versions",
     "scorecard",
     "time_predictor",
-    "time_round_robin",
     "to_openvino",
 ]

@@ -36,13 +36,8 @@ from .pixels import (
 )
 from .tiling import (
     FIT_SLACK,
-    MAX_TILES,
-    MIN_WORKING_SIDE,
-    SCALE_WARNING,
     ScaleError,
     TileGrid,
-    cell_ratio,
-    check_magnification,
     count_tiled,
     merge_tiles,
     plan_tiles,
@@ -53,7 +48,6 @@ from .tiling import (
     tile_starts,
     tiles,
     working_image,
-    working_size,
 )
 
 __all__ = [
@@ -62,13 +56,8 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "InferenceConfig",
-    "MAX_TILES",
-    "MIN_WORKING_SIDE",
-    "SCALE_WARNING",
     "ScaleError",
     "TileGrid",
-    "cell_ratio",
-    "check_magnification",
     "count_tiled",
     "letterbox",
     "merge_tiles",
@@ -86,5 +75,4 @@ __all__ = [
     "tiles",
     "to_rgb_array",
     "working_image",
-    "working_size",
 ]

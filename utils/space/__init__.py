@@ -31,35 +31,22 @@ processing code the course tests. ``push_space`` uploads it with ``utils.hub.pus
 
 from .cli import main
 from .common import (
-    EXAMPLE_SUFFIXES,
-    MARKER,
     front_matter,
-    gradio_version,
     list_files,
 )
-from .gradio_space import APP_PY, ZERO_GPU, ZEROGPU_PY, readme, requirements, write_space
-from .modules import PACKAGE, SPACE_MODULES, copy_course_modules
+from .gradio_space import ZERO_GPU, readme, requirements, write_space
+from .modules import PACKAGE, SPACE_MODULES
 from .push import PaidSpaceError, paid_space_message, push_space, space_sdk
 from .static_space import (
-    STATIC_SHORT_DESCRIPTION,
-    static_front_matter,
-    static_readme,
     write_static_space,
 )
 
 __all__ = [
-    "APP_PY",
-    "EXAMPLE_SUFFIXES",
-    "MARKER",
     "PACKAGE",
     "SPACE_MODULES",
-    "STATIC_SHORT_DESCRIPTION",
-    "ZEROGPU_PY",
     "ZERO_GPU",
     "PaidSpaceError",
-    "copy_course_modules",
     "front_matter",
-    "gradio_version",
     "list_files",
     "main",
     "paid_space_message",
@@ -67,8 +54,6 @@ __all__ = [
     "readme",
     "requirements",
     "space_sdk",
-    "static_front_matter",
-    "static_readme",
     "write_space",
     "write_static_space",
 ]

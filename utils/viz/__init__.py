@@ -10,7 +10,6 @@ imported by the notebooks; it uses ``draw``, never the other way).
 from __future__ import annotations
 
 from .draw import (
-    BOX_COLOR,
     FALSE_COLOR,
     GT_COLOR,
     MATCH_COLOR,
@@ -44,7 +43,6 @@ from .plots import (
 )
 
 __all__ = [
-    "BOX_COLOR",
     "FALSE_COLOR",
     "GT_COLOR",
     "ImageLike",

@@ -24,7 +24,6 @@ One module per job, imports running one way: ``site`` (build the folder) <- ``se
 
 from .browser import (
     CHROMIUM_ARGS,
-    LONGTASK_PROBE,
     chromium_executable,
     count_in_browser,
     open_site,
@@ -35,20 +34,14 @@ from .cli import main
 from .measure import (
     bench,
     compare_weights,
-    gzip_bytes,
     measure,
-    python_reference,
     report,
     summarize,
 )
-from .server import MIME_TYPES, serve
+from .server import serve
 from .site import (
-    MODEL_META,
     ORT_DIST,
     ORT_FILES,
-    PAGE_FILES,
-    WEB_DIR,
-    WEIGHTS,
     WebSetupError,
     build_site,
     default_examples,
@@ -58,14 +51,8 @@ from .site import (
 
 __all__ = [
     "CHROMIUM_ARGS",
-    "LONGTASK_PROBE",
-    "MIME_TYPES",
-    "MODEL_META",
     "ORT_DIST",
     "ORT_FILES",
-    "PAGE_FILES",
-    "WEB_DIR",
-    "WEIGHTS",
     "WebSetupError",
     "bench",
     "build_site",
@@ -74,12 +61,10 @@ __all__ = [
     "count_in_browser",
     "default_examples",
     "fp16_weights",
-    "gzip_bytes",
     "main",
     "measure",
     "open_site",
     "ort_files",
-    "python_reference",
     "report",
     "screenshot",
     "serve",

@@ -20,37 +20,28 @@ about 1.1 s per request. Results go to ``artifacts/bench_api.json``.
 # run) <- ``cli``. The docstring above is also ``--help``'s description (cli.py).
 
 from .cli import main
-from .latency import TALK_SPACE_SECONDS, client_latency, print_report, run
-from .measure import Timings, cpu_model, onnx_file, pick_image, summarize, throughput, timed
+from .latency import client_latency, print_report, run
+from .measure import cpu_model, onnx_file, summarize, throughput, timed
 from .soak import (
     base64_body,
     base64_call,
     burst,
-    load_test,
-    print_soak,
     rss_mb,
     soak,
-    start_server,
 )
 
 __all__ = [
-    "TALK_SPACE_SECONDS",
-    "Timings",
     "base64_body",
     "base64_call",
     "burst",
     "client_latency",
     "cpu_model",
-    "load_test",
     "main",
     "onnx_file",
-    "pick_image",
     "print_report",
-    "print_soak",
     "rss_mb",
     "run",
     "soak",
-    "start_server",
     "summarize",
     "throughput",
     "timed",

@@ -27,38 +27,27 @@ Modules: ``store`` (repos, commits, card checks) < ``handler`` (HTTP plumbing, t
 PyYAML (a dependency of huggingface_hub) for a card's front matter.
 """
 
-from .routes import ROUTES, HubHandler
 from .server import HubTestServer, main
 from .store import (
-    PAID_SDKS,
-    PAID_SPACE_MESSAGE,
     READ_ONLY_TOKEN,
     TEST_TOKEN,
     TEST_USER,
     ZERO_GPU,
     Commit,
-    HubError,
     Repo,
     front_matter,
     git_blob_oid,
-    validate_card_metadata,
 )
 
 __all__ = [
-    "PAID_SDKS",
-    "PAID_SPACE_MESSAGE",
     "READ_ONLY_TOKEN",
-    "ROUTES",
     "TEST_TOKEN",
     "TEST_USER",
     "ZERO_GPU",
     "Commit",
-    "HubError",
-    "HubHandler",
     "HubTestServer",
     "Repo",
     "front_matter",
     "git_blob_oid",
     "main",
-    "validate_card_metadata",
 ]

@@ -23,7 +23,16 @@ One module per job, imports running one way: ``rows`` (one image -> one row) -> 
 from __future__ import annotations
 
 from .job import model_config, run
-from .ray_engine import RAY_MISSING, RayCounter, _import_ray, ray_count, start_ray, stop_ray
+from .ray_engine import (
+    NODE_KEY,
+    RAY_MISSING,
+    ClusterError,
+    RayCounter,
+    _import_ray,
+    ray_count,
+    start_ray,
+    stop_ray,
+)
 from .rows import (
     BOXES_KEY,
     COLUMNS,
@@ -54,8 +63,10 @@ __all__ = [
     "BOXES_KEY",
     "BatchError",
     "COLUMNS",
+    "ClusterError",
     "FLUSH_SECONDS",
     "FORMATS",
+    "NODE_KEY",
     "RAY_MISSING",
     "RayCounter",
     "Row",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .ray_engine import _import_ray, ray_count
+from ..config import display_path
+from .ray_engine import ClusterError, _import_ray, ray_count
 from .rows import BatchError, Row, columns_for, count_files
 from .table import TableWriter, read_table
 
@@ -72,7 +73,19 @@ def run(
             new.append(row)
             if on_row is not None:
                 on_row(row)
+    except ClusterError as error:
+        raise ClusterError(_resume_hint(error, out, len(new), len(todo))) from error
     finally:  # interrupted or not: what was counted is kept
         writer.flush()
     new.sort(key=lambda r: r["file"])
     return new
+
+
+def _resume_hint(error: ClusterError, out: str | Path | None, done: int, todo: int) -> str:
+    """The error, what was kept and what to do next: a rerun skips what is saved."""
+    if out is None:
+        return f"{error}; {done} of {todo} photos were counted, none saved (no output file)"
+    return (
+        f"{error}; the {done} photos counted before it are saved in {display_path(out)}: "
+        f"run the same command again to count the other {todo - done}"
+    )

@@ -27,7 +27,7 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops import generalized_box_iou_loss
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork
 
-from .processing import IMAGENET_MEAN, IMAGENET_STD
+from .processing import IMAGENET_MEAN, IMAGENET_STD, letterbox
 
 STRIDE = 4
 GAUSSIAN_ALPHA = 0.54  # TTFNet: sigma = alpha * side / 6, so the bump covers ~half the box
@@ -207,7 +207,6 @@ def heatmaps(detector: CenterNet, image, boxes, image_size: int):
     """
     import numpy as np
 
-    from .processing import letterbox
 
     boxed, scale = letterbox(image, image_size)
     pixels = torch.from_numpy(np.asarray(boxed, np.float32) / 255.0).permute(2, 0, 1)

@@ -26,8 +26,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from . import atomicio
+from . import atomicio, config
 from .config import display_path, one_line
+from .images import ImageError, load_image
+from .processing import ScaleError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 HEADLINE = (
@@ -65,7 +67,6 @@ def _pretrained(value: str) -> bool | str:
 def cmd_train(args: argparse.Namespace) -> int:
     import warnings
 
-    from . import config
     from .annotations import DroppedBoxWarning, load_annotations
     from .dataset import split
     from .train import fit, preset
@@ -294,8 +295,6 @@ def count_one(
     A photo that looks taken at another magnification than the training photos is counted
     and its note (with the scale to use) goes to stderr, so the CSV stays a table.
     """
-    from .images import ImageError, load_image
-    from .processing import ScaleError
 
     try:
         image = load_image(path).image
@@ -345,8 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--minutes",
         type=float,
-        help="wall-clock budget of training (default 10, or 3 with --fast): the epochs that fit "
-        "are measured on the first steps",
+        help="wall-clock budget of training (default 10; none with --fast): the steps that fit "
+        "are measured on the first ones",
     )
     train.add_argument("--size", type=int, help="input size in pixels (multiple of 32)")
     train.add_argument(

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__, handoff
-from .config import display_path, onnx_path
+from .atomicio import commit, temp_name  # not at the top: the Space copies this module
+from .config import checkpoint_path, display_path, onnx_path
 from .modelfile import (  # noqa: F401  (the readers are re-exported: notebooks use export.*)
     CONFIG_KEY,
     VERSION_KEY,
@@ -44,7 +45,7 @@ from .modelfile import (  # noqa: F401  (the readers are re-exported: notebooks 
     read_model_bytes,
     read_onnx_config,
 )
-from .processing import InferenceConfig, preprocess
+from .processing import InferenceConfig, postprocess, preprocess
 
 if TYPE_CHECKING:
     from torch import nn
@@ -96,7 +97,6 @@ def export_onnx(
     size = config.image_size
     dummy = torch.zeros(1, 3, size, size)
     axes = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)} if dynamic_batch else None
-    from .atomicio import commit, temp_name  # not at the top: the Space copies this module
 
     tmp = temp_name(path, ".onnx")  # unique, same folder; a killed run's left-over is removed
     try:
@@ -202,7 +202,6 @@ def _compare_one(
     reference: Predictor, other: Predictor, image: Any, threshold: float | None
 ) -> dict[str, Any]:
     """Raw outputs and counts of one image; each predictor prepares it as its own file says."""
-    from .processing import postprocess
 
     outputs = []
     for predictor in (reference, other):
@@ -367,7 +366,6 @@ def ensure_onnx(path: str | Path | None = None, checkpoint: str | Path | None = 
     Like ``make``: an ONNX file older than the checkpoint it comes from is exported again,
     so notebooks after a re-training never compare a new checkpoint with an old ONNX file.
     """
-    from .config import checkpoint_path
 
     path = Path(path) if path is not None else onnx_path()
     source = Path(checkpoint) if checkpoint is not None else checkpoint_path()

@@ -23,6 +23,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import display_path
+
 REPO_ENV = "COURSE_HUB_MODEL"
 DEFAULT_REPO_NAME = "microalgae-counter"  # what notebook 04 pushes to (utils.hub.DEFAULT_REPO_NAME)
 OFF_VALUES = {"0", "off", "no", "false", "none"}
@@ -120,7 +122,6 @@ def fetch_own_model(
     The checkpoint is written before the ONNX file, so ``ensure_onnx`` sees the ONNX file as
     up to date and does not export it again.
     """
-    from .config import display_path
 
     wanted = {
         kind: Path(path)

@@ -30,6 +30,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .annotations import AnnotatedImage, AnnotationSet, write_voc
+from .config import artifacts_dir, display_path
+from .config import data_dir as default_dir
 
 CLASS_NAME = "Microalgae"
 TRAIN_SEEDS = tuple(range(17))  # the 17 training images, like the talk's
@@ -395,7 +397,6 @@ def make_course_data(
     2794 px): everything is drawn in relative units, so cells, outlines, blur and grid keep
     their proportions. ``train``/``test`` take the first N seeds of each list (or more).
     """
-    from .config import data_dir as default_dir
 
     root = Path(data_dir) if data_dir is not None else default_dir()
     size = size or DEFAULT_SIZE
@@ -417,7 +418,6 @@ def ensure_highres_data(data_dir: str | Path | None = None, size: int = 2800) ->
     About 3 s per photo and 1 MB each as JPEG, so it is not committed:
     ``artifacts/data_<size>/`` by default.
     """
-    from .config import artifacts_dir, display_path
 
     root = Path(data_dir) if data_dir is not None else artifacts_dir() / f"data_{size}"
     wanted = {"train": len(TRAIN_SEEDS), "test": len(TEST_SEEDS)}
@@ -434,8 +434,6 @@ def ensure_highres_data(data_dir: str | Path | None = None, size: int = 2800) ->
 
 def ensure_course_data(data_dir: str | Path | None = None) -> Path:
     """Generate ``data/`` if it is missing (e.g. on Colab, where only the package is installed)."""
-    from .config import data_dir as default_dir
-    from .config import display_path
 
     root = Path(data_dir) if data_dir is not None else default_dir()
     wanted = {"train": len(TRAIN_SEEDS), "test": len(TEST_SEEDS)}
@@ -469,7 +467,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.size is not None and not 64 <= args.size <= 8192:
         parser.error(f"--size must be between 64 and 8192 px, got {args.size}")
     start = time.perf_counter()
-    from .config import display_path
 
     if args.images is not None:
         if args.out is None:

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from .annotations import AnnotatedImage, AnnotationSet, write_coco, write_voc
+from .config import display_path
 from .synth import CLASS_NAME, Cell, Scene, _overlap, _sample_cell, render, sample_scene
 
 CLASS_NAMES = (CLASS_NAME, "Round", "Speck")  # sorted, as load_annotations orders a VOC folder
@@ -136,7 +137,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"--size must be between 64 and 8192 px, got {args.size}")
     if args.images < 1:
         parser.error(f"--images must be at least 1, got {args.images}")
-    from .config import display_path
 
     start = time.perf_counter()
     aset = write_mixed_dataset(args.out, args.images, args.size, args.first_seed, args.coco)

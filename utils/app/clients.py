@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..config import course_root
 from .core import API_NAME, BASE64_API_NAME
 
 
@@ -166,7 +167,6 @@ def call_with_node(
     import shutil
     import subprocess
 
-    from ..config import course_root
 
     folder = course_root() / "clients" / "js"
     if not shutil.which("node"):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..config import display_path, test_dir
 from .limits import launch_limits
 from .ui import build_demo
 
@@ -69,7 +70,6 @@ def launch_in_background(
 
 def default_examples(limit: int = 6) -> list[Path]:
     """A few held-out test images (``data/test``), if they exist."""
-    from ..config import test_dir
 
     folder = test_dir()
     images = (
@@ -96,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-    from ..config import display_path
     from ..loading import load_predictor
 
     if args.model is None:

@@ -10,6 +10,8 @@ Each writes ``artifacts/bench_<name>.json``. Numbers depend on the machine (and 
 else runs on it), so every report names the CPU and thread count it was measured with.
 """
 
+from ..atomicio import write_text
+
 BENCHMARKS = ("train", "edge", "api", "real")
 
 
@@ -48,6 +50,5 @@ def write_report(path, report: dict) -> None:
     """Every benchmark's JSON report, written atomically (a killed run never leaves half a file)."""
     import json
 
-    from ..atomicio import write_text
 
     write_text(path, json.dumps(report, indent=1) + "\n")

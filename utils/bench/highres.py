@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..images import load_image
+
 
 def runtime_latency(
     result, photos: Sequence[Path], calibration: Sequence[Path], workdir: Path, runs: int = 3
@@ -22,7 +24,6 @@ def runtime_latency(
     from ..edge import quantize_openvino, quantize_static
     from ..edge.timing import timeit_ms
     from ..export import export_onnx
-    from ..images import load_image
     from ..loading import load_predictor
 
     workdir.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from .. import config
 from . import machine, write_report
 
 # The candidates of --compare: name -> what differs from the plan.
@@ -171,7 +172,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cell-size", type=float, help="override the plan's cell size (px)")
     args = parser.parse_args(argv)
 
-    from .. import config
     from ..annotations import load_annotations
     from ..dataset import split
     from ..synth import ensure_course_data, ensure_highres_data

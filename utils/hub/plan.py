@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import atomicio
 from ..config import display_path
+from ..modelfile import read_onnx_config
 from ..processing import InferenceConfig
 
 if TYPE_CHECKING:
@@ -183,7 +184,6 @@ def prepare_upload_folder(
             )
         shutil.copy2(checkpoint_path, out / "model.pt")
     if config is None:
-        from ..modelfile import read_onnx_config
 
         config = read_onnx_config(onnx_path)
     payload = {

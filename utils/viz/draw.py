@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..processing import Detections, to_rgb_array
+from ..processing import Detections, seams, to_rgb_array
 
 BOX_COLOR = "#ff2a6d"  # magenta-red: stands out on a grey field and on green cells
 GT_COLOR = "#00b4ff"  # cyan-blue: ground truth
@@ -275,7 +275,6 @@ def draw_tile_grid(photo: ImageLike, grid: Any, side: int = 800, highlight: int 
     """The tiles of a ``processing.TileGrid`` drawn on the photo (at most ``side`` px): every
     tile's square as a thin line, one tile (``highlight``) thick, with the part of the photo
     it owns tinted, and the seams (where one tile's cells end and the next's begin) dashed."""
-    from ..processing import seams
 
     image = _as_pil(photo).convert("RGBA")
     shown = min(1.0, side / max(image.size))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import test_dir
+from ..images import load_image
 from .browser import count_in_browser
 from .site import build_site
 
@@ -87,7 +88,6 @@ def measure(
     onnx_path: str | Path | None = None,
 ) -> dict:
     """Count ``images`` in the site in headless Chromium and compare with Python: a summary."""
-    from ..images import load_image
     from ..loading import load_predictor
 
     site = Path(site)
@@ -136,7 +136,6 @@ def compare_weights(
     fp32: str | Path, other: str | Path, images: Sequence[str | Path]
 ) -> dict[str, float]:
     """Python counts of the float32 file and a smaller one on ``images``, and their sizes."""
-    from ..images import load_image
     from ..loading import load_predictor
 
     a, b = load_predictor(Path(fp32)), load_predictor(Path(other))
@@ -162,7 +161,6 @@ def python_reference(onnx_path: Path, images: Sequence[Path], threads: int = 1) 
     the browser's numbers on this machine (median of all photos but the first)."""
     import time
 
-    from ..images import load_image
     from ..loading import load_predictor
 
     predictor = load_predictor(onnx_path, threads=threads)

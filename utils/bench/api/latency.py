@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ...config import artifacts_dir, display_path, fast_mode
+from ...images import load_image
 from .. import write_report
 from .measure import cpu_model, onnx_file, pick_image, summarize, throughput, timed
 
@@ -63,7 +64,6 @@ def run(
     picture = pick_image(image)
     threshold = float(predictor.config.score_threshold)
 
-    from ...images import load_image
 
     loaded = load_image(picture).image
     direct = timed(lambda: predictor.predict(loaded, threshold), n, warmup)

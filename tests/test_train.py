@@ -355,6 +355,7 @@ def test_an_epoch_stops_part_way_when_the_budget_says_so() -> None:
 
     def step(model, images, targets):
         limit["steps"] = 4  # the budget decides during the epoch
+        opt.step()
         return 1.0, {"part": 1.0}
 
     row = train.train_one_epoch(model, loader, step, schedule, "cpu", 1, lambda: limit["steps"])

@@ -240,7 +240,6 @@ class CellDataset(Dataset):
         return f"CellDataset({len(self.aset)} images, {size}{crop}, {mode})"
 
 
-
 def collate(
     batch: Sequence[tuple[torch.Tensor, Target]],
 ) -> tuple[list[torch.Tensor], list[Target]]:

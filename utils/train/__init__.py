@@ -6,14 +6,16 @@ same idea is written out in plain PyTorch so every step is visible and maintaine
 * AdamW (or SGD with momentum), linear warm-up then cosine decay, gradient clipping at 10
   (a detector's first steps from random weights produce large gradients);
 * automatic GPU + mixed precision (float16 autocast + gradient scaling) when CUDA is there;
+* a wall-clock budget (``plan.minutes``, 10 in the full plan): the first steps are timed and the
+  run gets the steps that fit, never more than the plan's epochs;
 * validation mAP every few epochs; the weights with the best validation mAP@[.5:.95]
   are kept (see :func:`fit` for why mAP and not count error);
 * afterwards a threshold sweep on the validation images picks the counting threshold,
   which goes into the model's :class:`~utils.processing.InferenceConfig`.
 
 One module per part, imported in this order: ``plan`` (:class:`TrainingPlan`, :func:`preset`,
-``PLAIN``), ``loop`` (set-up shared with ``lr_find``, one step, ``train_one_epoch``, schedule,
-precision), ``fitting`` (:func:`fit`, :class:`TrainResult`), ``range_test`` (``lr_find``) and ``ensure``
+``PLAIN``), ``budget`` (the steps that fit ``plan.minutes``), ``loop`` (set-up shared with
+``lr_find``, one step, ``train_one_epoch``, schedule, precision), ``fitting`` (:func:`fit`, :class:`TrainResult`), ``range_test`` (``lr_find``) and ``ensure``
 (``ensure_checkpoint``: the course's model when a notebook needs one).
 """
 

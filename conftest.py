@@ -24,6 +24,11 @@ import pytest
 _SERVER = None
 _HF_HOME: str | None = None
 
+# Ray in the tests (a local instance, the two-node cluster of test_batch_cluster) binds every
+# node and driver to 127.0.0.1 (Ray's single-machine mode, read once when ray is imported),
+# so no test traffic uses an address other than loopback.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 
 def _start_local_hub() -> None:
     """Start the session's local Hub and point the environment at it (once)."""

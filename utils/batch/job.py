@@ -16,7 +16,7 @@ from .table import TableWriter, read_table
 def model_config(model_path: str | Path):
     """The model's inference config (class names, threshold) without a session for ONNX files:
     the Ray driver only writes rows, the actors hold the predictors."""
-    from ..runtime import load_predictor
+    from ..loading import load_predictor
 
     if Path(model_path).suffix.lower() == ".onnx":
         from ..export import read_onnx_config
@@ -44,7 +44,7 @@ def run(
     Returns the new rows (with :data:`BOXES_KEY` when ``boxes``); the file holds all rows,
     with one ``count_<class>`` column per class when the model has several.
     """
-    from ..runtime import load_predictor
+    from ..loading import load_predictor
 
     if engine not in ("plain", "ray"):
         raise BatchError(f"unknown engine {engine!r}; choose plain or ray")

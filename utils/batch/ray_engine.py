@@ -61,7 +61,8 @@ class RayCounter:
         threads: int = 1,
         scale: float | None = None,
     ):
-        from ..runtime import OnnxPredictor, load_predictor
+        from ..loading import load_predictor
+        from ..runtime import OnnxPredictor
 
         if isinstance(model, bytes):
             self.predictor = OnnxPredictor(model, threads=threads)

@@ -83,6 +83,20 @@ def server(predictor, images):
         close()
 
 
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray for the test file (2 CPUs); shut down after, whatever happened."""
+    import ray
+
+    from utils import batch
+
+    started = batch.start_ray(num_cpus=2)
+    yield
+    if started:
+        batch.stop_ray()
+    assert not ray.is_initialized()
+
+
 @pytest.fixture(scope="session")
 def no_torch_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for a child process in which ``import torch`` fails, as on a Space without

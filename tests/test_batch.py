@@ -40,18 +40,6 @@ def photos(tmp_path_factory) -> list[Path]:
     return sorted([*paths, broken])
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """One local Ray for the module (2 CPUs); shut down after, whatever happened."""
-    started = batch.start_ray(num_cpus=2)
-    yield
-    if started:
-        batch.stop_ray()
-    import ray
-
-    assert not ray.is_initialized()
-
-
 def _by_file(rows):
     return {Path(r["file"]).name: r for r in rows}
 

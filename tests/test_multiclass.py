@@ -221,14 +221,6 @@ def test_count_cli_error_row_keeps_the_columns(model, photos_only, capsys) -> No
     assert len(broken) == len(rows[0]) == 6 and broken[1:5] == ["", "", "", ""] and broken[5]
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    started = batch.start_ray(num_cpus=2)
-    yield
-    if started:
-        batch.stop_ray()
-
-
 @pytest.mark.parametrize("engine", ["plain", "ray"])
 def test_batch_table_has_a_count_per_class(engine, model, images, expected, tmp_path, request):
     if engine == "ray":

@@ -137,8 +137,8 @@ def test_presets_keep_17_photos_as_they_were_and_cap_the_clock() -> None:
     """The full plan is still 64 epochs (448 steps on the course's photos); the clock only
     cuts longer runs (10 minutes). The fast plan has no clock: the same steps everywhere."""
     full, fast = train.preset(fast=False), train.preset(fast=True)
-    assert (full.epochs, full.eval_every, full.minutes) == (64, 16, 10.0)
-    assert (fast.epochs, fast.eval_every, fast.minutes) == (30, 15, None)
+    assert (full.epochs, full.eval_every, full.minutes) == (64, 4, 10.0)
+    assert (fast.epochs, fast.eval_every, fast.minutes) == (30, 5, None)
 
 
 def _budget(seconds, steps_per_epoch=100, epochs=64, eval_every=16):
@@ -209,18 +209,11 @@ def test_budget_lengthens_a_run_measured_on_a_busy_minute(monkeypatch) -> None:
     assert not _budget(None, epochs=20).check(10, 1e6, 1e6)  # no budget, no cut
 
 
-def test_old_keyword_style_maps_onto_the_plan() -> None:
-    """``fit(train, val, epochs=3, ...)`` (before plans) still works, with a warning."""
-    fast = train.preset(fast=True)
-    with pytest.warns(DeprecationWarning, match="TrainingPlan"):
-        assert train.plan_from(None, fast.kwargs()) == fast
-    with pytest.warns(DeprecationWarning):
-        assert train.plan_from(None, {"epochs": 3}) == replace(train.PLAIN, epochs=3)
-    assert train.plan_from(None, {}) is train.PLAIN
-    # what fit(train, val) without a plan always did: whole photos, no working scale
+def test_plain_is_what_fit_does_without_a_plan() -> None:
+    """Whole photos, no working scale, 50 epochs: the plan of ``fit(train, val)``."""
     assert (train.PLAIN.epochs, train.PLAIN.crop_size, train.PLAIN.cell_size) == (50, None, None)
-    with pytest.raises(TypeError, match="nonsense"):
-        train.plan_from(None, {"nonsense": 1})
+    with pytest.raises(TypeError, match="epochs"):
+        train.fit([], None, epochs=3)  # the old keyword style is gone: pass a TrainingPlan
 
 
 def test_lr_find(data) -> None:

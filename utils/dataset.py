@@ -30,7 +30,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from .annotations import AnnotatedImage, AnnotationError, AnnotationSet
-from .processing import letterbox
+from .processing import InferenceConfig, letterbox, plan_tiles, working_image
 
 Target = dict[str, torch.Tensor]
 
@@ -203,7 +203,6 @@ class CellDataset(Dataset):
         on the 2,800 px photos, training at one scale and counting 3 % smaller raised the
         count error from 1.6 % to 2.3 %.
         """
-        from .processing import InferenceConfig, plan_tiles, working_image
 
         photo = item.load_image()
         config = InferenceConfig("training", self.class_names, self.image_size, scale=self.scale)

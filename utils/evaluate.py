@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .processing import Detections
+from .progress import tqdm
 
 # A class's MAPE only counts photos with at least this many true cells of it.
 MAPE_MIN_CELLS = 5
@@ -45,7 +46,6 @@ def predict_set(predictor, aset, batch_size: int = 4, progress: bool = False) ->
     floor = predictor.config.min_score
     batches = range(0, len(items), batch_size)
     if progress:
-        from .progress import tqdm
 
         batches = tqdm(batches, desc="predict", unit="batch", leave=False)
     detections: list[Detections] = []

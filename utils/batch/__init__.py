@@ -10,7 +10,7 @@ failed job); a model of several classes adds ``count_<class>`` per class after `
 (``columns_for``; ``count`` stays the total). :class:`TableWriter` keeps the output file
 (CSV or Parquet, by suffix) complete at every moment: it rewrites it atomically
 (``utils.atomicio``) every few seconds and at the end, so an interrupted run loses at most
-those seconds, and :func:`done_files` lets the next run skip what is already counted (rows
+those seconds, and :func:`run` skips, on the next run, what the file already holds (rows
 with an error are tried again).
 
 Ray is an optional extra (``pip install ".[scale]"``), imported only by :func:`ray_count`.
@@ -25,10 +25,8 @@ from __future__ import annotations
 from .job import model_config, run
 from .ray_engine import (
     NODE_KEY,
-    RAY_MISSING,
     ClusterError,
     RayCounter,
-    _import_ray,
     ray_count,
     start_ray,
     stop_ray,
@@ -36,27 +34,19 @@ from .ray_engine import (
 from .rows import (
     BOXES_KEY,
     COLUMNS,
-    SHORT_COLUMNS,
     BatchError,
     Row,
-    class_columns,
     columns_for,
-    count_files,
     count_image,
 )
 from .series import cost_estimate, make_time_series, plot_counts
 from .table import (
-    FLUSH_SECONDS,
     FORMATS,
-    TableWriter,
-    columns_for_keys,
     csv_text,
-    done_files,
     output_format,
     read_table,
     summary,
     table,
-    write_table,
 )
 
 __all__ = [
@@ -64,23 +54,14 @@ __all__ = [
     "BatchError",
     "COLUMNS",
     "ClusterError",
-    "FLUSH_SECONDS",
     "FORMATS",
     "NODE_KEY",
-    "RAY_MISSING",
     "RayCounter",
     "Row",
-    "SHORT_COLUMNS",
-    "TableWriter",
-    "_import_ray",
-    "class_columns",
     "columns_for",
-    "columns_for_keys",
     "cost_estimate",
-    "count_files",
     "count_image",
     "csv_text",
-    "done_files",
     "make_time_series",
     "model_config",
     "output_format",
@@ -92,5 +73,4 @@ __all__ = [
     "stop_ray",
     "summary",
     "table",
-    "write_table",
 ]

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..progress import tqdm
 from .rows import BOXES_KEY, COLUMNS, BatchError, Row, class_columns, count_image
 
 NODE_KEY = "_node"  # internal column: the Ray node that counted the row; never written
@@ -256,7 +257,6 @@ def ray_count(
     :class:`ClusterError`; the rows yielded before it stand.
     """
     ray = _import_ray()
-    from ..progress import tqdm
 
     if not files:
         return

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import one_line
+from ..images import load_image
+from ..progress import tqdm
 
 COLUMNS = ("file", "count", "mean_score", "seconds", "error")
 SHORT_COLUMNS = ("file", "count", "error")  # the plain `count` output before issue 14
@@ -56,7 +58,6 @@ def count_image(
     ``boxes=True`` adds :data:`BOXES_KEY`: the boxes in the file's own pixels (the loader
     may have downsized a huge photo), for pre-labels.
     """
-    from ..images import load_image
 
     path = Path(path)
     start = time.perf_counter()
@@ -100,7 +101,6 @@ def count_files(
     scale: float | None = None,
 ) -> Iterator[Row]:
     """The plain engine: rows one image after the other, in this process."""
-    from ..progress import tqdm
 
     for path in tqdm(files, desc="count", unit="img", disable=not progress, mininterval=2):
         yield count_image(predictor, path, threshold, boxes, scale)

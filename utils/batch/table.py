@@ -138,11 +138,6 @@ def columns_for_keys(keys: Sequence[str]) -> tuple[str, ...]:
     return (*COLUMNS[:2], *dict.fromkeys(per_class), *COLUMNS[2:])
 
 
-def done_files(rows: Iterable[Row]) -> set[str]:
-    """Files already counted (an error row does not count: the next run tries it again)."""
-    return {r["file"] for r in rows if not r.get("error") and r.get("count") is not None}
-
-
 class TableWriter:
     """Collects rows and keeps ``path`` complete: an atomic rewrite every ``flush_seconds``.
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import config
 from . import machine, write_report
 
 # (name, key, threshold): mAP@.5 of pretrained YOLOv8n on BCCD, a mAP, then NBCDC-YOLOv8's.
@@ -114,7 +115,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     import json
     import warnings
 
-    from .. import config
     from ..annotations import DroppedBoxWarning, load_annotations
 
     with warnings.catch_warnings(record=True) as caught:

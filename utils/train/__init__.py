@@ -24,45 +24,29 @@ from __future__ import annotations
 from .ensure import ensure_checkpoint, train_course_model
 from .fitting import TrainResult, fit
 from .loop import (
-    AUTOCAST_DTYPES,
-    MIN_WARMUP_STEPS,
-    SetUp,
-    as_dataset,
     make_optimizer,
-    pick_device,
     pick_precision,
-    scale_settings,
-    seed_everything,
     set_up,
     to_device,
     train_one_epoch,
     train_step,
     warmup_cosine,
 )
-from .plan import DEFAULT_IMAGE_SIZE, DEFAULT_MODEL, PLAIN, TrainingPlan, plan_from, preset
+from .plan import DEFAULT_MODEL, PLAIN, TrainingPlan, preset
 from .range_test import lr_find, plot_lr_find
 
 __all__ = [
-    "AUTOCAST_DTYPES",
-    "DEFAULT_IMAGE_SIZE",
     "DEFAULT_MODEL",
-    "MIN_WARMUP_STEPS",
     "PLAIN",
-    "SetUp",
     "TrainResult",
     "TrainingPlan",
-    "as_dataset",
     "ensure_checkpoint",
     "fit",
     "lr_find",
     "make_optimizer",
-    "pick_device",
     "pick_precision",
-    "plan_from",
     "plot_lr_find",
     "preset",
-    "scale_settings",
-    "seed_everything",
     "set_up",
     "to_device",
     "train_course_model",

@@ -30,7 +30,7 @@ from .loop import (
     train_step,
     warmup_cosine,
 )
-from .plan import TrainingPlan, plan_from
+from .plan import PLAIN, TrainingPlan
 
 
 @dataclass
@@ -106,7 +106,6 @@ def fit(
     class_names: Sequence[str] | None = None,
     save_to: str | Path | None = None,
     progress: bool = True,
-    **old_style: Any,
 ) -> TrainResult:
     """Train as ``plan`` says on ``train_set`` and pick the counting threshold on ``val_set``.
 
@@ -121,11 +120,8 @@ def fit(
     anyway. mAP rewards ranking true cells above debris *and* placing boxes tightly, which
     is what a later threshold needs to count well. Without ``val_set`` the last epoch is
     kept and the counting threshold stays at 0.5.
-
-    ``fit(train, val, epochs=3, ...)`` (the plan's fields as keywords) still works for one
-    release, with a DeprecationWarning.
     """
-    plan = plan_from(plan, old_style, "fit")
+    plan = PLAIN if plan is None else plan
     if plan.epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {plan.epochs}")
     tiling = scale_settings(train_set, plan.image_size, plan.cell_size)

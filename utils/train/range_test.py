@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from ..progress import tqdm
 from .loop import make_optimizer, scale_settings, set_up, to_device, train_step
-from .plan import TrainingPlan, plan_from
+from .plan import PLAIN, TrainingPlan
 
 
 def lr_find(
@@ -24,16 +23,15 @@ def lr_find(
     device: str | None = None,
     pretrained: bool | str = "auto",
     progress: bool = True,
-    **old_style: Any,
 ) -> tuple[list[float], list[float]]:
     """Raise the LR exponentially each step on a fresh model, record the smoothed loss.
 
     ``plan`` (default ``PLAIN``: whole photos) sets the model, input size, batch size, crops
     and working scale: the batches ``fit`` would train on. Nothing is kept; stops once the
     smoothed loss explodes. Pick an LR about ten times below the minimum of the curve, where
-    it still falls steeply. Old keywords (``image_size=...``) work, with a DeprecationWarning.
+    it still falls steeply.
     """
-    plan = plan_from(plan, old_style, "lr_find")
+    plan = PLAIN if plan is None else plan
     tiling = scale_settings(train_set, plan.image_size, plan.cell_size)
     run = set_up(
         train_set, plan, seed, device, pretrained, scale=tiling.get("scale"), channels_last=False

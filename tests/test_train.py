@@ -327,6 +327,8 @@ def test_cli_train_with_minutes_and_a_dropped_box(data, tmp_path, capsys) -> Non
     assert budget["limited_by"] == "minutes" and budget["plan_epochs"] == 1000
     assert len(metrics["history"]) == metrics["epochs"] == budget["epochs"] == PROBE_STEPS
     assert metrics["history"][-1]["val_map"] is not None  # the last epoch is validated
+    # and the first: the budget refits on a validation's real cost, not the probe's estimate
+    assert metrics["history"][0]["val_map"] is not None
     assert f": {PROBE_STEPS} epochs of 1 steps" in out  # the decision, said in one line
     extra = load_checkpoint(tmp_path / "run" / "model.pt").extra["plan"]
     assert extra["budget"] == budget and extra["epochs"] == PROBE_STEPS

@@ -246,12 +246,15 @@ def evaluate(
 
 def summary(metrics: dict[str, Any]) -> str:
     """One line of the numbers that matter (plus one line per class when there are several)."""
+    counts = metrics.get("per_class") or {}
+    # With several classes a relative error of the summed count means little (a photo holds
+    # one white cell): the per-class lines below give each class's own.
+    relative = f" ({metrics['count_mape']:.1f}%)" if len(counts) <= 1 else ", all classes"
     line = (
         f"mAP@[.5:.95] {metrics['map']:.3f} | mAP@.5 {metrics['map_50']:.3f} | "
-        f"count MAE {metrics['count_mae']:.2f} cells ({metrics['count_mape']:.1f}%) "
+        f"count MAE {metrics['count_mae']:.2f} cells{relative} "
         f"at threshold {metrics['threshold']:.2f} on {metrics['images']} images"
     )
-    counts = metrics.get("per_class") or {}
     aps = metrics.get("ap_per_class") or {}
     rows = [line]
     for name, c in counts.items():

@@ -69,13 +69,14 @@ def score(model: Path, test) -> dict[str, Any]:
 
 def format_run(row: dict[str, Any]) -> str:
     """One seed: the headline, then a line per class."""
+    counts = row["count_per_class"]
+    relative = f"({row['count_mape']:.1f} %)" if len(counts) <= 1 else "(all classes)"
     lines = [
         f"seed {row['seed']}: {row['cli_seconds']:.0f} s (train {row['train_seconds']:.0f} s, "
         f"{row['epochs']} epochs), mAP {row['map']:.3f}, mAP@.5 {row['map_50']:.3f}, "
         f"mAP@.75 {row['map_75']:.3f}, count MAE {row['count_mae']:.2f} "
-        f"({row['count_mape']:.1f} %) at threshold {row['threshold']:.2f}"
+        f"{relative} at threshold {row['threshold']:.2f}"
     ]
-    counts = row["count_per_class"]
     for name, ap in row["ap_per_class"].items():
         c = counts.get(name)
         text = f"  {name:<12} AP {ap['ap']:.3f}  AP50 {ap['ap_50']:.3f}  AP75 {ap['ap_75']:.3f}"

@@ -244,6 +244,19 @@ def evaluate(
     return result
 
 
+def headline(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The figures a benchmark reports, rounded once for every report (``prefix``: a key prefix)."""
+    figures = {
+        "images": metrics["images"],
+        "map": round(metrics["map"], 4),
+        "map_50": round(metrics["map_50"], 4),
+        "map_75": round(metrics["map_75"], 4),
+        "count_mae": round(metrics["count_mae"], 3),
+        "count_mape": round(metrics["count_mape"], 2),
+    }
+    return {f"{prefix}{key}": value for key, value in figures.items()}
+
+
 def summary(metrics: dict[str, Any]) -> str:
     """One line of the numbers that matter (plus one line per class when there are several)."""
     counts = metrics.get("per_class") or {}

@@ -51,17 +51,14 @@ def train_cli(data: Path, out: Path, seed: int, minutes: float | None, quiet: bo
 def score(model: Path, test) -> dict[str, Any]:
     """Held-out figures of one saved model, through the same predictor ``count`` uses."""
     from ..checkpoint import predictor
-    from ..evaluate import evaluate
+    from ..evaluate import evaluate, headline
 
     metrics = evaluate(predictor(model), test)
+    figures = headline(metrics)
     return {
-        "test_images": metrics["images"],
+        "test_images": figures.pop("images"),
         "threshold": metrics["threshold"],
-        "map": round(metrics["map"], 4),
-        "map_50": round(metrics["map_50"], 4),
-        "map_75": round(metrics["map_75"], 4),
-        "count_mae": round(metrics["count_mae"], 3),
-        "count_mape": round(metrics["count_mape"], 2),
+        **figures,
         "ap_per_class": metrics["ap_per_class"],
         "count_per_class": metrics.get("per_class", {}),
     }

@@ -46,7 +46,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 
 def run_once(plan, train, val, test, seed: int, progress: bool) -> tuple[Any, dict[str, Any]]:
     """One training run and its held-out scores."""
-    from ..evaluate import evaluate
+    from ..evaluate import evaluate, headline
     from ..train import fit
 
     started = time.perf_counter()
@@ -62,12 +62,7 @@ def run_once(plan, train, val, test, seed: int, progress: bool) -> tuple[Any, di
         "precision": m.get("precision"),
         "best_epoch": result.best_epoch,
         "threshold": result.config.score_threshold,
-        "test_images": scores["images"],
-        "test_map": round(scores["map"], 4),
-        "test_map_50": round(scores["map_50"], 4),
-        "test_map_75": round(scores["map_75"], 4),
-        "test_count_mae": round(scores["count_mae"], 3),
-        "test_count_mape": round(scores["count_mape"], 2),
+        **headline(scores, prefix="test_"),
     }
 
 

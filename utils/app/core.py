@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import logging
 import math
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from ..images import MAX_SIDE, load_image
-from ..processing import ScaleError
+from ..processing import ScaleError, part
 
 if TYPE_CHECKING:
     from ..runtime import Predictor
@@ -106,7 +108,8 @@ class CountResult:
         if self.counts:  # several classes: the count of each, every class listed
             out["counts"] = dict(self.counts)
         if with_image:
-            out["image"] = to_data_url(self.image) if self.image is not None else None
+            with part("encode"):
+                out["image"] = to_data_url(self.image) if self.image is not None else None
         return out
 
 
@@ -130,7 +133,8 @@ def count_cells(
         return CountResult(None, None)
     try:
         value = check_threshold(threshold, float(predictor.config.score_threshold))
-        loaded = load_image(image, max_side=max_side, max_pixels=max_pixels)
+        with part("decode"):
+            loaded = load_image(image, max_side=max_side, max_pixels=max_pixels)
     except ValueError as error:  # InputError, ImageError
         return CountResult(None, None, error=str(error), seconds=time.perf_counter() - start)
     try:
@@ -138,14 +142,16 @@ def count_cells(
     except ScaleError as error:  # a thumbnail, a panorama needing too many tiles
         return CountResult(None, None, error=str(error), seconds=time.perf_counter() - start)
     seconds = time.perf_counter() - start  # decode + count: what the person waited for
-    annotated = annotate(loaded.image, detections, show_boxes, show_scores, display_side)
+    with part("draw"):
+        annotated = annotate(loaded.image, detections, show_boxes, show_scores, display_side)
     several = len(detections.class_names) > 1
-    names = detections.label_names()
-    rows = [
-        [i + 1, *([names[i]] if several else []), round(float(s), 3)]
-        + [round(float(v), 1) for v in box]
-        for i, (box, s) in enumerate(zip(detections.boxes, detections.scores))
-    ]
+    with part("postprocess"):  # the table's rows
+        names = detections.label_names()
+        rows = [
+            [i + 1, *([names[i]] if several else []), round(float(s), 3)]
+            + [round(float(v), 1) for v in box]
+            for i, (box, s) in enumerate(zip(detections.boxes, detections.scores))
+        ]
     notes = [*loaded.notes, *([detections.note] if detections.note else [])]
     return CountResult(
         annotated,
@@ -236,6 +242,27 @@ def annotate(image: Image.Image, detections, show_boxes: bool, show_scores: bool
     )
 
 
+def save_picture(image: Image.Image | None, folder: str | Path) -> str | None:
+    """The annotated picture as a JPEG file in Gradio's cache folder (None: no picture).
+
+    What ``gr.Image(format="jpeg")`` does with a returned PIL image (Pillow's JPEG, quality 75,
+    a folder named by the bytes' hash), done in the handler so the encoding is timed as a
+    part of the call. JPEG because it is the fastest of the formats every client shows:
+    0.8 ms for a 640 px picture here, against 29 ms for WebP and 87 ms for PNG.
+    """
+    if image is None:
+        return None
+    with part("encode"):
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG")
+        data = buffer.getvalue()
+        target = Path(folder) / hashlib.sha256(data).hexdigest()
+        target.mkdir(parents=True, exist_ok=True)
+        path = target / "image.jpeg"
+        path.write_bytes(data)
+    return str(path.resolve())
+
+
 def to_data_url(image: Image.Image, quality: int = 90) -> str:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=quality)
@@ -277,7 +304,8 @@ def count_safely(
         if base64_input or (isinstance(image, str) and image.startswith("data:")):
             if base64_input:
                 check_threshold(threshold, 0.0)  # one sentence for the first bad field
-            image = decode_data_url(image)
+            with part("decode"):
+                image = decode_data_url(image)
         return count_cells(predictor, image, threshold, show_boxes, show_scores)
     except InputError as error:
         return CountResult(None, None, error=str(error))

@@ -10,9 +10,10 @@ suppress and rescale the same way:
     photo -> resize to the working scale -> S x S tiles -> normalise -> [graph]
           -> threshold -> keep what each tile owns -> NMS -> rescale -> Detections
 
-One module per step, imported in this order: ``config`` (:class:`InferenceConfig`,
-:class:`Detections`), ``pixels`` (letterbox, normalise, ``preprocess``), ``boxes`` (``nms``,
-``postprocess``) and ``tiling`` (the working scale, tiles, seams, ``count_tiled``, scale notes).
+One module per step, imported in this order: ``timing`` (where a request's milliseconds go:
+``recording``, ``part``), ``config`` (:class:`InferenceConfig`, :class:`Detections`),
+``pixels`` (letterbox, normalise, ``preprocess``), ``boxes`` (``nms``, ``postprocess``) and
+``tiling`` (the working scale, tiles, seams, ``count_tiled``, scale notes).
 """
 
 from __future__ import annotations
@@ -49,8 +50,16 @@ from .tiling import (
     tiles,
     working_image,
 )
+from .timing import (
+    PARTS,
+    CallTimes,
+    part,
+    recording,
+)
 
 __all__ = [
+    "PARTS",
+    "CallTimes",
     "Detections",
     "FIT_SLACK",
     "IMAGENET_MEAN",
@@ -63,10 +72,12 @@ __all__ = [
     "merge_tiles",
     "nms",
     "normalize",
+    "part",
     "plan_tiles",
     "postprocess",
     "postprocess_one",
     "preprocess",
+    "recording",
     "run_tiles",
     "scale_note",
     "seams",

@@ -31,6 +31,7 @@ from PIL import Image
 from .boxes import candidates, suppress
 from .config import Detections, InferenceConfig
 from .pixels import normalize, to_rgb_array
+from .timing import part
 
 FIT_SLACK = 1.15  # a working image at most this much larger than one input is fitted into it
 MAX_TILES = 256  # about 40 MP of working image: a photo needing more is refused, not queued
@@ -140,12 +141,14 @@ def tiles(work: np.ndarray, grid: TileGrid, config: InferenceConfig) -> Iterator
     """
     size = grid.size
     for x, y in grid.windows():
-        crop = work[y : y + size, x : x + size]
-        if crop.shape[0] != size or crop.shape[1] != size:
-            padded = np.zeros((size, size, 3), np.uint8)
-            padded[: crop.shape[0], : crop.shape[1]] = crop
-            crop = padded
-        yield normalize(crop, config)
+        with part("preprocess"):  # timed here, not across the yield (the consumer's time)
+            crop = work[y : y + size, x : x + size]
+            if crop.shape[0] != size or crop.shape[1] != size:
+                padded = np.zeros((size, size, 3), np.uint8)
+                padded[: crop.shape[0], : crop.shape[1]] = crop
+                crop = padded
+            tile = normalize(crop, config)
+        yield tile
 
 
 def run_tiles(run, stream: Iterable[np.ndarray], batch_size: int = 4):
@@ -154,15 +157,24 @@ def run_tiles(run, stream: Iterable[np.ndarray], batch_size: int = 4):
     for tile in stream:
         batch.append(tile)
         if len(batch) == batch_size:
-            b, s = run(np.stack(batch))
-            boxes.append(b)
-            scores.append(s)
+            _run_batch(run, batch, boxes, scores)
             batch = []
     if batch:
-        b, s = run(np.stack(batch))
-        boxes.append(b)
-        scores.append(s)
-    return np.concatenate(boxes), np.concatenate(scores)
+        _run_batch(run, batch, boxes, scores)
+    if len(boxes) == 1:  # one batch (a photo of up to 4 tiles): no copy
+        return boxes[0], scores[0]
+    with part("postprocess"):
+        return np.concatenate(boxes), np.concatenate(scores)
+
+
+def _run_batch(run, batch: list[np.ndarray], boxes: list, scores: list) -> None:
+    """One graph call on stacked tiles; the stack is pre-processing, the call the graph."""
+    with part("preprocess"):
+        stacked = np.stack(batch)
+    with part("graph"):
+        b, s = run(stacked)
+    boxes.append(b)
+    scores.append(s)
 
 
 def merge_tiles(
@@ -275,17 +287,20 @@ def count_tiled(
     Tiles of all the photos go through the graph together, ``batch_size`` at a time.
     """
     grids, works = [], []
-    for image in images:
-        rgb = to_rgb_array(image)
-        grids.append(plan_tiles(rgb.shape[1], rgb.shape[0], config, scale))
-        works.append(working_image(rgb, grids[-1].scale))
+    with part("preprocess"):
+        for image in images:
+            rgb = to_rgb_array(image)
+            grids.append(plan_tiles(rgb.shape[1], rgb.shape[0], config, scale))
+            works.append(working_image(rgb, grids[-1].scale))
     stream = (tile for work, grid in zip(works, grids) for tile in tiles(work, grid, config))
     boxes, scores = run_tiles(run, stream, batch_size)
     results, first = [], 0
-    for grid in grids:
-        last = first + grid.tiles
-        results.append(merge_tiles(boxes[first:last], scores[first:last], grid, config, threshold))
-        first = last
+    with part("postprocess"):
+        for grid in grids:
+            last = first + grid.tiles
+            merged = merge_tiles(boxes[first:last], scores[first:last], grid, config, threshold)
+            results.append(merged)
+            first = last
     for image, found in zip(images, results):
         if found.tiles > 1 and not found.note and config.cell_size:
             check_magnification(run, image, found, config, threshold)
@@ -317,8 +332,11 @@ def check_magnification(
     grid = plan_tiles(rgb.shape[1], rgb.shape[0], config, fit)
     if grid.tiles != 1:
         return
-    boxes, scores = run_tiles(run, tiles(working_image(rgb, grid.scale), grid, config))
-    whole = merge_tiles(boxes, scores, grid, config, threshold)
+    with part("preprocess"):
+        work = working_image(rgb, grid.scale)
+    boxes, scores = run_tiles(run, tiles(work, grid, config))
+    with part("postprocess"):
+        whole = merge_tiles(boxes, scores, grid, config, threshold)
     ratio = cell_ratio(whole, config)
     sizes_fit = whole.count >= 5 and ratio is not None and 1 / 1.25 <= ratio <= 1.25
     surer = whole.count and found.count and whole.scores.mean() > found.scores.mean() + 0.05

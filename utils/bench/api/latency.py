@@ -11,6 +11,7 @@ from ...config import artifacts_dir, display_path, fast_mode
 from ...images import load_image
 from .. import write_report
 from .measure import cpu_model, onnx_file, pick_image, summarize, throughput, timed
+from .split import call_split, print_split
 
 TALK_SPACE_SECONDS = 1.1
 
@@ -64,7 +65,6 @@ def run(
     picture = pick_image(image)
     threshold = float(predictor.config.score_threshold)
 
-
     loaded = load_image(picture).image
     direct = timed(lambda: predictor.predict(loaded, threshold), n, warmup)
 
@@ -81,6 +81,7 @@ def run(
 
         results: dict[str, Any] = {
             "model_only": summarize(direct),
+            "split": call_split(predictor, demo, url, picture, threshold, n),
             "gradio_client": summarize(timed(by_client, n, warmup)),
             "requests": summarize(
                 timed(lambda: call_with_requests(url, picture, threshold, session=session), n, 1)
@@ -148,6 +149,8 @@ def print_report(report: dict[str, Any]) -> None:
         row = report[key]
         cpu = row.get("cpu_ms_per_call", float("nan"))
         print(f"{label:34s} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {cpu:8.1f} {row['n']:4d}")
+    if "split" in report:
+        print_split(report["split"])
     c = report["concurrent"]
     print(
         f"{c['clients']} concurrent clients, {c['requests']} requests: "

@@ -41,6 +41,10 @@ def test_goals_are_met_or_not_by_the_numbers() -> None:
     assert not any(line.startswith("met") for line in slow)
     short = real.goals([_row(0.93, 300.0), _row(0.95, 300.0)])  # mean 0.94
     assert [line.startswith("met") for line in short] == [True, True, False]
+    flipped = dict(_row(0.89, 300.0), tta={"map": 0.62, "map_50": 0.91})  # only with --tta
+    lines = real.goals([flipped])
+    assert [line.startswith("met") for line in lines] == [False, True, False]
+    assert "(with --tta: 0.910, met)" in lines[0] and "(with --tta: 0.910, not met)" in lines[2]
 
 
 def test_bench_real_runs_the_cli_and_reports_each_class(tmp_path, monkeypatch, capsys) -> None:
@@ -55,6 +59,7 @@ def test_bench_real_runs_the_cli_and_reports_each_class(tmp_path, monkeypatch, c
     assert run["budget"]["limited_by"] == "minutes"  # the clock, not 64 epochs
     assert set(run["ap_per_class"]) == set(run["count_per_class"]) == {"Big", "Small"}
     assert 0 <= run["map"] <= run["map_50"] <= 1 and run["test_images"] == 2
+    assert 0 <= run["tta"]["map"] <= run["tta"]["map_50"] <= 1 and "with --tta" in out
     for name in ("Big", "Small"):
         assert f"  {name}" in out
     assert len(report["goals"]) == 3 and "goals" in out and str(tmp_path) not in out

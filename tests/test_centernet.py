@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from utils import export
-from utils.centernet import STRIDE, CenterNet, build_targets, location_centres
+from utils.centernet import FLIPS, STRIDE, CenterNet, build_targets, location_centres
 from utils.model import DetectorCore, build_model
 from utils.processing import InferenceConfig
 from utils.runtime import OnnxPredictor, OpenVinoPredictor, TorchPredictor
@@ -139,3 +139,61 @@ def test_export_parity_with_onnxruntime_and_openvino(exported) -> None:
     assert summary["outputs"]["scores"] == ["batch", (SIZE // STRIDE) ** 2, 1]
     assert {"MaxPool", "Equal", "Where"} <= set(summary["op_types"])  # peak finding in the graph
     assert "NonMaxSuppression" not in summary["op_types"]
+
+
+def test_flip_tta_is_equivariant_and_averages_four_views() -> None:
+    """With flips, a mirrored photo gives the mirrored heatmap and boxes (sides swapped back)."""
+    torch.manual_seed(0)
+    model = CenterNet(2).eval()
+    batch = torch.randn(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        logits, distances = model.raw_flipped(batch)
+        plain_logits, _ = model.raw(batch)
+        for dims, sides in FLIPS:
+            mirrored_logits, mirrored_distances = model.raw_flipped(batch.flip(dims))
+            torch.testing.assert_close(mirrored_logits.flip(dims), logits, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(
+                mirrored_distances.flip(dims)[:, sides], distances, atol=1e-3, rtol=1e-4
+            )
+    # not the plain view: an untrained network is far from flip-invariant
+    assert (logits - plain_logits).abs().max() > 1e-2
+
+
+def test_flip_tta_puts_each_views_sides_back_on_the_photos_sides() -> None:
+    """A stand-in network that measures one bright square exactly from any view: the average
+    of its four views must be the plain view's distances (a wrong side order breaks this)."""
+    model = CenterNet(1).eval()
+    side = SIZE // STRIDE
+    centres = location_centres(side, side).T.reshape(2, side, side)
+
+    def exact(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ys, xs = torch.nonzero(batch[0, 0] > 0.5, as_tuple=True)
+        x1, y1, x2, y2 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+        cx, cy = centres[0], centres[1]
+        distances = torch.stack([cx - x1, cy - y1, x2 - cx, y2 - cy]).unsqueeze(0).float()
+        return torch.zeros(1, 1, side, side), distances
+
+    model.raw = exact
+    batch = torch.zeros(1, 3, SIZE, SIZE)
+    batch[..., 10:30, 40:90] = 1.0  # wide, near the top left: every flip moves it
+    torch.testing.assert_close(model.raw_flipped(batch)[1], exact(batch)[1])
+
+
+def test_flip_tta_exports_the_same_counts_to_every_runtime(exported, tmp_path) -> None:
+    path, detector, config = exported
+    flipped = replace(config, flip_tta=True)
+    onnx_path = export.export_onnx(detector, flipped, tmp_path / "flips.onnx")
+    assert OnnxPredictor(onnx_path, threads=1).config.flip_tta
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (100 + 30 * i, 150, 3), dtype=np.uint8) for i in range(2)]
+    torch_flipped = TorchPredictor(detector, flipped)
+    for other in (OnnxPredictor(onnx_path, threads=1), OpenVinoPredictor(onnx_path, threads=1)):
+        result = export.parity(torch_flipped, other, images)
+        assert result["scores_max_abs"] < 1e-4 and result["boxes_max_abs"] < 1e-3, result
+        assert result["counts_identical"] == len(images), result
+    # and the flips change what is counted (else the option would do nothing)
+    plain = TorchPredictor(detector, config).run(np.zeros((1, 3, SIZE, SIZE), np.float32) + 0.3)
+    averaged = torch_flipped.run(np.zeros((1, 3, SIZE, SIZE), np.float32) + 0.3)
+    assert np.abs(plain[1] - averaged[1]).max() > 1e-3
+    with pytest.raises(ValueError, match="flip_tta"):
+        DetectorCore(build_model("fcos_resnet18", 1, SIZE, pretrained=False), SIZE, flips=True)

@@ -316,3 +316,45 @@ def test_count_at_another_scale_and_a_thumbnail_row(untrained, voc, tmp_path, ca
         assert str(rows[photo.name]["count"]).isdigit(), name
         assert "thumbnail" in rows["thumb.png"]["error"] and rows["thumb.png"]["count"] == ""
     _expect_error(capsys, "count", "--checkpoint", untrained, voc, "--scale", "-1")
+
+
+def _counts(result: tuple[int, str, str]) -> list[int]:
+    code, out, err = result
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rows and all(row["error"] == "" for row in rows), out
+    return [int(row["count"]) for row in rows]
+
+
+def test_tta_flag_on_evaluate_count_and_export(voc, tmp_path, capsys) -> None:
+    """``--tta``: a .pt counts with flips, ``export --tta`` bakes them into the .onnx, and an
+    .onnx exported without them is refused with the command that fixes it."""
+    import torch
+
+    from utils.export import read_onnx_config
+
+    model = tmp_path / "cn.pt"
+    torch.manual_seed(0)
+    detector = build_model("centernet_resnet18", 1, SIZE, pretrained=False)
+    save_checkpoint(model, detector, InferenceConfig("centernet_resnet18", ("Microalgae",), SIZE))
+    code, out, err = _run(capsys, "evaluate", "--checkpoint", model, "--data", voc, "--tta")
+    assert code == 0, err
+    plain = _counts(_run(capsys, "count", "--checkpoint", model, voc, "--threshold", "0.05"))
+    flipped = _counts(
+        _run(capsys, "count", "--checkpoint", model, voc, "--threshold", "0.05", "--tta")
+    )
+    # four views of an untrained network peak elsewhere than one (here 45-48 against 62-70)
+    assert max(abs(a - b) for a, b in zip(plain, flipped)) >= 5, (plain, flipped)
+
+    onnx_plain, onnx_flipped = tmp_path / "plain.onnx", tmp_path / "flipped.onnx"
+    assert _run(capsys, "export", "--checkpoint", model, "--out", onnx_plain)[0] == 0
+    assert _run(capsys, "export", "--checkpoint", model, "--out", onnx_flipped, "--tta")[0] == 0
+    assert read_onnx_config(onnx_flipped).flip_tta and not read_onnx_config(onnx_plain).flip_tta
+    from_onnx = _counts(
+        _run(capsys, "count", "--checkpoint", onnx_flipped, voc, "--threshold", "0.05", "--tta")
+    )
+    # the same flips in the graph: equal counts, but for a score within rounding of 0.05
+    assert max(abs(a - b) for a, b in zip(from_onnx, flipped)) <= 1, (from_onnx, flipped)
+    _expect_error(
+        capsys, "count", "--checkpoint", onnx_plain, voc, "--tta", words=["export --tta"]
+    )

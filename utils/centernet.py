@@ -30,6 +30,9 @@ from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork
 from .processing import IMAGENET_MEAN, IMAGENET_STD, letterbox
 
 STRIDE = 4
+# Test-time flips (raw_flipped): the dims flipped, and the order that puts the flipped view's
+# distances (left, top, right, bottom) back on the photo's sides.
+FLIPS = (((3,), [2, 1, 0, 3]), ((2,), [0, 3, 2, 1]), ((2, 3), [2, 3, 0, 1]))
 GAUSSIAN_ALPHA = 0.54  # TTFNet: sigma = alpha * side / 6, so the bump covers ~half the box
 BOX_LOSS_WEIGHT = 5.0  # TTFNet weighs its GIoU box loss 5x the heatmap loss
 MAX_LOG_DISTANCE = 5.0  # exp(5) * 4 = 594 px: no cell is larger, and exp stays finite
@@ -82,16 +85,33 @@ class CenterNet(nn.Module):
         distances = torch.exp(self.box(features).clamp(max=MAX_LOG_DISTANCE)) * STRIDE
         return logits, distances
 
+    def raw_flipped(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`raw` averaged over the photo and its three flips (test-time augmentation).
+
+        Why: a cell seen mirrored is still a cell, and four looks at it give a steadier peak and
+        box than one (on BCCD +0.011 mAP, +0.016 mAP@.5; ``docs/real_data.md``) for four times
+        the network's time. Each flipped view is flipped back, with the distances to the left
+        and right (top and bottom) sides swapped, before the average; a stride-4 grid maps onto
+        itself under a flip because the input side is a multiple of 4.
+        """
+        logits, distances = self.raw(batch)
+        for dims, sides in FLIPS:
+            flipped_logits, flipped_distances = self.raw(batch.flip(dims))
+            logits = logits + flipped_logits.flip(dims)
+            distances = distances + flipped_distances.flip(dims)[:, sides]
+        return logits / (len(FLIPS) + 1), distances / (len(FLIPS) + 1)
+
     def decode(
-        self, batch: torch.Tensor, centres: torch.Tensor | None = None
+        self, batch: torch.Tensor, centres: torch.Tensor | None = None, flips: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised batch -> ``boxes [N, H*W, 4]`` (input pixels), ``scores [N, H*W, C]``.
 
         Scores are the heatmap where it is a 3x3 local maximum and 0 elsewhere, so a
         threshold alone counts the peaks. ``centres`` (``[H*W, 2]``) can be passed in as a
-        constant for export; otherwise it is computed from the feature size.
+        constant for export; otherwise it is computed from the feature size. ``flips``: average
+        the photo with its flips first (:meth:`raw_flipped`).
         """
-        logits, distances = self.raw(batch)
+        logits, distances = self.raw_flipped(batch) if flips else self.raw(batch)
         heat = torch.sigmoid(logits)
         peaks = torch.where(F.max_pool2d(heat, 3, stride=1, padding=1) == heat, heat, 0.0)
         n, c, h, w = heat.shape

@@ -51,13 +51,26 @@ class CliError(ValueError):
 # ----------------------------------------------------------------------------- commands
 
 
-def _load_predictor(path: str | Path):
+def _load_predictor(path: str | Path, tta: bool = False):
+    """The model file's predictor; ``tta``: with flip test-time augmentation (``--tta``)."""
     path = Path(path)
     if not path.exists():
         raise CliError(f"model file {display_path(path)} not found")
     from .loading import load_predictor
 
-    return load_predictor(path)
+    predictor = load_predictor(path)
+    if not tta or predictor.config.flip_tta:
+        return predictor
+    if path.suffix.lower() not in (".pt", ".pth"):  # the flips are inside an exported graph
+        raise CliError(
+            f"--tta: {display_path(path)} was exported without flips; pass the .pt checkpoint, "
+            "or export it with `python -m utils export --tta`"
+        )
+    from .checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    checkpoint.config = replace(checkpoint.config, flip_tta=True)
+    return checkpoint.predictor()
 
 
 def _pretrained(value: str) -> bool | str:
@@ -130,7 +143,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .annotations import load_annotations
     from .evaluate import evaluate, summary
 
-    predictor = _load_predictor(args.checkpoint)
+    predictor = _load_predictor(args.checkpoint, args.tta)
     aset = _with_model_classes(load_annotations(args.data), predictor.config.class_names, args)
     metrics = evaluate(predictor, aset, threshold=args.threshold)
     print(
@@ -192,8 +205,13 @@ def cmd_count(args: argparse.Namespace) -> int:
     if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
         raise CliError(f"--scale must be a positive number, got {args.scale}")
     if args.engine is not None or args.prelabels or args.address:
+        if args.tta:
+            raise CliError(
+                "--tta counts in one process only; for --engine/--prelabels/--address export "
+                "the model with `python -m utils export --tta` and pass that .onnx"
+            )
         return cmd_count_batch(args)
-    predictor = _load_predictor(args.checkpoint)
+    predictor = _load_predictor(args.checkpoint, args.tta)
     files = image_files(args.images)
     threshold = predictor.config.score_threshold if args.threshold is None else args.threshold
     if not 0 <= threshold <= 1:  # also refuses NaN
@@ -317,12 +335,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not checkpoint.is_file():
         raise CliError(f"checkpoint {display_path(checkpoint)} not found")
     out = Path(args.out) if args.out else checkpoint.with_suffix(".onnx")
-    path = export_onnx(checkpoint, path=out)
+    if args.tta:
+        from .checkpoint import load_checkpoint
+
+        loaded = load_checkpoint(checkpoint)
+        path = export_onnx(loaded, replace(loaded.config, flip_tta=True), path=out)
+    else:
+        path = export_onnx(checkpoint, path=out)
     print(f"Wrote {display_path(path)}.")
     return 0
 
 
 # ----------------------------------------------------------------------------- parser
+
+
+TTA_HELP = "average each tile with its 3 flips (test-time augmentation): more accurate, 4x slower"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -369,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", required=True, help="model.pt (or .onnx / .xml)")
     evaluate.add_argument("--data", required=True, help="Pascal VOC folder or COCO .json")
     evaluate.add_argument("--threshold", type=float, help="counting threshold (default: stored)")
+    evaluate.add_argument("--tta", action="store_true", help=TTA_HELP)
     evaluate.set_defaults(func=cmd_evaluate)
 
     count = sub.add_parser(
@@ -379,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("--checkpoint", required=True, help="model.pt (or .onnx / .xml)")
     count.add_argument("images", nargs="+", help="image files and/or folders")
     count.add_argument("--threshold", type=float, help="counting threshold (default: stored)")
+    count.add_argument("--tta", action="store_true", help=TTA_HELP)
     count.add_argument(
         "--scale",
         type=float,
@@ -411,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a checkpoint to ONNX (for the app and the Hub)")
     export.add_argument("--checkpoint", required=True, help="model.pt")
     export.add_argument("--out", help="the .onnx file (default: beside the checkpoint)")
+    export.add_argument("--tta", action="store_true", help=TTA_HELP)
     export.set_defaults(func=cmd_export)
     return parser
 

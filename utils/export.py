@@ -93,7 +93,7 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = detector.training
     detector.eval()
-    core = DetectorCore(detector, config.image_size).eval()
+    core = DetectorCore(detector, config.image_size, flips=config.flip_tta).eval()
     size = config.image_size
     dummy = torch.zeros(1, 3, size, size)
     axes = {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)} if dynamic_batch else None

@@ -155,17 +155,26 @@ def count_parameters(model: nn.Module) -> int:
 class DetectorCore(nn.Module):
     """Network + box decoding at a fixed input size: what gets exported and what every runtime runs.
 
+    ``flips``: the heatmap counter averages the photo with its flips (``InferenceConfig.flip_tta``),
+    inside the graph, so every runtime and the browser run the same test-time augmentation.
+
     Input: a normalised ``[N, 3, S, S]`` batch (see ``processing.preprocess``). Output:
     ``boxes [N, A, 4]`` in input pixels and ``scores [N, A, C]`` per class (background
     dropped). Thresholds, NMS and rescaling happen in ``processing.postprocess``.
     """
 
-    def __init__(self, detector: nn.Module, image_size: int):
+    def __init__(self, detector: nn.Module, image_size: int, flips: bool = False):
         super().__init__()
         from .centernet import CenterNet, location_centres
 
         self.image_size = image_size
         self.centernet = detector if isinstance(detector, CenterNet) else None
+        if flips and self.centernet is None:
+            raise ValueError(
+                "flip test-time augmentation (flip_tta) is built for the heatmap counter "
+                f"(centernet_resnet18), not {type(detector).__name__}; turn it off for this model"
+            )
+        self.flips = flips
         if self.centernet is not None:
             side, device = image_size // 4, next(detector.parameters()).device
             self.register_buffer("anchors", location_centres(side, side, device), persistent=False)
@@ -189,7 +198,7 @@ class DetectorCore(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.centernet is not None:  # peaks of the heatmap: see utils/centernet.py
-            return self.centernet.decode(images, self.anchors)
+            return self.centernet.decode(images, self.anchors, flips=self.flips)
         features = list(self.backbone(images).values())
         out = self.head(features)
         batch = images.shape[0]

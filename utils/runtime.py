@@ -87,7 +87,8 @@ class TorchPredictor(Predictor):
         super().__init__(config)
         self.torch = torch
         self.device = torch.device(device)
-        self.core = DetectorCore(detector, config.image_size).to(self.device).eval()
+        core = DetectorCore(detector, config.image_size, flips=config.flip_tta)
+        self.core = core.to(self.device).eval()
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with self.torch.inference_mode():

@@ -29,6 +29,9 @@ class InferenceConfig:
     scale: float | None = None  # working pixels per photo pixel, chosen from the training boxes
     tile_overlap: int = 64  # working pixels shared by neighbouring tiles: more than a cell
     cell_size: float | None = None  # median cell side sqrt(w h) in working pixels, in training
+    # Average each tile with its three flips inside the graph (CenterNet.raw_flipped): a little
+    # more accurate, four times the network's time. Off by default; ``--tta`` turns it on.
+    flip_tta: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

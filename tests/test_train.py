@@ -356,3 +356,36 @@ def test_an_epoch_stops_part_way_when_the_budget_says_so() -> None:
     row = train.train_one_epoch(model, loader, step, schedule, "cpu", 1, lambda: limit["steps"])
     assert row["steps"] == 4 and row["loss"] == 1.0
     assert train.train_one_epoch(model, loader, step, schedule, "cpu", 2)["steps"] == 10
+
+
+def test_moving_average_of_the_weights_and_a_fit_that_keeps_it(data, tmp_path) -> None:
+    """``plan.ema``: the kept weights are the average, not the last step's."""
+    import torch
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    from utils.train.loop import averaged_copy
+
+    averaged = averaged_copy(model, decay=0.5)
+    for value in (1.0, 3.0, 5.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        averaged.update_parameters(model)
+    # first update copies; then decay min((1 + n) / (10 + n), 0.5): 1 -> 1 + 2*0.8 -> ...
+    expected = 1.0
+    for n, value in ((1, 3.0), (2, 5.0)):
+        d = min((1 + n) / (10 + n), 0.5)
+        expected = expected + (value - expected) * (1 - d)
+    assert averaged.module.weight.item() == pytest.approx(expected, rel=1e-6)
+    assert averaged.module.weight.item() not in (1.0, 3.0, 5.0)
+
+    out = tmp_path / "ema.pt"
+    result = train.fit(
+        AnnotationSet(data.class_names, data.images[:2]),
+        AnnotationSet(data.class_names, data.images[2:]),
+        replace(train.PLAIN, image_size=SIZE, epochs=2, batch_size=2, eval_every=1, ema=0.99),
+        pretrained=False,
+        progress=False,
+        save_to=out,
+    )
+    assert all(row["val_map"] is not None for row in result.history)
+    assert load_checkpoint(out).extra["plan"]["ema"] == 0.99

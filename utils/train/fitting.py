@@ -22,6 +22,7 @@ from ..progress import tqdm
 from .budget import Budget
 from .loop import (
     MIN_WARMUP_STEPS,
+    averaged_copy,
     make_optimizer,
     pick_precision,
     scale_settings,
@@ -155,6 +156,10 @@ def fit(
     step = functools.partial(
         train_step, optimizer=opt, scaler=scaler, precision=precision, grad_clip=plan.grad_clip
     )
+    averaged = averaged_copy(model, plan.ema) if plan.ema else None
+    if averaged is not None:
+        step = _averaging(step, averaged)
+    scored = averaged.module if averaged is not None else model  # what is validated and kept
     timed = val_set is not None and budget.seconds is not None
     val_seconds = [_validation_cost(model, inference, val_set, device_) if timed else 0.0]
     step = budget.timed(step, lambda: val_seconds[-1])
@@ -186,14 +191,14 @@ def fit(
                 epoch % budget.eval_every == 0 or epoch == budget.epochs or first_timed
             ):
                 t0 = time.perf_counter()
-                metrics = _validate(model, inference, val_set, device_)
+                metrics = _validate(scored, inference, val_set, device_)
                 val_seconds.append(time.perf_counter() - t0)
                 row.update(
                     val_map=metrics["map"],
                     val_map_50=metrics["map_50"],
                     val_count_mae=metrics["count_mae"],
                 )
-                best.offer(model, metrics["map"], epoch)
+                best.offer(scored, metrics["map"], epoch)
             history.append(row)
             budget.check(epoch, row["seconds"] / max(1, row["steps"]), val_seconds[-1])
             if epoch_bar.total != budget.epochs:  # the ETA follows the budget's decision
@@ -228,6 +233,8 @@ def fit(
         best_epoch = best.epoch
     else:
         best_epoch = len(history)
+        if averaged is not None:
+            model.load_state_dict(averaged.module.state_dict())
     model.eval()
     metrics = _summary(
         run,
@@ -256,7 +263,18 @@ def fit(
 
 # What the checkpoint's ``extra["plan"]`` records of the plan (with scale, precision, seed).
 PLAN_RECORD = ("model_name", "image_size", "epochs", "batch_size", "lr", "optimizer")
-PLAN_RECORD += ("warmup_epochs", "grad_clip", "crop_size", "repeats", "cell_size", "minutes")
+PLAN_RECORD += ("warmup_epochs", "grad_clip", "crop_size", "repeats", "cell_size", "minutes", "ema")
+
+
+def _averaging(step, averaged):
+    """``step`` followed by an update of the moving average of the weights."""
+
+    def averaging_step(model, images, targets):
+        out = step(model, images, targets)
+        averaged.update_parameters(model)
+        return out
+
+    return averaging_step
 
 
 def _cells_at(aset, scale: float) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from .. import config as course_config
 from .plan import TrainingPlan
@@ -167,6 +168,22 @@ def warmup_cosine(total_steps: int, warmup_steps: int, floor: float = 0.01):
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+def averaged_copy(model: nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of ``model``'s weights and BatchNorm statistics.
+
+    Why: a short run from random weights ends with weights that still jump from step to step;
+    their running average scores better on held-out photos (YOLO trains with one too). The
+    decay ramps up as ``(1 + n) / (10 + n)``, capped at ``decay``, so the average forgets the
+    random start quickly and spans roughly the last tenth of a short run.
+    """
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, updates: torch.Tensor):
+        d = torch.clamp((1 + updates) / (10 + updates), max=decay).to(averaged.dtype)
+        return averaged + (current - averaged) * (1 - d)
+
+    return AveragedModel(model, avg_fn=average, use_buffers=True)
 
 
 def make_optimizer(

@@ -39,6 +39,9 @@ class TrainingPlan:
     # Wall-clock budget of ``fit`` (training + validations): the epochs are cut to what fits,
     # measured on the first steps (``train/budget.py``); ``epochs`` stays the most it may do.
     minutes: float | None = None
+    # Validate, keep and save a moving average of the weights (loop.averaged_copy) instead of
+    # the last step's; the most the average's decay may reach. None: the raw weights.
+    ema: float | None = None
 
     def kwargs(self) -> dict[str, Any]:
         """The plan as a dict (reports, the checkpoint's ``extra``)."""

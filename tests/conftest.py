@@ -100,10 +100,12 @@ def ray_local():
 @pytest.fixture(scope="session")
 def no_torch_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for a child process in which ``import torch`` fails, as on a Space without
-    torch installed (a ``sitecustomize`` blocks torch and torchvision)."""
+    torch installed (a ``sitecustomize`` blocks torch and torchvision, and openvino, which the
+    Space's requirements leave out too: its runtime choice sees ONNX Runtime only)."""
     site = tmp_path_factory.mktemp("no_torch")
     (site / "sitecustomize.py").write_text(
-        "import sys\nfor _name in ('torch', 'torchvision'):\n    sys.modules[_name] = None\n"
+        "import sys\nfor _name in ('torch', 'torchvision', 'openvino'):\n"
+        "    sys.modules[_name] = None\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(PYTHONPATH=str(site), GRADIO_ANALYTICS_ENABLED="False")

@@ -21,6 +21,11 @@ ONNX_NAME = "model.onnx"
 FAST_ENV = "COURSE_FAST"
 PRECISION_ENV = "COURSE_PRECISION"
 PRECISIONS = ("auto", "fp32", "bf16")
+RUNTIME_ENV = "COURSE_RUNTIME"
+# Which runtime serves the app, the Space and ``python -m utils count``: ``auto`` measures
+# (``runtime_choice``); the others force one. ``openvino`` computes in f32, ``openvino-bf16``
+# in bfloat16 (where the CPU has it).
+RUNTIME_CHOICES = ("auto", "onnxruntime", "openvino", "openvino-bf16", "pytorch")
 
 
 def course_root() -> Path:
@@ -92,6 +97,17 @@ def precision_choice() -> str:
     if value not in PRECISIONS:
         raise ValueError(
             f"{PRECISION_ENV}={value!r} is not a precision: use one of {', '.join(PRECISIONS)}"
+        )
+    return value
+
+
+def runtime_choice() -> str:
+    """``COURSE_RUNTIME``: ``auto`` (default: the fastest runtime that keeps the counts,
+    measured at start) or one of :data:`RUNTIME_CHOICES` to force it (no timing)."""
+    value = os.environ.get(RUNTIME_ENV, "").strip().lower() or "auto"
+    if value not in RUNTIME_CHOICES:
+        raise ValueError(
+            f"{RUNTIME_ENV}={value!r} is not a runtime: use one of {', '.join(RUNTIME_CHOICES)}"
         )
     return value
 

@@ -1,6 +1,10 @@
 """Running the app: in the background for a notebook or a test, or as a command.
 
 python -m utils.app [--model artifacts/model.onnx] [--port 7860] [--host 127.0.0.1]
+                    [--runtime auto|onnxruntime|openvino|openvino-bf16|pytorch]
+
+The command serves the fastest runtime that keeps the counts (``runtime_choice``, measured at
+start on the first example photo) unless ``--runtime`` or ``COURSE_RUNTIME`` forces one.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import display_path, test_dir
+from ..config import RUNTIME_CHOICES, RUNTIME_ENV, test_dir
 from .limits import launch_limits
 from .ui import build_demo
 
@@ -93,10 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve your network")
     parser.add_argument("--threads", type=int, default=None, help="inference threads")
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIME_CHOICES,
+        default=None,
+        help=f"auto (default, or {RUNTIME_ENV}): the fastest that keeps the counts, measured at "
+        "start on an example photo; another name forces that runtime",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-    from ..loading import load_predictor
+    from ..runtime_choice import choose_runtime, served_by
 
     if args.model is None:
         from ..export import ensure_onnx
@@ -104,10 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         model = ensure_onnx()
     else:
         model = Path(args.model)
-    predictor = load_predictor(model, threads=args.threads)
-    print(
-        f"Serving {display_path(model)} with {predictor.runtime} on http://{args.host}:{args.port}/"
-    )
-    demo = build_demo(predictor, examples=default_examples())
+    examples = default_examples()
+    choice = choose_runtime(model, examples[:1], args.runtime, args.threads)
+    print(f"{served_by(choice, model)}\non http://{args.host}:{args.port}/")
+    demo = build_demo(choice.predictor, examples=examples, runtime_note=choice.describe())
     demo.launch(**launch_kwargs(args.host, args.port))
     return 0

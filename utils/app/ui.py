@@ -133,8 +133,12 @@ def build_demo(
     concurrency_limit: int | None = None,
     max_queue: int = MAX_QUEUE,
     delete_cache: tuple[int, int] | None = CACHE_SWEEP,
+    runtime_note: str = "",
 ) -> gr.Blocks:
     """The Blocks app: inputs, outputs, examples, the two API endpoints and the queue.
+
+    ``runtime_note``: which runtime serves and why (``RuntimeChoice.describe()``), shown
+    under the app so a reader knows what the timings in the notes ran on.
 
     Its ``launch`` applies :func:`launch_limits` (size limit on every route, bounded session
     store) unless told otherwise, so every entry point, the Space included, gets them.
@@ -252,6 +256,8 @@ def build_demo(
             + ", "
             f"run by **{runtime}**. API: `/{API_NAME}` (files) and `/{BASE64_API_NAME}` "
             "(a base64 data URL in, JSON out) - see *Use via API* below."
+            + (f"\n\nRuntime: {runtime_note}." if runtime_note else ""),
+            elem_id="model_info",
         )
         button.click(
             on_count,

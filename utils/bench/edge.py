@@ -4,7 +4,9 @@ Exports the checkpoint to ONNX, builds ORT INT8 (static QDQ and dynamic), OpenVI
 FP32/FP16 IRs and an NNCF INT8 IR (calibrated on ``data/train``), then measures on
 ``data/test``: file size, latency p50/p95 at batch 1 (graph only and end to end),
 throughput, mAP@[.5:.95], mAP@.5, count MAE and counts identical to PyTorch. Prints the
-table with the CPU model and thread count and writes ``artifacts/bench_edge.json``.
+table with the CPU model and thread count, the runtime that the app and ``count`` would serve
+the file with (``runtime_choice``: measured on the first test photo) and writes
+``artifacts/bench_edge.json``.
 
 Latency on a shared or busy machine is noisy: the JSON records the load average before
 and after the run; compare numbers only from the same run.
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import artifacts_dir, checkpoint_path, display_path, fast_mode, test_dir, train_dir
+from ..runtime_choice import choose_runtime
 from . import write_report
 
 GOAL_SPEEDUP = 5.0
@@ -81,6 +84,8 @@ def run(
     runs = runs or (10 if fast else 50)
     warmup = warmup or (3 if fast else 10)
     rows = edge.scorecard(formats, test_set, ckpt.predictor(), threads, warmup, runs)
+    # What the app and ``python -m utils count`` would serve this file with (runtime_choice).
+    choice = choose_runtime(onnx_file, [test_set.images[0].load_image()], "auto", threads)
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     report = {
         "machine": {
@@ -101,6 +106,7 @@ def run(
         "warmup": warmup,
         "rows": rows,
         "verdict": verdict(rows),
+        "serving": {"runtime": choice.name, "why": choice.describe()},
         "seconds": round(time.perf_counter() - start, 1),
     }
     path = Path(out) if out else artifacts_dir() / "bench_edge.json"
@@ -131,6 +137,7 @@ def print_report(report: dict[str, Any]) -> None:
         )
     else:
         print("No format kept the accuracy goal.")
+    print(f"Serves by default (the app, count; --runtime auto): {report['serving']['why']}")
     print(f"Written {report['json']} ({report['seconds']:.0f} s)")
 
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import artifacts_dir, precision_choice
+from ..config import artifacts_dir
 from ..loading import load_predictor
 from ..progress import tqdm
 from ..runtime import Predictor
+from ..runtime_choice import cpu_has_bf16  # one test for every caller (the app's choice too)
 from .calibration import _pil_images
 from .openvino_ir import NncfOptions, ir_files, quantize_openvino, to_openvino
 from .ort_int8 import quantize_dynamic, quantize_static
@@ -114,19 +115,3 @@ def build_formats(
             ),
         )
     return formats
-
-
-def cpu_has_bf16() -> bool:
-    """Whether OpenVINO can compute in bfloat16 on this CPU (and would by default).
-
-    False under ``COURSE_PRECISION=fp32``, which stands for a CPU without bfloat16.
-    """
-    import openvino as ov
-
-    if precision_choice() == "fp32":
-        return False
-
-    try:
-        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    except Exception:  # no CPU plugin, old OpenVINO
-        return False

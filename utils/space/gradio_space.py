@@ -25,12 +25,16 @@ APP_PY = '''\
 from pathlib import Path
 
 from course.app import MAX_FILE_SIZE, build_demo
-from course.runtime import OnnxPredictor
+from course.runtime_choice import choose_runtime, served_by
 
 HERE = Path(__file__).parent
-predictor = OnnxPredictor(HERE / "model.onnx")
 examples = sorted(p for p in (HERE / "examples").glob("*") if p.is_file())
-demo = build_demo(predictor, examples=examples, title={title!r})
+# The fastest installed runtime that keeps the counts on the first example (timed at start);
+# a COURSE_RUNTIME variable in the Space's settings forces one (onnxruntime, openvino, ...).
+choice = choose_runtime(HERE / "model.onnx", examples[:1])
+predictor = choice.predictor
+print(served_by(choice, HERE / "model.onnx"))
+demo = build_demo(predictor, examples=examples, title={title!r}, runtime_note=choice.describe())
 {zerogpu}
 if __name__ == "__main__":
     demo.launch(max_file_size=MAX_FILE_SIZE, show_error=True)

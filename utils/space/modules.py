@@ -11,7 +11,17 @@ from .common import MARKER
 
 PACKAGE = "course"  # the copied modules' package name inside the Space
 # What the app needs at run time; ``_closure`` adds whatever they import at module level.
-SPACE_MODULES = ("app", "images", "viz", "processing", "runtime", "modelfile", "loading", "config")
+SPACE_MODULES = (
+    "app",
+    "images",
+    "viz",
+    "processing",
+    "runtime",
+    "runtime_choice",
+    "modelfile",
+    "loading",
+    "config",
+)
 
 
 def _files(source: Path, name: str) -> list[Path]:

@@ -59,21 +59,25 @@ def _load_predictor(path: str | Path, tta: bool = False):
     path = Path(path)
     if not path.exists():
         raise CliError(f"model file {display_path(path)} not found")
+    if tta and path.suffix.lower() in (".pt", ".pth"):  # the flips are added to the graph
+        from .checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(path)
+        checkpoint.config = replace(checkpoint.config, flip_tta=True)
+        return checkpoint.predictor()
     from .loading import load_predictor
 
-    predictor = load_predictor(path)
-    if not tta or predictor.config.flip_tta:
-        return predictor
-    if path.suffix.lower() not in (".pt", ".pth"):  # the flips are inside an exported graph
+    return _with_flips_if_asked(load_predictor(path), path, tta)
+
+
+def _with_flips_if_asked(predictor, path: Path, tta: bool):
+    """``predictor``, or how to get one with flips when ``--tta`` asked (they live in the graph)."""
+    if tta and not predictor.config.flip_tta:
         raise CliError(
             f"--tta: {display_path(path)} was exported without flips; pass the .pt checkpoint, "
             "or export it with `python -m utils export --tta`"
         )
-    from .checkpoint import load_checkpoint
-
-    checkpoint = load_checkpoint(path)
-    checkpoint.config = replace(checkpoint.config, flip_tta=True)
-    return checkpoint.predictor()
+    return predictor
 
 
 def _serving_predictor(
@@ -83,26 +87,23 @@ def _serving_predictor(
     files: Sequence[Path],
     threshold: float | None = None,
 ):
-    """The plain ``count``'s predictor: the fastest runtime that keeps the count of the first
-    photo at ``--threshold`` (``runtime_choice``; measured from ``CHOICE_MIN_PHOTOS`` photos on;
-    ``--runtime``/``COURSE_RUNTIME`` force one), named on stderr. ``--tta`` + ``.pt``: PyTorch.
-    """
+    """The plain ``count``'s predictor (``runtime_choice``: the fastest that keeps the count,
+    from ``CHOICE_MIN_PHOTOS`` photos on), named on stderr; ``--tta`` + ``.pt``: PyTorch."""
     path = Path(path)
     if not path.exists():
         raise CliError(f"model file {display_path(path)} not found")
-    if tta:
-        predictor = _load_predictor(path, tta)  # refuses a file exported without flips
-        if path.suffix.lower() in (".pt", ".pth"):
-            return predictor
+    if tta and path.suffix.lower() in (".pt", ".pth"):
+        return _load_predictor(path, tta)
     from .runtime_choice import choose_runtime
 
     photos = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
     # fewer photos than repay the measurement: the reference (ONNX Runtime fp32), untimed
     photos = photos[:CHOICE_PHOTOS] if len(photos) >= CHOICE_MIN_PHOTOS else []
     choice = choose_runtime(path, photos, runtime, threshold=threshold)
+    predictor = _with_flips_if_asked(choice.predictor, path, tta)
     if choice.worth_saying:
         print(f"runtime: {choice.describe()}", file=sys.stderr)
-    return choice.predictor
+    return predictor
 
 
 def _pretrained(value: str) -> bool | str:

@@ -198,11 +198,11 @@ def static_folder(tmp_path_factory, counting_onnx, static_images) -> Path:
 def test_static_space_files_and_card(static_folder):
     from huggingface_hub import metadata_load
 
-    from utils.web import ORT_FILES
+    from utils.web import ORT_FILES, shipped_as
 
     names = {name for name, _ in space.list_files(static_folder)}
     expected = {"README.md", "index.html", "counter.js", "model.onnx", "config.json"}
-    expected |= {f"ort/{name}" for name in ORT_FILES}
+    expected |= {f"ort/{shipped}" for name in ORT_FILES for shipped in shipped_as(name)}
     assert expected <= names, expected - names
     assert not any(n.endswith(".py") for n in names)
     meta = metadata_load(static_folder / "README.md")

@@ -611,14 +611,117 @@ async function download(url) {
   return new Uint8Array(await response.arrayBuffer());
 }
 
-const WASM_FILE = "ort-wasm-simd-threaded.wasm"; // the WASM build's binary (SIMD; threads when isolated)
+// The two ways onnxruntime-web can run the model here. "wasm": its WebAssembly build (SIMD;
+// threads when the page is cross-origin isolated), in a Web Worker so the tab never freezes.
+// "webgpu": its WebGPU build (the graph on the GPU; its WASM binary is the asyncify one), on
+// the page's thread (onnxruntime's worker proxy is for the WASM build only).
+export const BACKENDS = {
+  wasm: { ortUrl: "./ort/ort.wasm.min.mjs", wasmFile: "ort-wasm-simd-threaded.wasm", provider: "wasm", proxy: true, label: "WASM (SIMD)" },
+  webgpu: { ortUrl: "./ort/ort.webgpu.min.mjs", wasmFile: "ort-wasm-simd-threaded.asyncify.wasm", provider: "webgpu", proxy: false, label: "WebGPU" },
+};
 
+/** Which backend to try first: ``{name, note}``; the note says why not WebGPU, or is "".
+ *
+ * ``asked``: "auto" (the page's default), "webgpu" or "wasm" (``?backend=``). Auto takes WebGPU
+ * only from a hardware adapter: a software one (``isFallbackAdapter``, e.g. SwiftShader) runs
+ * the graph on the CPU, slower than the WASM build; "webgpu" takes any adapter (the bench
+ * measures it that way).
+ */
+export async function chooseBackend(asked = "auto", gpu = globalThis.navigator?.gpu) {
+  if (!(asked in BACKENDS) && asked !== "auto") {
+    throw new Error(`backend must be auto, webgpu or wasm, got ${JSON.stringify(asked)}`);
+  }
+  if (asked === "wasm") return { name: "wasm", note: "" };
+  const fallback = (why) => ({ name: "wasm", note: `${why}: counting with WebAssembly` });
+  if (!gpu) return fallback("this browser has no WebGPU");
+  let adapter = null;
+  try {
+    adapter = await gpu.requestAdapter();
+  } catch (error) {
+    return fallback(`WebGPU gave no adapter (${error.message ?? error})`);
+  }
+  if (!adapter) return fallback("WebGPU gave no adapter (no usable GPU, or WebGPU turned off)");
+  const software = adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false;
+  if (software && asked !== "webgpu") {
+    return fallback("WebGPU only offers a software adapter here, slower than WebAssembly");
+  }
+  return { name: "webgpu", note: "" };
+}
+
+const GZIP_MAGIC = [0x1f, 0x8b];
+
+/** The bytes of a response, gunzipped if they are gzip (a host may already have unpacked them). */
+async function gunzipIfNeeded(buffer) {
+  const head = new Uint8Array(buffer, 0, Math.min(2, buffer.byteLength));
+  if (head[0] !== GZIP_MAGIC[0] || head[1] !== GZIP_MAGIC[1]) return buffer;
+  const stream = new Blob([buffer]).stream().pipeThrough(new DecompressionStream("gzip"));
+  return new Response(stream).arrayBuffer();
+}
+
+/** onnxruntime-web's WASM binary: ``<file>.gz`` unpacked here when the browser can, else the file.
+ *
+ * Why: the binary is most of the first load (14.2 MB; 3.7 MB gzipped) and not every host
+ * compresses what it serves, so the site ships it gzipped and the page unpacks it
+ * (DecompressionStream: Chrome 80, Firefox 113, Safari 16.4). A site without the .gz, or a
+ * browser without DecompressionStream, gets the plain file.
+ */
 async function downloadRuntime(url) {
-  const response = await fetch(url).catch((error) => {
-    throw new Error(`could not download onnxruntime-web's ${url} (${error.message})`);
-  });
+  const get = async (address) => {
+    const response = await fetch(address).catch((error) => {
+      throw new Error(`could not download onnxruntime-web's ${address} (${error.message})`);
+    });
+    return response;
+  };
+  if (typeof DecompressionStream !== "undefined") {
+    const packed = await get(`${url}.gz`);
+    if (packed.ok) return gunzipIfNeeded(await packed.arrayBuffer());
+  }
+  const response = await get(url);
   if (!response.ok) throw new Error(`could not download onnxruntime-web's ${url}: HTTP ${response.status}`);
   return response.arrayBuffer();
+}
+
+/** The inference config: from the model's ONNX metadata, else ``configUrl`` (config.json). */
+async function readConfig(bytes, modelUrl, configUrl) {
+  let config;
+  try {
+    config = configFromOnnx(bytes, modelUrl);
+  } catch (error) {
+    throw new Error(`${modelUrl} cannot be read as a model: ${error.message}; pick the model.onnx that utils.export wrote`);
+  }
+  if (config !== null) return { config, source: "ONNX metadata" };
+  const sidecar = await fetch(configUrl);
+  if (!sidecar.ok) {
+    throw new Error(`${modelUrl} carries no inference config and ${configUrl} is missing; re-export the model`);
+  }
+  return { config: configFromDict(await sidecar.json(), configUrl), source: configUrl };
+}
+
+/** onnxruntime-web's build for ``backend`` (a BACKENDS entry), its WASM binary downloaded. */
+async function loadRuntime(backend, threads) {
+  const ortUrl = new URL(backend.ortUrl, import.meta.url);
+  const ort = await import(ortUrl.href);
+  ort.env.wasm.wasmPaths = new URL("./", ortUrl).href;
+  // 1 thread needs no SharedArrayBuffer, so no cross-origin isolation (COOP/COEP headers).
+  const isolated = typeof crossOriginIsolated !== "undefined" && crossOriginIsolated;
+  ort.env.wasm.numThreads = isolated ? threads : 1; // 0: onnxruntime-web's default
+  ort.env.wasm.proxy = backend.proxy; // true: the model runs in a Web Worker
+  // Download the binary here rather than in onnxruntime's worker: the page can then count its
+  // bytes (Resource Timing does not see a worker's downloads), and unpack a gzipped one.
+  ort.env.wasm.wasmBinary = await downloadRuntime(new URL(backend.wasmFile, ort.env.wasm.wasmPaths).href);
+  return ort;
+}
+
+/** A session of the model on ``ort`` with ``backend``'s execution provider. */
+async function openSession(ort, backend, bytes, modelUrl) {
+  try {
+    return await ort.InferenceSession.create(bytes, {
+      executionProviders: [backend.provider],
+      graphOptimizationLevel: "all",
+    });
+  } catch (error) {
+    throw new Error(`onnxruntime-web cannot load ${modelUrl}: ${error.message ?? error}`);
+  }
 }
 
 /** The counter: an onnxruntime-web session plus the config, with ``predict`` like Predictor. */
@@ -632,46 +735,43 @@ export class Counter {
     this.outputNames = session.outputNames;
   }
 
-  /** Load onnxruntime-web (from ``ortUrl``, served locally) and the model; config from its metadata. */
-  static async create(modelUrl, { ortUrl = "./ort/ort.wasm.min.mjs", configUrl = "./config.json", threads = 1, proxy = true } = {}) {
-    const ort = await import(new URL(ortUrl, import.meta.url).href);
-    ort.env.wasm.wasmPaths = new URL("./", new URL(ortUrl, import.meta.url)).href;
-    // 1 thread needs no SharedArrayBuffer, so no cross-origin isolation (COOP/COEP headers).
-    const isolated = typeof crossOriginIsolated !== "undefined" && crossOriginIsolated;
-    ort.env.wasm.numThreads = isolated ? threads : 1; // 0: onnxruntime-web's default
-    ort.env.wasm.proxy = proxy; // true: the model runs in a Web Worker, so the tab never freezes
-    // Download the runtime here rather than in onnxruntime's worker: the page can then count
-    // its bytes (Resource Timing does not see a worker's downloads). Both downloads run at once.
-    const wasmUrl = new URL(WASM_FILE, ort.env.wasm.wasmPaths).href;
-    const [wasm, bytes] = await Promise.all([downloadRuntime(wasmUrl), download(modelUrl)]);
-    ort.env.wasm.wasmBinary = wasm;
-    let config;
-    try {
-      config = configFromOnnx(bytes, modelUrl);
-    } catch (error) {
-      throw new Error(`${modelUrl} cannot be read as a model: ${error.message}; pick the model.onnx that utils.export wrote`);
-    }
-    let source = "ONNX metadata";
-    if (config === null) {
-      const sidecar = await fetch(configUrl);
-      if (!sidecar.ok) {
-        throw new Error(`${modelUrl} carries no inference config and ${configUrl} is missing; re-export the model`);
+  /** Load onnxruntime-web (served locally) and the model; config from the model's metadata.
+   *
+   * ``backend``: "auto" (WebGPU from a hardware adapter, else WASM), "webgpu" or "wasm". When
+   * the WebGPU session cannot be made, the counter falls back to WASM; ``counter.backend``
+   * says which runs and ``counter.backendNote`` why not WebGPU ("" when nothing to say).
+   */
+  static async create(modelUrl, { backend = "auto", configUrl = "./config.json", threads = 1 } = {}) {
+    const choice = await chooseBackend(backend);
+    let { name, note } = choice;
+    // The model and the runtime download at once (errors are taken where each is awaited).
+    const modelBytes = download(modelUrl);
+    const runtime = loadRuntime(BACKENDS[name], threads);
+    modelBytes.catch(() => {});
+    runtime.catch(() => {});
+    const bytes = await modelBytes;
+    const { config, source } = await readConfig(bytes, modelUrl, configUrl);
+    let ort = null;
+    let session = null;
+    if (name === "webgpu") {
+      try {
+        ort = await runtime;
+        session = await openSession(ort, BACKENDS.webgpu, bytes, modelUrl);
+      } catch (error) {
+        note = `WebGPU could not run the model (${error.message}): counting with WebAssembly`;
+        name = "wasm";
       }
-      config = configFromDict(await sidecar.json(), configUrl);
-      source = configUrl;
     }
-    let session;
-    try {
-      session = await ort.InferenceSession.create(bytes, {
-        executionProviders: ["wasm"],
-        graphOptimizationLevel: "all",
-      });
-    } catch (error) {
-      throw new Error(`onnxruntime-web cannot load ${modelUrl}: ${error.message ?? error}`);
+    if (session === null) {
+      ort = choice.name === "wasm" ? await runtime : await loadRuntime(BACKENDS.wasm, threads);
+      session = await openSession(ort, BACKENDS.wasm, bytes, modelUrl);
     }
     checkInterface(session, config, modelUrl);
     const counter = new Counter(ort, session, config, source);
     counter.threads = ort.env.wasm.numThreads;
+    counter.backend = name;
+    counter.backendLabel = BACKENDS[name].label;
+    counter.backendNote = note;
     return counter;
   }
 
@@ -814,6 +914,14 @@ export function downloadedBytes() {
   return { transfer: sum("transfer"), encoded: sum("encoded"), decoded: sum("decoded"), files };
 }
 
+/** "WASM (SIMD), 2 threads" or "WebGPU", and why not WebGPU when it was not used. */
+function runsOn(counter) {
+  const threads = counter.backend === "wasm"
+    ? `, ${counter.threads} thread${counter.threads === 1 ? "" : "s"}${crossOriginIsolated ? "" : " (page not cross-origin isolated)"}`
+    : "";
+  return `${counter.backendLabel}${threads}${counter.backendNote ? ` (${counter.backendNote})` : ""}`;
+}
+
 function defaultThreads(params) {
   // 0: onnxruntime-web decides (half the cores, at most 4) on a cross-origin-isolated page;
   // more than one thread needs SharedArrayBuffer, which only such a page (COOP/COEP) has.
@@ -837,12 +945,13 @@ export async function startApp({ modelUrl, examplesUrl = "./examples.json" } = {
   const state = { counter: null, raw: null, bitmap: null, name: null, last: null, runs: 0 };
   window.microalgae = state; // for the tests and the curious: state.last.timings
 
-  setState("loading", "Loading the model (onnxruntime-web, WASM)...");
+  setState("loading", "Loading the model (onnxruntime-web)...");
   // The model: ?model=..., else <meta name="model-url"> (a Hub URL or ./model.onnx).
   const meta = document.querySelector('meta[name="model-url"]');
   const url = params.get("model") || modelUrl || meta?.content || "./model.onnx";
   try {
-    state.counter = await Counter.create(url, { threads: defaultThreads(params) });
+    const backend = params.get("backend") || "auto"; // ?backend=webgpu|wasm forces one
+    state.counter = await Counter.create(url, { threads: defaultThreads(params), backend });
   } catch (error) {
     setState("error", `Could not load the model: ${error.message}`);
     return state; // the message is the result: nothing else to wire up
@@ -859,8 +968,7 @@ export async function startApp({ modelUrl, examplesUrl = "./examples.json" } = {
   $("model-info").textContent =
     `${config.model_name}, ${config.image_size}x${config.image_size} input, ` +
     `classes: ${config.class_names.join(", ")} (config from ${state.counter.configSource}); ` +
-    `onnxruntime-web WASM (SIMD), ${state.counter.threads} thread${state.counter.threads === 1 ? "" : "s"}` +
-    `${crossOriginIsolated ? "" : " (page not cross-origin isolated)"}; ` +
+    `onnxruntime-web ${runsOn(state.counter)}; ` +
     `first load ${(state.load.transfer / 1e6).toFixed(1)} MB in ${(state.load.ms / 1000).toFixed(1)} s`;
 
   const threshold = () => Number(slider.value);

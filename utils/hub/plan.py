@@ -55,6 +55,7 @@ STATIC_SPACE_ALLOW_PATTERNS: list[str] = [
     "*.js",
     "*.mjs",
     "*.wasm",
+    "*.wasm.gz",  # onnxruntime-web binaries the page unpacks (utils.web.site.GZIPPED)
     "*.css",
 ]
 # What is never uploaded, even when an allow pattern matches (case-sensitive, hence variants).

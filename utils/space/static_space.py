@@ -43,14 +43,15 @@ def static_readme(meta: dict[str, Any], model_info: str) -> str:
     # {meta["title"]}
 
     Counts microalgae cells in a microscope photo **inside your browser**: the ONNX model runs
-    with onnxruntime-web (WebAssembly), so the photo never leaves your device and no server
-    does inference. {model_info}
+    with onnxruntime-web (WebAssembly, or WebGPU where your device has a GPU for it), so the
+    photo never leaves your device and no server does inference. {model_info}
 
     Built in the course *Deploy a deep-learning model without tears* ({MARKER}): a small
     cell counter (a centre-heatmap detector) trained on 17 labelled images, exported to ONNX; `counter.js` is a port of
     the course's Python pre/post-processing that counts exactly what Python counts.
 
     URL parameters: `?threshold=0.4`, `?threads=2` (needs a cross-origin-isolated page),
+    `?backend=webgpu` or `?backend=wasm` (default: WebGPU from a hardware GPU, else WebAssembly),
     `?model=<url of another export of this model>`.
     """
     return textwrap.dedent(body).replace("{yaml}", _yaml(meta))

@@ -47,6 +47,7 @@ from .site import (
     default_examples,
     fp16_weights,
     ort_files,
+    shipped_as,
 )
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "report",
     "screenshot",
     "serve",
+    "shipped_as",
     "summarize",
     "wait_for_count",
 ]

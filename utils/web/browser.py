@@ -22,6 +22,9 @@ CHROMIUM_ARGS = [  # as root and offline: no sandbox, no background connections
     "--disable-sync",
     "--no-first-run",
 ]
+# Exposes WebGPU to a headless Chromium: without a GPU, SwiftShader's software adapter, which
+# the page's auto choice refuses and ``?backend=webgpu`` takes (the bench and tests measure it).
+WEBGPU_ARGS = ["--enable-unsafe-webgpu"]
 # Records the longest main-thread task: how long the tab was frozen at worst.
 LONGTASK_PROBE = """
 window.__longest = 0;
@@ -78,7 +81,7 @@ def wait_for_count(page, run: int, timeout_ms: int = 120_000) -> dict:
 
 
 @contextlib.contextmanager
-def open_site(folder: str | Path, viewport: tuple[int, int]):
+def open_site(folder: str | Path, viewport: tuple[int, int], extra_args: Sequence[str] = ()):
     """Serve ``folder`` on 127.0.0.1 and open a headless Chromium page: yields (page, url, browser).
 
     One place for what every in-browser measurement needs; the server and the browser are
@@ -90,7 +93,9 @@ def open_site(folder: str | Path, viewport: tuple[int, int]):
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
-                executable_path=chromium_executable(), headless=True, args=CHROMIUM_ARGS
+                executable_path=chromium_executable(),
+                headless=True,
+                args=[*CHROMIUM_ARGS, *extra_args],
             )
             try:
                 page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
@@ -103,12 +108,20 @@ def open_site(folder: str | Path, viewport: tuple[int, int]):
 
 @_outside_event_loop
 def count_in_browser(
-    folder: str | Path, images: Sequence[str | Path], threads: int = 1, query: str = ""
+    folder: str | Path,
+    images: Sequence[str | Path],
+    threads: int = 1,
+    query: str = "",
+    backend: str = "auto",
 ) -> dict:
-    """Open the site in headless Chromium, upload each image, return load + per-image results."""
-    with open_site(folder, (1100, 900)) as (page, url, browser):
+    """Open the site in headless Chromium, upload each image, return load + per-image results.
+
+    ``backend`` is the page's ``?backend=``; any but "wasm" also exposes WebGPU to Chromium.
+    """
+    extra = () if backend == "wasm" else WEBGPU_ARGS
+    with open_site(folder, (1100, 900), extra) as (page, url, browser):
         page.add_init_script(LONGTASK_PROBE)
-        page.goto(f"{url}?threads={threads}{query}")
+        page.goto(f"{url}?threads={threads}&backend={backend}{query}")
         page.wait_for_function(
             "['ready', 'error'].includes(document.body.dataset.state)", timeout=180_000
         )
@@ -117,6 +130,8 @@ def count_in_browser(
         load = page.evaluate("window.microalgae.load")
         info = {
             "threads": page.evaluate("window.microalgae.counter.threads"),
+            "backend": page.evaluate("window.microalgae.counter.backendLabel"),
+            "backend_note": page.evaluate("window.microalgae.counter.backendNote"),
             "isolated": page.evaluate("crossOriginIsolated"),
             "browser": browser.version,
             "cores": page.evaluate("navigator.hardwareConcurrency"),

@@ -34,6 +34,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--images", type=int, default=None, help="--bench: held-out images")
     parser.add_argument(
+        "--backend",
+        choices=("auto", "wasm", "webgpu"),
+        default="auto",
+        help="--bench: the page's backend (auto: WebGPU from a hardware GPU, else WASM)",
+    )
+    parser.add_argument(
         "--screenshot", type=Path, default=None, help="save a PNG of the page counting a photo"
     )
     parser.add_argument(
@@ -42,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port for --serve (0: any free)")
     args = parser.parse_args(argv)
     if args.bench:
-        bench(args.model, args.images, args.threads, args.weights)
+        bench(args.model, args.images, args.threads, args.weights, args.backend)
         return
     out = build_site(args.out or artifacts_dir() / "web", args.model, weights=args.weights)
     print(f"Site written to {display_path(out)}/")

@@ -40,6 +40,8 @@ def summarize(result: dict, expected: Sequence[dict[str, int]], site: str | Path
         "browser": f"Chromium {result['browser']} (headless, {result['cores']} cores)",
         "threads": result["threads"],
         "isolated": result["isolated"],
+        "backend": result.get("backend", "WASM (SIMD)"),
+        "backend_note": result.get("backend_note", ""),
         "first_load_mb": load["transfer"] / 1e6,
         "first_load_gzip_mb": sum(gzip_bytes(p) for p in downloaded if p.is_file()) / 1e6,
         "ready_s": load["ms"] / 1000,
@@ -64,8 +66,9 @@ def report(s: dict) -> str:
     files = ", ".join(f"{name} {mb:.1f} MB" for name, mb in s["largest_files"])
     return "\n".join(
         [
-            f"{s['browser']}, onnxruntime-web WASM (SIMD), {s['threads']} thread(s), "
-            f"cross-origin isolated: {s['isolated']}",
+            f"{s['browser']}, onnxruntime-web {s['backend']}, {s['threads']} thread(s), "
+            f"cross-origin isolated: {s['isolated']}"
+            + (f" ({s['backend_note']})" if s["backend_note"] else ""),
             f"  first load: {s['first_load_mb']:.1f} MB downloaded ({files}); a host that "
             f"gzips would send {s['first_load_gzip_mb']:.1f} MB; model ready after "
             f"{s['ready_s']:.1f} s (local server)",
@@ -86,6 +89,7 @@ def measure(
     images: Sequence[str | Path],
     threads: int = 1,
     onnx_path: str | Path | None = None,
+    backend: str = "auto",
 ) -> dict:
     """Count ``images`` in the site in headless Chromium and compare with Python: a summary."""
     from ..loading import load_predictor
@@ -93,7 +97,29 @@ def measure(
     site = Path(site)
     predictor = load_predictor(Path(onnx_path) if onnx_path else site / "model.onnx")
     expected = [predictor.predict(load_image(p).image).counts_by_class() for p in images]
-    return summarize(count_in_browser(site, images, threads), expected, site)
+    return summarize(count_in_browser(site, images, threads, backend=backend), expected, site)
+
+
+# Issue 20's goals for the page (WASM, 2 threads, a 640 px photo).
+GOAL_MS = 300.0
+GOAL_RATIO = 2.5  # the page's time over native ONNX Runtime's, same file, photos and threads
+GOAL_FIRST_LOAD_MB = 15.0
+
+
+def goal_lines(s: dict, native_ms: float) -> list[str]:
+    """Met or not, for one summary and the native time with the same threads."""
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    ratio = s["ms_per_image"] / native_ms
+    return [
+        f"  goal first load <= {GOAL_FIRST_LOAD_MB:.0f} MB: {s['first_load_mb']:.1f} MB, "
+        f"{verdict(s['first_load_mb'] <= GOAL_FIRST_LOAD_MB)}",
+        f"  goal <= {GOAL_MS:.0f} ms per photo: {s['ms_per_image']:.0f} ms, "
+        f"{verdict(s['ms_per_image'] <= GOAL_MS)}",
+        f"  goal <= {GOAL_RATIO}x native ONNX Runtime ({s['threads']} thread(s), "
+        f"{native_ms:.0f} ms): {ratio:.2f}x, {verdict(ratio <= GOAL_RATIO)}",
+    ]
 
 
 def bench(
@@ -101,9 +127,14 @@ def bench(
     n_images: int | None = None,
     threads: Sequence[int] = (1, 2),
     weights: str = "fp32",
+    backend: str = "auto",
 ) -> list[dict]:
     """Print first-load MB, ms per held-out photo after the first, counts vs Python, and a
-    12 MP photo's time and longest main-thread block (``python -m utils.web --bench``)."""
+    12 MP photo's time and longest main-thread block (``python -m utils.web --bench``).
+
+    ``backend``: the page's ``?backend=`` (auto: WebGPU from a hardware adapter, else WASM);
+    with "webgpu" Chromium is given WebGPU, which here means SwiftShader's software adapter.
+    """
     import tempfile
 
     from PIL import Image
@@ -119,11 +150,13 @@ def bench(
             _compare_weights(model, site / "model.onnx", images, weights)
         big = Path(tmp) / "photo_12mp.jpg"  # a phone-sized photo: 4000 x 3000
         Image.open(images[0]).convert("RGB").resize((4000, 3000)).save(big, quality=92)
-        print(python_reference(site / "model.onnx", images))
         for n in threads:
-            summary = measure(site, images, n)  # Python runs the file the page runs
-            print("\n" + report(summary))
-            large = count_in_browser(site, [big], n)["rows"][0]
+            native_ms, line = python_reference(site / "model.onnx", images, n)
+            print("\n" + line)
+            summary = measure(site, images, n, backend=backend)  # the file the page runs
+            print(report(summary))
+            print("\n".join(goal_lines(summary, native_ms)))
+            large = count_in_browser(site, [big], n, backend=backend)["rows"][0]
             print(
                 f"  12 MP photo (4000 x 3000): {large['timings']['pipeline_ms']:.0f} ms, "
                 f"longest main-thread block {large['longest_task_ms']:.0f} ms"
@@ -156,9 +189,11 @@ def _compare_weights(fp32: Path, other: Path, images: Sequence[Path], weights: s
     )
 
 
-def python_reference(onnx_path: Path, images: Sequence[Path], threads: int = 1) -> str:
+def python_reference(
+    onnx_path: Path, images: Sequence[Path], threads: int = 1
+) -> tuple[float, str]:
     """Python's ONNX Runtime on the same file and photos, timed the same way: a yardstick for
-    the browser's numbers on this machine (median of all photos but the first)."""
+    the browser's numbers on this machine (median ms of all photos but the first, a line)."""
     import time
 
     from ..loading import load_predictor
@@ -169,9 +204,10 @@ def python_reference(onnx_path: Path, images: Sequence[Path], threads: int = 1) 
         start = time.perf_counter()
         predictor.predict(load_image(path).image)
         times.append((time.perf_counter() - start) * 1000)
-    return (
-        f"Python ONNX Runtime (native, {threads} thread), same file: median "
-        f"{_median(times[1:] or times):.0f} ms per 640 px photo (load + model + NMS)"
+    median = _median(times[1:] or times)
+    return median, (
+        f"Python ONNX Runtime (native, {threads} thread(s)), same file: median "
+        f"{median:.0f} ms per 640 px photo (load + model + NMS)"
     )
 
 

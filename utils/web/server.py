@@ -14,6 +14,7 @@ from .site import WebSetupError
 
 MIME_TYPES = {
     ".wasm": "application/wasm",
+    ".gz": "application/gzip",  # served as is: the page unpacks it (no Content-Encoding)
     ".mjs": "text/javascript",
     ".js": "text/javascript",
     ".json": "application/json",

@@ -1,4 +1,4 @@
-// Count microalgae cells in the browser: the course's ONNX model on onnxruntime-web (WASM).
+// Count microalgae cells in the browser: the course's ONNX model on onnxruntime-web (WASM, or WebGPU).
 //
 // A port of utils/processing.py, step for step, so that the page counts the same cells as
 // Python does on the same photo:

@@ -176,3 +176,35 @@ def test_bench_verdict_picks_the_fastest_accurate_format() -> None:
     assert result["best"] == "good" and result["goal_met"] is True
     assert verdict(rows[:2] + rows[4:])["best"] == "slow"
     assert verdict(rows[:2] + rows[4:])["goal_met"] is False
+
+
+def test_edge_verdict_keeps_issue_20s_rule() -> None:
+    """The fastest format end to end whose mAP (within 0.005) and count MAE (no worse) hold."""
+    from utils.bench.edge import edge_verdict
+
+    def row(name, e2e, m, mae, share=0.1):
+        return {
+            "format": name,
+            "e2e_p50_ms": e2e,
+            "mAP": m,
+            "count_mae": mae,
+            "counts_same": 27,
+            "images": 30,
+            "pre_post_share": share,
+        }
+
+    rows = [
+        row("PyTorch", 160, 0.674, 1.83),
+        row("INT8, worse MAE", 10, 0.674, 1.95),
+        row("INT8, mAP drop", 12, 0.664, 1.70),
+        row("INT8", 18, 0.672, 1.80, share=0.3),
+        row("bf16", 40, 0.673, 1.80),
+    ]
+    result = edge_verdict(rows)
+    assert result["edge_default"] == "INT8" and result["speedup_e2e"] == round(160 / 18, 2)
+    assert result["goals_met"] is False  # 8.9x but pre/post 30 % > 20 %
+    assert "8.9x" in result["lines"][1] and result["lines"][1].endswith(", met")
+    assert "NOT met" in result["lines"][2] and "NOT met" in result["lines"][3]
+    rows[3]["pre_post_share"] = 0.15
+    assert edge_verdict(rows)["goals_met"] is True
+    assert edge_verdict(rows[:3])["edge_default"] is None  # none keeps both

@@ -52,6 +52,57 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# Issue 20's edge goals, end to end (photo in, count out): >= 8x eager PyTorch (then 10x) with
+# mAP within 0.005 and a count MAE against the labels no worse than FP32's; pre/post-processing
+# at most 20 % of the fastest such format's time. A format that keeps them may serve by default
+# at the edge (INT8 only so: its counts may differ from FP32's photo by photo, not on average).
+EDGE_SPEEDUP = (8.0, 10.0)
+EDGE_MAP_DROP = 0.005
+EDGE_PRE_POST = 0.20
+
+
+def edge_verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest format end to end whose mAP and count MAE keep issue 20's rule, and the goals.
+
+    ``rows[0]`` is PyTorch eager FP32 (speed and MAE reference). The count MAE must be no worse
+    than FP32's, within 0.01 cell a photo: the MAE is printed to two decimals, and a difference
+    below that is rounding, not a worse count.
+    """
+    ref = rows[0]
+    keeps = [
+        r
+        for r in rows[1:]
+        if r["mAP"] >= ref["mAP"] - EDGE_MAP_DROP and r["count_mae"] <= ref["count_mae"] + 0.01
+    ]
+    if not keeps:
+        return {"edge_default": None, "lines": ["No format keeps mAP within 0.005 and the MAE."]}
+    best = min(keeps, key=lambda r: r["e2e_p50_ms"])
+    speedup = ref["e2e_p50_ms"] / best["e2e_p50_ms"]
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    lines = [
+        f"Issue 20 edge rule (mAP within {EDGE_MAP_DROP} of eager's {ref['mAP']:.3f}, count MAE "
+        f"<= eager's {ref['count_mae']:.2f}): fastest end to end is {best['format']} "
+        f"(mAP {best['mAP']:.3f}, count MAE {best['count_mae']:.2f}, counts = PyTorch "
+        f"{best['counts_same']}/{best['images']}): it may serve by default at the edge",
+        *(
+            f"  goal >= {goal:.0f}x eager end to end: {speedup:.1f}x "
+            f"({ref['e2e_p50_ms']:.0f} vs {best['e2e_p50_ms']:.0f} ms), {met(speedup >= goal)}"
+            for goal in EDGE_SPEEDUP
+        ),
+        f"  goal pre/post-processing <= {EDGE_PRE_POST:.0%} of its time: "
+        f"{best['pre_post_share']:.0%}, {met(best['pre_post_share'] <= EDGE_PRE_POST)}",
+    ]
+    return {
+        "edge_default": best["format"],
+        "speedup_e2e": round(speedup, 2),
+        "goals_met": speedup >= EDGE_SPEEDUP[0] and best["pre_post_share"] <= EDGE_PRE_POST,
+        "lines": lines,
+    }
+
+
 def run(
     checkpoint: str | Path | None = None,
     fast: bool = False,
@@ -106,6 +157,7 @@ def run(
         "warmup": warmup,
         "rows": rows,
         "verdict": verdict(rows),
+        "edge_verdict": edge_verdict(rows),
         "serving": {"runtime": choice.name, "why": choice.describe()},
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -137,6 +189,7 @@ def print_report(report: dict[str, Any]) -> None:
         )
     else:
         print("No format kept the accuracy goal.")
+    print("\n".join(report["edge_verdict"]["lines"]))
     print(f"Serves by default (the app, count; --runtime auto): {report['serving']['why']}")
     print(f"Written {report['json']} ({report['seconds']:.0f} s)")
 

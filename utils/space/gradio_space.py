@@ -29,7 +29,8 @@ from course.runtime_choice import choose_runtime, served_by
 
 HERE = Path(__file__).parent
 examples = sorted(p for p in (HERE / "examples").glob("*") if p.is_file())
-# The fastest installed runtime that keeps the counts on the first example (timed at start);
+# The fastest installed runtime that keeps the counts (checked and timed at start on the first
+# example: equal counts, and a score drift that would change at most 1 photo's count in 50);
 # a COURSE_RUNTIME variable in the Space's settings forces one (onnxruntime, openvino, ...).
 choice = choose_runtime(HERE / "model.onnx", examples[:1])
 predictor = choice.predictor

@@ -166,6 +166,18 @@ def test_best_threshold_takes_the_middle_of_ties() -> None:
         ev.best_threshold([])
 
 
+def test_best_threshold_prefers_a_broad_valley_to_a_narrow_dip() -> None:
+    # MAE in whole cells on a 0.025 grid: one lone dip to 1.0 at 0.2, a broad valley at 1.5
+    # from 0.4 to 0.5. Alone the dip wins; averaged over +-0.05 the valley (1.5) beats the
+    # dip's neighbourhood (mean of 4, 4, 1, 4, 4 = 3.4).
+    grid = [round(0.1 + 0.025 * i, 3) for i in range(25)]
+    maes = {0.2: 1.0, 0.4: 1.5, 0.425: 1.5, 0.45: 1.5, 0.475: 1.5, 0.5: 1.5}
+    table = [{"threshold": t, "count_mae": maes.get(t, 4.0)} for t in grid]
+    assert ev.best_threshold(table, band=0.0) == pytest.approx(0.2)
+    assert ev.best_threshold(table) == pytest.approx(0.45)
+    assert ev.THRESHOLD_BAND == pytest.approx(0.05)
+
+
 def test_plots(tmp_path) -> None:
     aset, predictor = _sweep_case(tmp_path)
     history = [

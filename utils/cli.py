@@ -1,4 +1,4 @@
-"""The course's command line: ``python -m utils train | evaluate | count | export``.
+"""The course's command line: ``python -m utils train | evaluate | count | export | pretrain``.
 
     python -m utils train --data data/train --out runs/a          # model.pt + metrics.json
     python -m utils evaluate --checkpoint runs/a/model.pt --data data/test
@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import atomicio, config
+from .cli_pretrain import add_pretrain_command, add_pretrained_option, pretrained_value
 from .config import display_path, one_line
 from .images import ImageError, load_image
 from .processing import ScaleError
@@ -106,10 +107,6 @@ def _serving_predictor(
     return predictor
 
 
-def _pretrained(value: str) -> bool | str:
-    return {"auto": "auto", "yes": True, "no": False}[value]
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     import warnings
 
@@ -150,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         val,
         plan,
         seed=args.seed,
-        pretrained=_pretrained(args.pretrained),
+        pretrained=pretrained_value(args.pretrained),
         progress=not args.quiet,
     )
     model_path = result.save(out / "model.pt")
@@ -418,12 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-fraction", type=float, default=0.2)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--fast", action="store_true", help="the short plan (as COURSE_FAST=1)")
-    train.add_argument(
-        "--pretrained",
-        choices=("auto", "yes", "no"),
-        default="auto",
-        help="ImageNet backbone weights: auto = if downloadable",
-    )
+    add_pretrained_option(train)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=cmd_train)
 
@@ -484,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="the .onnx file (default: beside the checkpoint)")
     export.add_argument("--tta", action="store_true", help=TTA_HELP)
     export.set_defaults(func=cmd_export)
+    add_pretrain_command(sub)
     return parser
 
 

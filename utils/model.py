@@ -18,6 +18,7 @@ import contextlib
 import io
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -31,6 +32,8 @@ from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 from .processing import IMAGENET_MEAN, IMAGENET_STD
 
 DEFAULT_MODEL = "centernet_resnet18"
+# auto / True / False: ImageNet weights; a path: a course checkpoint's trunk (utils.warmstart)
+Pretrained = bool | str | Path
 
 
 class NoExtraLevels(ExtraFPNBlock):
@@ -40,7 +43,7 @@ class NoExtraLevels(ExtraFPNBlock):
         return results, names
 
 
-def resnet18_fpn(pretrained: bool | str = "auto", channels: int = 128) -> BackboneWithFPN:
+def resnet18_fpn(pretrained: Pretrained = "auto", channels: int = 128) -> BackboneWithFPN:
     """ResNet-18 + a 128-channel FPN on layer2/layer3 (strides 8 and 16).
 
     BatchNorm stays trainable: torchvision's helpers default to FrozenBatchNorm, which
@@ -58,10 +61,15 @@ def resnet18_fpn(pretrained: bool | str = "auto", channels: int = 128) -> Backbo
     )
 
 
-def _pretrained_weights(pretrained: bool | str) -> ResNet18_Weights | None:
+def _pretrained_weights(pretrained: Pretrained) -> ResNet18_Weights | None:
     """ImageNet weights if asked for and reachable, else None with a one-line message."""
     if pretrained is False:
         return None
+    if isinstance(pretrained, Path) or pretrained not in ("auto", True):
+        raise ValueError(  # a checkpoint path: only the heatmap counter copies one (warmstart)
+            f"pretrained={str(pretrained)!r}: starting from a checkpoint file works for "
+            f"{DEFAULT_MODEL} only; use auto, True or False for this model"
+        )
     weights = ResNet18_Weights.IMAGENET1K_V1
     try:
         previous = socket.getdefaulttimeout()
@@ -97,7 +105,7 @@ def _common(image_size: int) -> dict:
     )
 
 
-def _fcos(num_classes: int, image_size: int, pretrained: bool | str) -> nn.Module:
+def _fcos(num_classes: int, image_size: int, pretrained: Pretrained) -> nn.Module:
     anchors = AnchorGenerator(sizes=((8,), (16,)), aspect_ratios=((1.0,),) * 2)
     detector = FCOS(
         resnet18_fpn(pretrained), num_classes, anchor_generator=anchors, **_common(image_size)
@@ -110,7 +118,7 @@ def _fcos(num_classes: int, image_size: int, pretrained: bool | str) -> nn.Modul
     return detector
 
 
-def _retinanet(num_classes: int, image_size: int, pretrained: bool | str) -> nn.Module:
+def _retinanet(num_classes: int, image_size: int, pretrained: Pretrained) -> nn.Module:
     sizes = tuple((s, int(s * 1.26), int(s * 1.59)) for s in (16, 32))
     anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * 2)
     return RetinaNet(
@@ -118,13 +126,18 @@ def _retinanet(num_classes: int, image_size: int, pretrained: bool | str) -> nn.
     )
 
 
-def _centernet(num_classes: int, image_size: int, pretrained: bool | str) -> nn.Module:
+def _centernet(num_classes: int, image_size: int, pretrained: Pretrained) -> nn.Module:
     from .centernet import CenterNet
+    from .warmstart import copy_pretrained, is_checkpoint_start
 
-    return CenterNet(num_classes - 1, weights=_pretrained_weights(pretrained))
+    if not is_checkpoint_start(pretrained):
+        return CenterNet(num_classes - 1, weights=_pretrained_weights(pretrained))
+    model = CenterNet(num_classes - 1)  # no ImageNet download: the file gives the trunk
+    copy_pretrained(model, pretrained)  # type: ignore[arg-type]
+    return model
 
 
-MODELS: dict[str, Callable[[int, int, bool | str], nn.Module]] = {
+MODELS: dict[str, Callable[[int, int, Pretrained], nn.Module]] = {
     "centernet_resnet18": _centernet,
     "fcos_resnet18": _fcos,
     "retinanet_resnet18": _retinanet,
@@ -135,11 +148,13 @@ def build_model(
     name: str = DEFAULT_MODEL,
     num_classes: int = 1,
     image_size: int = 512,
-    pretrained: bool | str = "auto",
+    pretrained: Pretrained = "auto",
 ) -> nn.Module:
     """A torchvision detector by name; ``num_classes`` excludes the background.
 
     Training targets use labels 1..num_classes (0 is torchvision's background slot).
+    ``pretrained``: "auto" / True / False for ImageNet weights, or the path of a course
+    checkpoint whose trunk, FPN and box head start the heatmap counter (``utils.warmstart``).
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")

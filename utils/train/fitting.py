@@ -103,7 +103,7 @@ def fit(
     precision: str = "auto",
     seed: int = 0,
     device: str | None = None,
-    pretrained: bool | str = "auto",
+    pretrained: bool | str | Path = "auto",
     class_names: Sequence[str] | None = None,
     save_to: str | Path | None = None,
     progress: bool = True,

@@ -21,41 +21,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.chromium import CHROMIUM_ARGS
 from tests.numerics import PARITY_TOLERANCE
-from tests.test_web import chromium_or_fail, images, model, predictor, site  # noqa: F401 - fixtures
+from tests.test_web import images, model, predictor, site  # noqa: F401 - fixtures
 from utils import web
 from utils.images import load_image
+from utils.web.browser import WEBGPU_ARGS  # SwiftShader's software adapter
 
-WEBGPU_ARGS = [*CHROMIUM_ARGS, "--enable-unsafe-webgpu"]  # SwiftShader's software adapter
 WASM = "ort-wasm-simd-threaded.wasm"
 WEBGPU_WASM = "ort-wasm-simd-threaded.asyncify.wasm"
 
 
 @contextlib.contextmanager
-def opened(folder: Path, query: str = "", args: list[str] = CHROMIUM_ARGS):
-    """A headless Chromium tab on ``folder`` served locally, once the page is ready."""
-    from playwright.sync_api import sync_playwright
-
-    address, stop = web.serve(folder)
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=chromium_or_fail(), headless=True, args=args
-            )
-            try:
-                page = browser.new_page()
-                page.goto(address + query)
-                page.wait_for_function(
-                    "['ready', 'error'].includes(document.body.dataset.state)", timeout=120_000
-                )
-                status = page.locator("#status").inner_text()
-                assert page.evaluate("document.body.dataset.state") == "ready", status
-                yield page
-            finally:
-                browser.close()
-    finally:
-        stop()
+def opened(folder: Path, query: str = "", webgpu: bool = False):
+    """A headless Chromium tab on ``folder`` (``utils.web.open_site``), once the page is ready."""
+    with web.open_site(folder, (1100, 900), WEBGPU_ARGS if webgpu else ()) as (page, url, _):
+        page.goto(url + query)
+        page.wait_for_function(
+            "['ready', 'error'].includes(document.body.dataset.state)", timeout=120_000
+        )
+        status = page.locator("#status").inner_text()
+        assert page.evaluate("document.body.dataset.state") == "ready", status
+        yield page
 
 
 def _downloaded(page) -> dict[str, int]:
@@ -120,14 +106,14 @@ def test_without_the_gz_the_plain_binary_loads(site, predictor, images, tmp_path
 
 
 def test_auto_refuses_a_software_webgpu_adapter(site):  # noqa: F811
-    with opened(site, args=WEBGPU_ARGS) as page:
+    with opened(site, webgpu=True) as page:
         counter = _counter(page)
     assert counter["backend"] == "wasm"
     assert "software adapter" in counter["note"], counter
 
 
 def test_webgpu_counts_like_python(site, predictor, images):  # noqa: F811
-    with opened(site, "?backend=webgpu", WEBGPU_ARGS) as page:
+    with opened(site, "?backend=webgpu", webgpu=True) as page:
         assert _counter(page) == {"backend": "webgpu", "note": ""}
         assert f"{WEBGPU_WASM}.gz" in _downloaded(page)
         assert page.locator("#model-info").inner_text().count("WebGPU") == 1
@@ -138,7 +124,7 @@ def test_webgpu_that_cannot_load_falls_back_to_wasm(site, predictor, images, tmp
     broken = tmp_path / "site"
     shutil.copytree(site, broken)
     (broken / "ort" / f"{WEBGPU_WASM}.gz").unlink()  # the WebGPU build's binary is missing
-    with opened(broken, "?backend=webgpu", WEBGPU_ARGS) as page:
+    with opened(broken, "?backend=webgpu", webgpu=True) as page:
         counter = _counter(page)
         assert counter["backend"] == "wasm"
         assert counter["note"].startswith("WebGPU could not run the model"), counter

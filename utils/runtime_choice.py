@@ -56,6 +56,7 @@ from .config import (
 from .images import load_image
 from .loading import load_predictor
 from .modelfile import ModelFileError
+from .viz.draw import box_iou
 
 CALLS = 3  # timed calls per runtime (after one untimed call, which also checks the counts)
 # A runtime must beat ONNX Runtime fp32 by this factor to replace it: a smaller gap is within a
@@ -155,18 +156,6 @@ def _counts(detections: Any) -> dict[str, int]:
     return {**detections.counts_by_class(), "total": detections.count}
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` (x1, y1, x2, y2) with every box in ``b``."""
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def score_drift(reference: Any, other: Any) -> np.ndarray:
     """``other``'s score minus the reference's, for each detection both found.
 
@@ -176,7 +165,7 @@ def score_drift(reference: Any, other: Any) -> np.ndarray:
     ref_boxes, got_boxes = np.asarray(reference.boxes), np.asarray(other.boxes)
     if not len(ref_boxes) or not len(got_boxes):
         return np.zeros(0)
-    iou = _iou(ref_boxes, got_boxes)
+    iou = box_iou(ref_boxes, got_boxes)
     iou[np.asarray(reference.labels)[:, None] != np.asarray(other.labels)[None, :]] = 0
     diffs, free = [], np.ones(len(got_boxes), bool)
     for i in np.argsort(-np.asarray(reference.scores), kind="stable"):

@@ -14,6 +14,7 @@ from utils.annotations import AnnotatedImage, AnnotationSet
 from utils.checkpoint import load_checkpoint
 from utils.dataset import CellDataset
 from utils.synth import generate_image
+from utils.train.budget import AIM
 
 SIZE = 128
 
@@ -153,10 +154,10 @@ def test_budget_fits_the_epochs_to_the_minutes(monkeypatch) -> None:
     budget = _budget(600.0)
     budget.steps = 12
     budget.decide(seconds_per_step=0.2, seconds_per_validation=10.0)
-    # (600 - 3 - 5 validations x 10 s) / 0.2 = 2735 steps more + 12 done: 27 epochs and 47 steps
-    assert budget.total_steps == 2747 and budget.epochs == 28
-    assert budget.steps_in(27) == 100 and budget.steps_in(28) == 47  # the last one stops part-way
-    assert budget.eval_every == 7  # still about four validations
+    # (95 % of 600 - 3 - 5 validations x 10 s) / 0.2 = 2585 steps more + 12 done: 25 epochs + 97
+    assert AIM == 0.95 and budget.total_steps == 2597 and budget.epochs == 26
+    assert budget.steps_in(25) == 100 and budget.steps_in(26) == 97  # the last one stops part-way
+    assert budget.eval_every == 6  # still about four validations
     assert budget.record["limited_by"] == "minutes" and budget.record["plan_epochs"] == 64
 
     small = _budget(600.0, steps_per_epoch=7)  # the course's 17 photos: 448 steps fit
@@ -180,8 +181,8 @@ def test_budget_shortens_a_run_the_machine_slowed_down(monkeypatch) -> None:
     clock["now"] = 300.0
     # 10 epochs in 300 s, then a step takes 0.4 s instead of 0.3: 1,000 more end at 700 s
     assert budget.check(10, seconds_per_step=0.4, validation_seconds=5.0)
-    assert budget.total_steps == 1000 + int((600 - 300 - 3 * 5) / 0.4)  # 1712
-    assert budget.epochs == 18 and budget.record["shortened_after_epoch"] == 10
+    assert budget.total_steps == 1000 + int((AIM * 600 - 300 - 3 * 5) / 0.4)  # 1637
+    assert budget.epochs == 17 and budget.record["shortened_after_epoch"] == 10
     assert not budget.check(11, seconds_per_step=0.3, validation_seconds=5.0)  # on time now
 
 
@@ -192,12 +193,12 @@ def test_budget_lengthens_a_run_measured_on_a_busy_minute(monkeypatch) -> None:
     budget = _budget(600.0, epochs=64, eval_every=16)
     budget.steps = 12
     budget.decide(seconds_per_step=1.0, seconds_per_validation=5.0)
-    assert budget.total_steps == 12 + int(600 - 12 - 25)  # 575: 6 epochs of 100
+    assert budget.total_steps == 12 + int(AIM * 600 - 12 - 25)  # 545: 6 epochs of 100
     clock["now"] = 112.0  # epoch 1 done in 100 s; now a step takes 0.25 s
     assert budget.check(1, seconds_per_step=0.25, validation_seconds=5.0)
     evaluations = 4  # ceil(5 epochs left / eval_every 2) + 1
-    assert budget.total_steps == 100 + int((600 - 112 - evaluations * 5) / 0.25)  # 1972
-    assert budget.record["lengthened_after_epoch"] == 1 and budget.epochs == 20
+    assert budget.total_steps == 100 + int((AIM * 600 - 112 - evaluations * 5) / 0.25)  # 1852
+    assert budget.record["lengthened_after_epoch"] == 1 and budget.epochs == 19
     clock["now"] = 400.0  # past half way: no more growing, even if faster still
     assert not budget.check(11, seconds_per_step=0.05, validation_seconds=5.0)
     capped = _budget(600.0, epochs=2, eval_every=1)  # never beyond the plan's epochs

@@ -9,7 +9,9 @@ FCOS (anchor-free, one stage: the parent of the talk's VFNet) on a ResNet-18 FPN
 both stay for comparison.
 
 ImageNet-pretrained backbone weights are used when they can be downloaded (Colab);
-otherwise the backbone starts from random weights with one printed sentence.
+otherwise the backbone starts from random weights with one printed sentence. The heatmap
+counter can also start from the generated-scene weights the package ships
+(``pretrained="scenes"``, ``utils.warmstart.SCENES_START``; measured in docs/real_data.md).
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 
+from .config import display_path
 from .processing import IMAGENET_MEAN, IMAGENET_STD
 
 DEFAULT_MODEL = "centernet_resnet18"
-# auto / True / False: ImageNet weights; a path: a course checkpoint's trunk (utils.warmstart)
+# auto / True / False: ImageNet weights; "scenes" or a path: a course start's trunk (warmstart)
 Pretrained = bool | str | Path
 
 
@@ -52,13 +55,15 @@ def resnet18_fpn(pretrained: Pretrained = "auto", channels: int = 128) -> Backbo
     """
     weights = _pretrained_weights(pretrained)
     body = resnet18(weights=weights, norm_layer=nn.BatchNorm2d)
-    return BackboneWithFPN(
+    backbone = BackboneWithFPN(
         body,
         return_layers={"layer2": "0", "layer3": "1"},
         in_channels_list=[128, 256],
         out_channels=channels,
         extra_blocks=NoExtraLevels(),
     )
+    backbone.start = _start_name(weights)
+    return backbone
 
 
 def _pretrained_weights(pretrained: Pretrained) -> ResNet18_Weights | None:
@@ -107,9 +112,9 @@ def _common(image_size: int) -> dict:
 
 def _fcos(num_classes: int, image_size: int, pretrained: Pretrained) -> nn.Module:
     anchors = AnchorGenerator(sizes=((8,), (16,)), aspect_ratios=((1.0,),) * 2)
-    detector = FCOS(
-        resnet18_fpn(pretrained), num_classes, anchor_generator=anchors, **_common(image_size)
-    )
+    backbone = resnet18_fpn(pretrained)
+    detector = FCOS(backbone, num_classes, anchor_generator=anchors, **_common(image_size))
+    detector.start = backbone.start
     # torchvision starts the ReLU box distances near 0: zero-size boxes whose GIoU gradient
     # vanishes. On thin cells (smaller than one anchor size) the outputs then drift below zero
     # and stay "dead" (GIoU loss stuck at 1.0, mAP 0). A bias of one anchor size gives every
@@ -121,20 +126,34 @@ def _fcos(num_classes: int, image_size: int, pretrained: Pretrained) -> nn.Modul
 def _retinanet(num_classes: int, image_size: int, pretrained: Pretrained) -> nn.Module:
     sizes = tuple((s, int(s * 1.26), int(s * 1.59)) for s in (16, 32))
     anchors = AnchorGenerator(sizes=sizes, aspect_ratios=((0.5, 1.0, 2.0),) * 2)
-    return RetinaNet(
-        resnet18_fpn(pretrained), num_classes, anchor_generator=anchors, **_common(image_size)
-    )
+    backbone = resnet18_fpn(pretrained)
+    detector = RetinaNet(backbone, num_classes, anchor_generator=anchors, **_common(image_size))
+    detector.start = backbone.start
+    return detector
 
 
 def _centernet(num_classes: int, image_size: int, pretrained: Pretrained) -> nn.Module:
     from .centernet import CenterNet
-    from .warmstart import copy_pretrained, is_checkpoint_start
+    from .warmstart import SCENES_START, copy_pretrained, is_checkpoint_start
 
-    if not is_checkpoint_start(pretrained):
-        return CenterNet(num_classes - 1, weights=_pretrained_weights(pretrained))
-    model = CenterNet(num_classes - 1)  # no ImageNet download: the file gives the trunk
-    copy_pretrained(model, pretrained)  # type: ignore[arg-type]
+    shipped = pretrained == "scenes"
+    if shipped:
+        pretrained = SCENES_START
+    if is_checkpoint_start(pretrained):
+        model = CenterNet(num_classes - 1)  # no ImageNet download: the file gives the trunk
+        copy_pretrained(model, pretrained)  # type: ignore[arg-type]
+        source = "the course's generated-scene weights" if shipped else display_path(pretrained)
+        model.start = f"{source} (trunk, FPN and box head copied)"
+        return model
+    weights = _pretrained_weights(pretrained)
+    model = CenterNet(num_classes - 1, weights=weights)
+    model.start = _start_name(weights)
     return model
+
+
+def _start_name(weights: ResNet18_Weights | None) -> str:
+    """What a model's weights started from, in words: the model card's "from" line."""
+    return "ImageNet weights (ResNet-18 trunk)" if weights is not None else "random weights"
 
 
 MODELS: dict[str, Callable[[int, int, Pretrained], nn.Module]] = {
@@ -228,4 +247,3 @@ class DetectorCore(nn.Module):
         if self.is_fcos:
             probs = torch.sqrt(probs * torch.sigmoid(out["bbox_ctrness"]))
         return boxes, probs[:, :, 1:]
-

@@ -4,12 +4,17 @@ ImageNet weights cannot be downloaded offline; a checkpoint trained on the cours
 scenes (``python -m utils pretrain``) is the stand-in. Its trunk (``body``), ``fpn`` and
 ``box`` head are copied into a new model; the ``heatmap`` head starts fresh because it has one
 channel per class and the classes of the new data may differ. See ``docs/real_data.md``.
+
+The package ships one such start, :data:`SCENES_START` (``--pretrained scenes``): only the copied
+tensors, in float16 (about 1.7 MB), written from ``python -m utils pretrain``'s default run by
+``scripts/ship_start_weights.py`` so that nobody has to spend the 24 minutes to get it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .config import display_path
@@ -17,6 +22,8 @@ from .config import display_path
 COPIED = ("body.", "fpn.", "box.")  # everything but the per-class heatmap head
 WANTED = "centernet_resnet18"
 HINT = "make one with `python -m utils pretrain --out FILE.pt`"
+START_FORMAT = "deploy-without-tears-start"  # a shipped start: copied tensors only
+SCENES_START = Path(__file__).parent / "weights" / "scenes_start.pt"
 
 
 def is_checkpoint_start(pretrained: object) -> bool:
@@ -36,8 +43,8 @@ def copy_pretrained(model: nn.Module, path: str | Path, verbose: bool = True) ->
     shown = display_path(path)
     if not path.is_file():
         raise CheckpointError(f"--pretrained: no checkpoint file at {shown}; {HINT}")
-    payload = read_payload(path)  # not a course checkpoint: its own clear error
-    name = (payload.get("config") or {}).get("model_name")
+    payload = _read_start(path) or read_payload(path)  # neither: read_payload's clear error
+    name = payload.get("model_name") or (payload.get("config") or {}).get("model_name")
     if name != WANTED:
         raise CheckpointError(
             f"--pretrained: {shown} holds a {name} model; only {WANTED} weights can start the "
@@ -65,3 +72,39 @@ def copy_pretrained(model: nn.Module, path: str | Path, verbose: bool = True) ->
             "the heatmap head starts fresh."
         )
     return len(source)
+
+
+def _read_start(path: Path) -> dict | None:
+    """A shipped start file's payload, or None for anything else (then read as a checkpoint)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a start file: read_payload explains what it is
+        return None
+    if isinstance(payload, dict) and payload.get("format") == START_FORMAT:
+        return payload
+    return None
+
+
+def write_start(checkpoint: str | Path, out: str | Path = SCENES_START) -> Path:
+    """Keep ``checkpoint``'s trunk, FPN and box head in float16: a start small enough to ship.
+
+    Integer tensors (BatchNorm's step counters) keep their type; ``copy_pretrained`` casts
+    the halves back to the model's float32 when it copies them.
+    """
+    from .checkpoint import CheckpointError, read_payload
+
+    payload = read_payload(checkpoint)
+    name = payload["config"].get("model_name")
+    if name != WANTED:
+        raise CheckpointError(f"{display_path(Path(checkpoint))} holds {name}, not {WANTED}")
+    kept = {
+        k: (v.half() if v.is_floating_point() else v)
+        for k, v in payload["state_dict"].items()
+        if k.startswith(COPIED)
+    }
+    metrics = {k: v for k, v in (payload.get("metrics") or {}).items() if k.startswith("val_")}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = {"format": START_FORMAT, "model_name": WANTED, "state_dict": kept, "metrics": metrics}
+    torch.save(start, out)
+    return out

@@ -33,13 +33,22 @@ GOALS = (
 GOAL_MINUTES = 10.0
 
 
-def train_cli(data: Path, out: Path, seed: int, minutes: float | None, quiet: bool) -> float:
+def train_cli(
+    data: Path,
+    out: Path,
+    seed: int,
+    minutes: float | None,
+    quiet: bool,
+    pretrained: str | None = None,
+) -> float:
     """``python -m utils train`` as a learner types it; its wall-clock seconds."""
     from .. import cli
 
     argv = ["train", "--data", str(data), "--out", str(out), "--seed", str(seed)]
     if minutes is not None:
         argv += ["--minutes", str(minutes)]
+    if pretrained is not None:
+        argv += ["--pretrained", pretrained]
     if quiet:
         argv.append("--quiet")
     started = time.perf_counter()
@@ -125,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test", required=True, help="held-out labelled folder or .json")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
     parser.add_argument("--minutes", type=float, help="train's --minutes (default: its own)")
+    parser.add_argument(
+        "--pretrained", help="train's --pretrained, e.g. scenes (default: its own, auto)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
@@ -148,7 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for seed in args.seeds:
         out = root / f"seed_{seed}"
-        seconds = train_cli(Path(args.train), out, seed, args.minutes, args.quiet)
+        seconds = train_cli(
+            Path(args.train), out, seed, args.minutes, args.quiet, args.pretrained
+        )
         trained = json.loads((out / "metrics.json").read_text())
         row = {
             "seed": seed,
@@ -164,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(row)
         print(format_run(row), flush=True)
     report = {"train": config.display_path(args.train), "test": config.display_path(args.test)}
-    report.update(minutes=args.minutes, machine=host, runs=rows)
+    report.update(minutes=args.minutes, pretrained=args.pretrained, machine=host, runs=rows)
     report["goals"] = goals(rows)
     print("\ngoals (mean over seeds; time: the slowest run's whole train command):")
     print("\n".join(report["goals"]))

@@ -278,7 +278,10 @@ def training_summary(checkpoint: Any) -> dict[str, Any]:
     for key, label in TRAINING_LABELS.items():
         if isinstance(values.get(key), (str, int, float)) and key != "model_name":
             out[label] = values[key]
-    out["from"] = "random weights or ImageNet weights for the ResNet-18 backbone, as available"
+    start = values.get("start")  # recorded since 0.2.0's shipped start; older files: either
+    out["from"] = start if isinstance(start, str) else (
+        "random weights or ImageNet weights for the ResNet-18 backbone, as available"
+    )
     versions = getattr(checkpoint, "versions", None) or {}
     if isinstance(versions, Mapping) and versions:
         out["library versions"] = ", ".join(f"{k} {v}" for k, v in versions.items())

@@ -252,6 +252,7 @@ def fit(
         inference, sweep, scores = _choose_threshold(model, inference, val_set, device_)
         metrics.update(scores)
     record = {key: getattr(plan, key) for key in PLAN_RECORD}
+    record["start"] = getattr(run.model, "start", None)  # what the weights started from (card)
     record.update(scale=tiling.get("scale"), precision=precision, seed=seed, epochs=budget.epochs)
     if budget.record:
         record["budget"] = dict(budget.record)

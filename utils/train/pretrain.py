@@ -3,8 +3,9 @@
 ImageNet weights need a download; this run needs nothing but the course's code. It trains on
 photos from :func:`utils.synth_classes.write_mixed_dataset` (needles, round cells, specks) and
 writes an ordinary course checkpoint whose trunk, FPN and box head a later run can start from
-(``python -m utils train --pretrained FILE.pt``, see :mod:`utils.warmstart`). Measured once on
-BCCD (docs/real_data.md): 15 epochs from these weights gave test mAP 0.591 against 0.576.
+(``python -m utils train --pretrained FILE.pt``, see :mod:`utils.warmstart`); the package ships
+one such start (``--pretrained scenes``). Measured in docs/real_data.md: tighter boxes, and much
+better ones after few steps, but counts no better, so it is not the default.
 """
 
 from __future__ import annotations

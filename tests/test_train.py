@@ -339,6 +339,40 @@ def test_cli_train_with_minutes_and_a_dropped_box(data, tmp_path, capsys) -> Non
     assert "--minutes must be a positive number" in capsys.readouterr().err
 
 
+def test_the_validation_estimate_discounts_an_untrained_models_post_processing(
+    monkeypatch,
+) -> None:
+    """An untrained heatmap's peaks make post-processing slow once; the estimate caps it.
+
+    Stand-in predictions: 10 ms of graph and 500 ms of post-processing a photo (sleeps, so
+    only lower bounds). Capped at a quarter of the graph, a photo counts about 12.5 ms; the
+    threshold of 100 ms a photo sits between that and the 510 ms an uncapped estimate counts.
+    """
+    import time
+    from types import SimpleNamespace
+
+    import torch
+
+    from utils.processing import InferenceConfig
+    from utils.processing.timing import part
+    from utils.train import fitting
+
+    def predict_set(predictor, items):
+        for _ in items:
+            with part("graph"):
+                time.sleep(0.01)
+            with part("postprocess"):
+                time.sleep(0.5)
+
+    monkeypatch.setattr(fitting.ev, "predict_set", predict_set)
+    monkeypatch.setattr("utils.runtime.TorchPredictor", lambda *args, **kwargs: None)
+    val_set = SimpleNamespace(images=list(range(10)))
+    config = InferenceConfig("centernet_resnet18", ("cell",), 128)
+    estimate = fitting._validation_cost(torch.nn.Linear(1, 1), config, val_set, "cpu")
+    per_photo = estimate / (1.3 * 10)
+    assert 0.0125 <= per_photo < 0.1, per_photo
+
+
 def test_an_epoch_stops_part_way_when_the_budget_says_so() -> None:
     """The last epoch of a cut run: ``max_steps`` (asked before every step) ends it early."""
     import torch

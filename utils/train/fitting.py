@@ -290,17 +290,28 @@ def _cells_at(aset, scale: float) -> str:
     return f"the median cell becomes {float(np.median(cell_sides(aset))) * scale:.1f} px"
 
 
+# An untrained heatmap fires almost everywhere: thousands of peaks through NMS made the probe's
+# post-processing many times a trained model's (BCCD: 114 against 4 ms a photo), and the estimate
+# of a 2-minute run 60 s for a validation that took a few, so the run trained for 62 of its 120 s.
+# The estimate counts post-processing at most as a quarter of the graph's time; real validations
+# then refit the budget (``Budget.check``).
+PROBE_POST_SHARE = 0.25
+
+
 def _validation_cost(model, inference: InferenceConfig, val_set, device, probe: int = 2) -> float:
     """Seconds one validation will take, from predicting ``probe`` photos now (the budget's
     estimate before the first real validation measures it)."""
+    from ..processing.timing import recording
     from ..runtime import TorchPredictor
 
     items = list(val_set.images)[:probe]
     predictor = TorchPredictor(model, inference, device=str(device))
-    started = time.perf_counter()
-    ev.predict_set(predictor, items)
+    with recording() as times:
+        ev.predict_set(predictor, items)
     model.train()
-    per_photo = (time.perf_counter() - started) / max(1, len(items))
+    post, graph = times.seconds.get("postprocess", 0.0), times.seconds.get("graph", 0.0)
+    seconds = times.wall - post + min(post, PROBE_POST_SHARE * graph)
+    per_photo = seconds / max(1, len(items))
     return 1.3 * per_photo * len(val_set.images)  # + mAP and counting
 
 

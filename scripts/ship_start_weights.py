@@ -3,7 +3,7 @@
     python -m utils pretrain --out runs/pretrain/model.pt     # ~24 min on 2 cores
     python scripts/ship_start_weights.py runs/pretrain/model.pt
 
-Only the tensors a new run copies (trunk, FPN, box head) are kept, in float16: about 1.7 MB
+Only the tensors a new run copies (trunk, FPN, box head) are kept, in float16: 1.6 MB
 instead of the checkpoint's 3.4 MB. Rerun both lines whenever the heatmap counter's layers
 change; tests/test_scenes_start.py fails until then (its shapes no longer fit the model).
 """

@@ -6,7 +6,7 @@ scenes (``python -m utils pretrain``) is the stand-in. Its trunk (``body``), ``f
 channel per class and the classes of the new data may differ. See ``docs/real_data.md``.
 
 The package ships one such start, :data:`SCENES_START` (``--pretrained scenes``): only the copied
-tensors, in float16 (about 1.7 MB), written from ``python -m utils pretrain``'s default run by
+tensors, in float16 (1.6 MB), written from ``python -m utils pretrain``'s default run by
 ``scripts/ship_start_weights.py`` so that nobody has to spend the 24 minutes to get it.
 """
 

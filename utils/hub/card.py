@@ -278,7 +278,7 @@ def training_summary(checkpoint: Any) -> dict[str, Any]:
     for key, label in TRAINING_LABELS.items():
         if isinstance(values.get(key), (str, int, float)) and key != "model_name":
             out[label] = values[key]
-    start = values.get("start")  # recorded since 0.2.0's shipped start; older files: either
+    start = values.get("start")  # fit records it; checkpoints from before it say either
     out["from"] = start if isinstance(start, str) else (
         "random weights or ImageNet weights for the ResNet-18 backbone, as available"
     )

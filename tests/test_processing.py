@@ -64,6 +64,18 @@ def test_preprocess_normalises_with_config_mean_std() -> None:
     assert scales == [2.0, 2.0] and sizes == [(32, 32), (32, 32)]
 
 
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_preprocess_pil_path_equals_array_path(mode: str) -> None:
+    """A PIL photo skips the array round trip; the batch must be the same numbers exactly."""
+    rng = np.random.default_rng(1)
+    rgba = rng.integers(0, 256, (47, 83, 4), dtype=np.uint8)
+    photo = Image.fromarray(rgba, "RGBA").convert(mode)
+    from_pil, scales_pil, sizes_pil = preprocess([photo, photo], CONFIG)
+    from_array, scales_array, sizes_array = preprocess([to_rgb_array(photo)] * 2, CONFIG)
+    np.testing.assert_array_equal(from_pil, from_array)
+    assert scales_pil == scales_array and sizes_pil == sizes_array == [(83, 47)] * 2
+
+
 def test_postprocess_thresholds_suppresses_and_rescales() -> None:
     boxes = np.array(
         [[10, 10, 20, 20], [11, 11, 21, 21], [40, 40, 50, 60], [0, 0, 5, 5]], np.float32

@@ -69,6 +69,20 @@ def test_a_photo_slightly_larger_than_one_input_is_fitted_into_it():
     assert grid.tiles == 1 and grid.work_width == 128 and grid.scale == pytest.approx(128 / 2800)
 
 
+@pytest.mark.parametrize("scale", [0.37, 1.0])
+def test_working_image_of_a_pil_photo_equals_that_of_its_array(scale):
+    """PIL photos are resized without an array round trip; the pixels must not change."""
+    rgb = np.random.default_rng(2).integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    photo = Image.fromarray(rgb).convert("L")  # a mode that needs converting too
+    assert processing.tiling.photo_size(photo) == processing.tiling.photo_size(rgb) == (130, 90)
+    from_pil = processing.tiling.working_image(photo, scale)
+    np.testing.assert_array_equal(from_pil, processing.tiling.working_image(to_rgb(photo), scale))
+
+
+def to_rgb(photo: Image.Image) -> np.ndarray:
+    return np.asarray(photo.convert("RGB"))
+
+
 def test_one_tile_equals_the_letterbox_postprocessing():
     """With one tile the tiled path must be exactly the old path: same boxes, same scores."""
     rng = np.random.default_rng(0)

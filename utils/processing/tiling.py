@@ -30,7 +30,7 @@ from PIL import Image
 
 from .boxes import candidates, suppress
 from .config import Detections, InferenceConfig
-from .pixels import normalize, to_rgb_array
+from .pixels import as_rgb_image, normalize, to_rgb_array
 from .timing import part
 
 FIT_SLACK = 1.15  # a working image at most this much larger than one input is fitted into it
@@ -125,11 +125,19 @@ def plan_tiles(
 
 def working_image(image: Image.Image | np.ndarray, scale: float) -> np.ndarray:
     """The photo resized to the working scale (Pillow bilinear, as ``letterbox``)."""
-    rgb = to_rgb_array(image)
-    size = working_size(rgb.shape[1], rgb.shape[0], scale)
-    if size == (rgb.shape[1], rgb.shape[0]):
-        return rgb
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+    width, height = photo_size(image)
+    size = working_size(width, height, scale)
+    if size == (width, height):
+        return to_rgb_array(image)
+    return np.asarray(as_rgb_image(image).resize(size, Image.Resampling.BILINEAR))
+
+
+def photo_size(image: Image.Image | np.ndarray) -> tuple[int, int]:
+    """(width, height) of a photo, without copying a PIL image's pixels to find out."""
+    if isinstance(image, Image.Image):
+        return image.size
+    rgb = to_rgb_array(image)  # checks the array's shape and dtype
+    return rgb.shape[1], rgb.shape[0]
 
 
 def tiles(work: np.ndarray, grid: TileGrid, config: InferenceConfig) -> Iterator[np.ndarray]:
@@ -169,8 +177,8 @@ def run_tiles(run, stream: Iterable[np.ndarray], batch_size: int = 4):
 
 def _run_batch(run, batch: list[np.ndarray], boxes: list, scores: list) -> None:
     """One graph call on stacked tiles; the stack is pre-processing, the call the graph."""
-    with part("preprocess"):
-        stacked = np.stack(batch)
+    with part("preprocess"):  # one tile (a photo that fits one input): a view, no copy
+        stacked = batch[0][None] if len(batch) == 1 else np.stack(batch)
     with part("graph"):
         b, s = run(stacked)
     boxes.append(b)
@@ -289,9 +297,8 @@ def count_tiled(
     grids, works = [], []
     with part("preprocess"):
         for image in images:
-            rgb = to_rgb_array(image)
-            grids.append(plan_tiles(rgb.shape[1], rgb.shape[0], config, scale))
-            works.append(working_image(rgb, grids[-1].scale))
+            grids.append(plan_tiles(*photo_size(image), config, scale))
+            works.append(working_image(image, grids[-1].scale))
     stream = (tile for work, grid in zip(works, grids) for tile in tiles(work, grid, config))
     boxes, scores = run_tiles(run, stream, batch_size)
     results, first = [], 0
@@ -327,13 +334,12 @@ def check_magnification(
     Then the whole-photo scale is probably the right one. A heuristic: it can miss, and it
     only ever adds a note, never changes the count.
     """
-    rgb = to_rgb_array(image)
-    fit = config.image_size / max(rgb.shape[0], rgb.shape[1])
-    grid = plan_tiles(rgb.shape[1], rgb.shape[0], config, fit)
+    width, height = photo_size(image)
+    grid = plan_tiles(width, height, config, config.image_size / max(width, height))
     if grid.tiles != 1:
         return
     with part("preprocess"):
-        work = working_image(rgb, grid.scale)
+        work = working_image(image, grid.scale)
     boxes, scores = run_tiles(run, tiles(work, grid, config))
     with part("postprocess"):
         whole = merge_tiles(boxes, scores, grid, config, threshold)

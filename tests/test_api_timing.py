@@ -165,6 +165,15 @@ def test_split_table_prints_every_part(capsys):
     assert "1.26x, met" in out
 
 
+@pytest.mark.parametrize("rate,verdict", [(9.67, "69%, NOT met"), (13.0, "93%, met")])
+def test_throughput_goal_compares_the_served_rate_with_the_models_own(rate, verdict):
+    from utils.bench.api import throughput_goal
+
+    goal = throughput_goal({"mean_ms": 71.2}, {"clients": 8, "requests_per_s": rate})
+    assert goal["model_per_s"] == pytest.approx(1000 / 71.2, abs=0.01)
+    assert goal["line"].endswith(verdict + ".") and "8 clients" in goal["line"]
+
+
 def split_row_for(record: CallTimes, total: float) -> dict[str, float]:
     from utils.bench.api import split_row
 

@@ -27,7 +27,7 @@ about 1.1 s per request. Results go to ``artifacts/bench_api.json``.
 
 from .cli import main
 from .latency import client_latency, print_report, run
-from .measure import cpu_model, onnx_file, summarize, throughput, timed
+from .measure import cpu_model, onnx_file, summarize, throughput, throughput_goal, timed
 from .soak import (
     base64_body,
     base64_call,
@@ -55,5 +55,6 @@ __all__ = [
     "split_row",
     "summarize",
     "throughput",
+    "throughput_goal",
     "timed",
 ]

@@ -10,7 +10,15 @@ from typing import Any
 from ...config import artifacts_dir, display_path, fast_mode
 from ...images import load_image
 from .. import write_report
-from .measure import cpu_model, onnx_file, pick_image, summarize, throughput, timed
+from .measure import (
+    cpu_model,
+    onnx_file,
+    pick_image,
+    summarize,
+    throughput,
+    throughput_goal,
+    timed,
+)
 from .split import call_split, print_split
 
 TALK_SPACE_SECONDS = 1.1
@@ -103,6 +111,7 @@ def run(
             return call_with_requests(url, picture, threshold, session=local.session)
 
         results["concurrent"] = throughput(one_request, clients, total)
+        results["throughput_goal"] = throughput_goal(results["model_only"], results["concurrent"])
     finally:
         close()
 
@@ -156,6 +165,8 @@ def print_report(report: dict[str, Any]) -> None:
         f"{c['clients']} concurrent clients, {c['requests']} requests: "
         f"{c['requests_per_s']:.2f} req/s, p50 {c['p50_ms']:.0f} ms, p95 {c['p95_ms']:.0f} ms"
     )
+    if "throughput_goal" in report:
+        print(report["throughput_goal"]["line"])
     print(
         f"The talk's Space: ~{report['talk_space_s']:.1f} s per request; this app: p50 "
         f"{report['gradio_client']['p50_ms']:.0f} ms with gradio_client (which also downloads "

@@ -112,3 +112,29 @@ def onnx_file(model: str | None) -> Path:
 
         return ensure_onnx()
     return Path(model)
+
+
+THROUGHPUT_GOAL = 0.9  # issue 20: concurrent clients served at >= 90 % of the model's own rate
+
+
+def throughput_goal(model_only: dict[str, float], concurrent: dict[str, float]) -> dict[str, Any]:
+    """The rate the clients were served at against the model's own, and the goal's line.
+
+    The model's own rate is ``predictor.predict`` called back to back from one thread (with
+    its usual threads inside), ``1000 / mean ms``: what the app could at best pass on.
+    """
+    own = 1000.0 / model_only["mean_ms"]
+    share = concurrent["requests_per_s"] / own
+    met = "met" if share >= THROUGHPUT_GOAL else "NOT met"
+    line = (
+        f"Goal (issue 20): {concurrent['clients']} clients served at >= "
+        f"{THROUGHPUT_GOAL:.0%} of the model's own throughput (predictor.predict back to back, "
+        f"1000 / {model_only['mean_ms']:.1f} ms): {concurrent['requests_per_s']:.2f} / "
+        f"{own:.2f} req/s = {share:.0%}, {met}."
+    )
+    return {
+        "model_per_s": round(own, 2),
+        "share": round(share, 3),
+        "goal": THROUGHPUT_GOAL,
+        "line": line,
+    }

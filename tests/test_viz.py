@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from utils import viz
 from utils.annotations import AnnotatedImage, AnnotationSet
@@ -123,6 +123,17 @@ def test_to_pil_accepts_dataset_tensors():
     image = viz.to_pil(chw)
     assert image.size == (10, 8) and image.getpixel((0, 0)) == (255, 0, 0)
     assert viz.to_pil(np.zeros((8, 10, 3), np.uint8)).size == (10, 8)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P"])
+def test_to_pil_of_a_pil_image_is_an_rgb_copy_with_the_array_paths_pixels(mode):
+    rgba = np.random.default_rng(3).integers(0, 256, (9, 11, 4), dtype=np.uint8)
+    photo = Image.fromarray(rgba, "RGBA").convert(mode)
+    copy = viz.to_pil(photo)
+    assert copy.mode == "RGB" and copy is not photo
+    np.testing.assert_array_equal(np.asarray(copy), np.asarray(photo.convert("RGB")))
+    ImageDraw.Draw(copy).rectangle((0, 0, 10, 8), fill=(1, 2, 3))  # drawing on the copy ...
+    assert np.asarray(photo.convert("RGB"))[0, 0].tolist() != [1, 2, 3]  # ... spares the photo
 
 
 def test_describe_boxes_puts_this_set_next_to_the_real_photos(small_set):

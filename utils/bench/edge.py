@@ -112,6 +112,7 @@ def run(
     include_dynamic: bool = True,
     nncf_ignore_head: bool = False,
     out: str | Path | None = None,
+    layers: bool = False,
 ) -> dict[str, Any]:
     from .. import edge, export, synth, train
     from ..annotations import load_annotations
@@ -138,6 +139,18 @@ def run(
     # What the app and ``python -m utils count`` would serve this file with (runtime_choice).
     choice = choose_runtime(onnx_file, [test_set.images[0].load_image()], "auto", threads)
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    profiles = {}
+    if layers:  # where each OpenVINO graph's time goes, layer by layer
+        for fmt in formats:
+            if fmt.runtime == "openvino" and fmt.path is not None and fmt.path.suffix == ".xml":
+                profile = edge.profile_openvino(fmt.path, threads, runs=runs, warmup=warmup)
+                profiles[fmt.name] = {
+                    "total_ms": profile.total_ms,
+                    "conv_ms": profile.conv_ms,
+                    "by_type": profile.by_type,
+                    "slowest": profile.slowest[:10],
+                    "lines": profile.lines(),
+                }
     report = {
         "machine": {
             "cpu": edge.cpu_name(),
@@ -159,6 +172,7 @@ def run(
         "verdict": verdict(rows),
         "edge_verdict": edge_verdict(rows),
         "serving": {"runtime": choice.name, "why": choice.describe()},
+        "layers": profiles,
         "seconds": round(time.perf_counter() - start, 1),
     }
     path = Path(out) if out else artifacts_dir() / "bench_edge.json"
@@ -191,6 +205,9 @@ def print_report(report: dict[str, Any]) -> None:
         print("No format kept the accuracy goal.")
     print("\n".join(report["edge_verdict"]["lines"]))
     print(f"Serves by default (the app, count; --runtime auto): {report['serving']['why']}")
+    for name, profile in report.get("layers", {}).items():
+        print(f"{name}, layer by layer:")
+        print("\n".join(profile["lines"]))
     print(f"Written {report['json']} ({report['seconds']:.0f} s)")
 
 
@@ -206,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         "--nncf-ignore-head", action="store_true", help="keep the head's last convs in float"
     )
     parser.add_argument("--out", help="JSON output (default: artifacts/bench_edge.json)")
+    parser.add_argument(
+        "--layers", action="store_true", help="also time each OpenVINO IR layer by layer"
+    )
     args = parser.parse_args(argv)
     report = run(
         checkpoint=args.checkpoint,
@@ -216,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         include_dynamic=not args.no_dynamic,
         nncf_ignore_head=args.nncf_ignore_head,
         out=args.out,
+        layers=args.layers,
     )
     print_report(report)
     return 0

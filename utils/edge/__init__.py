@@ -7,12 +7,14 @@ scorecard compares runtimes and number formats, nothing else.
 One module per job; each imports only those to its left:
 ``calibration`` (the preprocessed calibration images) <- ``ort_int8`` (ONNX Runtime static
 and dynamic INT8), ``openvino_ir`` (OpenVINO FP32/FP16 IR, NNCF INT8) <- ``formats`` (every
-format from one ONNX file); ``timing`` (latency, throughput, machine facts) stands alone;
+format from one ONNX file); ``timing`` (latency, throughput, machine facts) and ``layers`` (an OpenVINO graph's time
+layer by layer) stand alone;
 ``formats`` and ``timing`` <- ``scorecard`` (all of them side by side: size, latency, mAP,
 count error, counts identical to PyTorch; table, DataFrame and plot).
 """
 
 from .formats import ModelFormat, build_formats, cpu_has_bf16
+from .layers import LayerProfile, profile_openvino
 from .openvino_ir import (
     NncfOptions,
     ir_files,
@@ -32,6 +34,7 @@ from .timing import cpu_name, machine_caption, runtime_versions, time_predictor
 
 __all__ = [
     "TABLE_COLUMNS",
+    "LayerProfile",
     "ModelFormat",
     "NncfOptions",
     "as_dataframe",
@@ -43,6 +46,7 @@ __all__ = [
     "ir_files",
     "machine_caption",
     "plot_scorecard",
+    "profile_openvino",
     "quantize_dynamic",
     "quantize_openvino",
     "quantize_static",

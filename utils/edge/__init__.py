@@ -7,8 +7,8 @@ scorecard compares runtimes and number formats, nothing else.
 One module per job; each imports only those to its left:
 ``calibration`` (the preprocessed calibration images) <- ``ort_int8`` (ONNX Runtime static
 and dynamic INT8), ``openvino_ir`` (OpenVINO FP32/FP16 IR, NNCF INT8) <- ``formats`` (every
-format from one ONNX file); ``timing`` (latency, throughput, machine facts) and ``layers`` (an OpenVINO graph's time
-layer by layer) stand alone;
+format from one ONNX file); ``timing`` (latency, throughput, machine facts) and ``layers``
+(an OpenVINO graph's time layer by layer) stand alone;
 ``formats`` and ``timing`` <- ``scorecard`` (all of them side by side: size, latency, mAP,
 count error, counts identical to PyTorch; table, DataFrame and plot).
 """

@@ -30,8 +30,8 @@ def to_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
 def as_rgb_image(image: Image.Image | np.ndarray) -> Image.Image:
     """A PIL RGB image of ``image`` without the array round trip when it already is one.
 
-    Why: a 640 px photo copied to an array and back costs about 0.8 ms, an eighth of what
-    an INT8 graph leaves to pre-processing; the pixels are the same either way.
+    Why: without the copy to an array and back, ``preprocess`` of a 640 px photo takes 3.9
+    instead of 4.4 ms (next to a 20 ms INT8 graph); the pixels are the same either way.
     """
     if isinstance(image, Image.Image):
         return image if image.mode == "RGB" else image.convert("RGB")

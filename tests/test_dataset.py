@@ -10,7 +10,14 @@ from torchvision import tv_tensors
 
 from utils import synth
 from utils.annotations import AnnotatedImage, AnnotationError, AnnotationSet
-from utils.dataset import CellDataset, collate, make_loader, rotate90, split
+from utils.dataset import (
+    CellDataset,
+    collate,
+    fitted_crop_size,
+    make_loader,
+    rotate90,
+    split,
+)
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +165,34 @@ def test_crop_as_large_as_the_image_is_no_crop_and_tiny_crops_are_refused(aset):
     assert CellDataset(aset, image_size=128, train=False, repeats=4).repeats == 1  # eval: once
     with pytest.raises(ValueError, match="crop_size"):
         CellDataset(aset, image_size=128, train=True, crop_size=16)
+
+
+def _sized(*sizes: tuple[int, int]) -> AnnotationSet:
+    """Photos of these sizes (never opened: the crop is chosen from the annotations' sizes)."""
+    images = [
+        AnnotatedImage(f"p{i}.jpg", w, h, np.array([[0, 0, 40, 40]], np.float32), ["cell"])
+        for i, (w, h) in enumerate(sizes)
+    ]
+    return AnnotationSet(("cell",), images)
+
+
+def test_crop_shrinks_to_the_median_photo_at_the_working_scale():
+    # BCCD's 640 x 480 photos at 0.41x are 260 x 195 px: a 256 px crop would be 24 % padding
+    assert fitted_crop_size(_sized((640, 480)), 0.41, 256, 512) == 192
+    # photos at least as large as the crop keep it (the course's 640 px photos at 0.83x)
+    assert fitted_crop_size(_sized((640, 640)), 0.83, 256, 512) == 256
+    assert fitted_crop_size(_sized((2800, 2800)), 0.183, 256, 512) == 256
+    # the median photo decides, not the smallest; never above crop_size or image_size
+    assert fitted_crop_size(_sized((300, 300), (640, 480), (640, 480)), 0.41, 256, 512) == 192
+    assert fitted_crop_size(_sized((4000, 3000)), 1.0, 600, 512) == 512
+    # a floor for tiny photos (they are padded), never above the crop asked for
+    assert fitted_crop_size(_sized((100, 100)), 0.5, 256, 512) == 64
+    assert fitted_crop_size(_sized((100, 100)), 0.5, 48, 512) == 48
+
+
+def test_dataset_trains_on_the_fitted_crop(tmp_path):
+    aset = synth.write_dataset(tmp_path, seeds=[0, 1], size=160)
+    ds = CellDataset(aset, image_size=256, train=True, crop_size=256, scale=0.8)  # 128 px photos
+    assert ds.crop_size == 128
+    image, target = ds[0]
+    _check_item(image, target, 128)

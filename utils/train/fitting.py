@@ -134,6 +134,7 @@ def fit(
             f"Working scale {tiling['scale']:.3g}: {_cells_at(run.dataset.aset, tiling['scale'])}; "
             f"photos are counted in {plan.image_size} px tiles overlapping by "
             f"{tiling['tile_overlap']} px."
+            + _crop_note(plan.crop_size, run.dataset.crop_size)
         )
     inference = InferenceConfig(
         model_name=plan.model_name, class_names=run.names, image_size=plan.image_size, **tiling
@@ -254,6 +255,7 @@ def fit(
     record = {key: getattr(plan, key) for key in PLAN_RECORD}
     record["start"] = getattr(run.model, "start", None)  # what the weights started from (card)
     record.update(scale=tiling.get("scale"), precision=precision, seed=seed, epochs=budget.epochs)
+    record["crop_size"] = run.dataset.crop_size  # the crop trained on (dataset.fitted_crop_size)
     if budget.record:
         record["budget"] = dict(budget.record)
     result = TrainResult(model, inference, history, best_epoch, metrics, sweep, record)
@@ -265,6 +267,13 @@ def fit(
 # What the checkpoint's ``extra["plan"]`` records of the plan (with scale, precision, seed).
 PLAN_RECORD = ("model_name", "image_size", "epochs", "batch_size", "lr", "optimizer")
 PLAN_RECORD += ("warmup_epochs", "grad_clip", "crop_size", "repeats", "cell_size", "minutes", "ema")
+
+
+def _crop_note(asked: int | None, used: int | None) -> str:
+    """One sentence when the photos were too small for the plan's crops (fitted_crop_size)."""
+    if not asked or not used or used >= asked:
+        return ""
+    return f" Training crops: {used} px (most photos are smaller than {asked} px at that scale)."
 
 
 def _averaging(step, averaged):

@@ -27,7 +27,9 @@ class TrainingPlan:
     warmup_epochs: float = 1.0
     eval_every: int = 5
     model_name: str = DEFAULT_MODEL
-    crop_size: int | None = 256  # random crops of the photo at its working scale (dataset.py)
+    # Random square crops of the photo at its working scale (dataset.py); smaller when most
+    # photos are smaller than this at that scale (dataset.fitted_crop_size).
+    crop_size: int | None = 256
     repeats: int = 4  # crops per image per epoch
     # The median cell's side in working pixels: sets the working scale from the training
     # boxes (dataset.working_scale), so 640 px and 2,800 px photos both train and count at

@@ -92,12 +92,12 @@ def working_scale(aset: AnnotationSet, cell_px: float = TARGET_CELL_PX) -> float
     return scale
 
 
-# Training crops are square, a multiple of the network's stride-32 alignment, and no larger
-# than most photos at the working scale: a crop larger than the photo is mostly black padding
-# that costs a full step. BCCD's 640 x 480 photos at 0.41x are 260 x 195 px, so a 256 px crop
-# was 24 % padding; a 192 px crop makes a training step 1.6x cheaper (0.33 -> 0.20 s with its
-# loading, docs/real_data.md) and the clock fits that many more steps. The course's photos
-# (512 px at their working scale) keep their 256 px crops.
+# Training crops are square, a multiple of 32 px, and no larger than most photos at the
+# working scale: the part of a crop beyond the photo is black padding that costs as much as
+# pixels. BCCD's 640 x 480 photos at 0.41x are 260 x 195 px, so a 256 px crop was 24 % padding;
+# a 192 px crop makes a training step 1.6x cheaper (0.33 -> 0.20 s with its loading,
+# docs/real_data.md) and the clock fits that many more steps. The course's photos (512 px at
+# their working scale) keep their 256 px crops.
 CROP_MULTIPLE = 32
 MIN_CROP_PX = 64
 

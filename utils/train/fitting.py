@@ -134,7 +134,7 @@ def fit(
             f"Working scale {tiling['scale']:.3g}: {_cells_at(run.dataset.aset, tiling['scale'])}; "
             f"photos are counted in {plan.image_size} px tiles overlapping by "
             f"{tiling['tile_overlap']} px."
-            + _crop_note(plan.crop_size, run.dataset.crop_size)
+            + _crop_note(plan.crop_size, run.dataset.crop_size, plan.image_size)
         )
     inference = InferenceConfig(
         model_name=plan.model_name, class_names=run.names, image_size=plan.image_size, **tiling
@@ -269,9 +269,9 @@ PLAN_RECORD = ("model_name", "image_size", "epochs", "batch_size", "lr", "optimi
 PLAN_RECORD += ("warmup_epochs", "grad_clip", "crop_size", "repeats", "cell_size", "minutes", "ema")
 
 
-def _crop_note(asked: int | None, used: int | None) -> str:
+def _crop_note(asked: int | None, used: int | None, image_size: int) -> str:
     """One sentence when the photos were too small for the plan's crops (fitted_crop_size)."""
-    if not asked or not used or used >= asked:
+    if not asked or not used or used >= min(asked, image_size):
         return ""
     return f" Training crops: {used} px (most photos are smaller than {asked} px at that scale)."
 

@@ -1,6 +1,6 @@
 """Count cells with plain HTTP (``requests`` only): what any language or phone app can do.
 
-    python clients/python_requests.py http://127.0.0.1:7860/ photo.jpg [threshold]
+    python clients/python_requests.py [--base64|--rest] http://127.0.0.1:7860/ photo.jpg [threshold]
 
 Gradio 6 serves every named endpoint at ``/gradio_api/call/<api_name>``; files travel
 separately. Three requests:
@@ -15,6 +15,10 @@ separately. Three requests:
 ``--base64`` uses the app's second endpoint instead, ``/gradio_api/call/count_base64``,
 which takes the picture inside the JSON as a data URL - the shape of request the talk's
 Flutter app sent to Gradio 2's ``/api/predict`` - and answers with plain JSON.
+
+``--rest`` uses the app's own plain route: one ``POST /api/count`` with the photo's bytes as
+the body, the same JSON back in the same response (the fastest: no upload step, no event
+stream; ``?threshold=0.5``, and ``&picture=false`` to leave the annotated JPEG out).
 
 Deliberately standalone (no course imports), so it can be copied anywhere.
 """
@@ -81,14 +85,30 @@ def count_base64(base: str, image: Path, threshold: float = 0.5) -> dict:
     return answer
 
 
+def count_rest(base: str, image: Path, threshold: float = 0.5) -> dict:
+    """One request, one answer: the photo as the body of ``POST /api/count``."""
+    call = requests.post(
+        f"{base}/api/count",
+        data=image.read_bytes(),
+        params={"threshold": threshold, "picture": "false"},
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=120,
+    )
+    answer = call.json()  # 400/413/503 answer JSON too, with "error" saying what to do
+    if answer.get("error"):
+        raise RuntimeError(f"the app said (HTTP {call.status_code}): {answer['error']}")
+    answer["detections"] = len(answer["detections"])
+    return answer
+
+
 def main(argv: list[str]) -> int:
-    args = [a for a in argv if a != "--base64"]
+    args = [a for a in argv if a not in ("--base64", "--rest")]
     if len(args) not in (2, 3):
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
     base, image = args[0].rstrip("/"), Path(args[1])
     threshold = float(args[2]) if len(args) == 3 else 0.5
-    call = count_base64 if "--base64" in argv else count_file
+    call = count_base64 if "--base64" in argv else count_rest if "--rest" in argv else count_file
     print(json.dumps(call(base, image, threshold)))
     return 0
 

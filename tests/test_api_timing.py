@@ -117,6 +117,23 @@ def test_one_http_call_one_whole_split(timed_app, predictor, images):
     assert f"**{direct.count} cell" in result["notes"]
 
 
+def test_one_plain_route_call_one_whole_split(timed_app, predictor, images):
+    """``POST /api/count`` fills the same record as Gradio's routes, the picture's encoding too."""
+    from utils.bench.api import split_row
+
+    url, demo = timed_app
+    demo.course_call_times.clear()
+    start = time.perf_counter()
+    answer = app.call_rest_with_requests(url, images[0], THRESHOLD)
+    total = time.perf_counter() - start
+    assert len(demo.course_call_times) == 1
+    record = demo.course_call_times[-1]
+    row = split_row(record, total)
+    assert all(row[name] > 0 for name in (*COUNTED, "encode")), row
+    assert sum(row[name] for name in PARTS) <= record.wall * 1000 <= row["total"]
+    assert answer["count"] == app.count_cells(predictor, images[0], THRESHOLD).count
+
+
 def test_the_returned_picture_is_the_display_picture(timed_app, predictor, images):
     """The picture the client gets is the one drawn for display (at most DISPLAY_SIDE), as a JPEG."""
     import requests
@@ -162,7 +179,10 @@ def test_split_table_prints_every_part(capsys):
     print_split(split)
     out = capsys.readouterr().out
     assert all(label in out for label in LABELS.values())
-    assert "1.26x, met" in out
+    assert "1.26x, met" in out and "Gradio's API (upload + call + SSE)" in out
+    print_split({**split, "route": "rest", "call_p50_ms": 130.0, "ratio": 1.368})
+    out = capsys.readouterr().out
+    assert "(one POST /api/count)" in out and "1.37x, NOT met" in out
 
 
 @pytest.mark.parametrize("rate,verdict", [(9.67, "69%, NOT met"), (13.0, "93%, met")])

@@ -102,7 +102,7 @@ def test_base64_endpoint_counts_equal_predictor(server, predictor, images):
 
 def test_standalone_requests_client(server, predictor, images):
     script = ROOT / "clients" / "python_requests.py"
-    for extra in ([], ["--base64"]):
+    for extra in ([], ["--base64"], ["--rest"]):
         done = subprocess.run(
             [sys.executable, str(script), *extra, server, str(images[0]), str(THRESHOLD)],
             capture_output=True,
@@ -211,6 +211,8 @@ def test_command_line_app_serves(predictor, images, untrained_onnx):
             time.sleep(0.5)
         result = app.call_with_requests(url, images[0], THRESHOLD)
         assert result["count"] == expected(predictor, images[0])
+        plain = app.call_rest_with_requests(url, images[0], THRESHOLD)  # the command serves it too
+        assert plain["count"] == result["count"]
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)

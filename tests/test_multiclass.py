@@ -180,6 +180,8 @@ def test_api_answers_per_class_counts_over_http(server, images, expected) -> Non
     assert answer["count"] == found.count
     assert answer["counts"] == found.counts_by_class()
     assert [d["class"] for d in answer["detections"]] == found.label_names()
+    plain = app.call_rest_with_requests(server, path, picture=False)  # POST /api/count
+    assert plain["counts"] == found.counts_by_class() and plain["count"] == found.count
     shown = app.call_with_client(server, path)
     assert shown["count"] == found.count
     assert shown["table"]["headers"] == app.CLASS_TABLE_COLUMNS

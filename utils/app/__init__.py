@@ -7,10 +7,11 @@ so nothing here imports torch, and gradio itself is imported only when an app is
 
 One module per job, imported in this order (each only from the ones before it):
 ``core`` (counting without gradio: inputs, CountResult, drawing, data URLs, thread safety),
-``limits`` (size limits, session sweeping, memory), ``ui`` (``build_demo``), ``launch``
-(background launch, ``main``) and ``clients`` (Python, HTTP, base64 and Node.js callers).
+``limits`` (size limits, session sweeping, memory), ``rest`` (the plain route), ``ui``
+(``build_demo``), ``launch`` (background launch, ``main``) and ``clients`` (Python, HTTP,
+base64, plain-route and Node.js callers).
 
-Two API endpoints, both named:
+Two named Gradio API endpoints, and one plain route:
 
 * ``/count`` (the UI's button): image file, threshold, show boxes, show scores ->
   annotated image, count, detections table, notes. ``gradio_client`` and ``@gradio/client``
@@ -18,6 +19,9 @@ Two API endpoints, both named:
 * ``/count_base64``: one JSON-friendly call for phone apps: a ``data:image/...;base64,``
   string in, ``{"count", "detections", "notes", "image"}`` out - what the talk's Flutter
   app sent to Gradio 2's ``/api/predict``, on today's routes.
+* ``POST /api/count`` (``rest``): the photo's bytes as the body (or a form's ``image``
+  field), the same JSON back, in one request and outside Gradio's queue (its own limits):
+  the fastest way to call the app from a phone or ``curl``.
 
 A model of several classes (e.g. BCCD's RBC, WBC, Platelets) answers the same, plus its
 count per class: a ``class`` column in the detections table (and each JSON detection), the
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 from .clients import (
     call_base64_with_requests,
+    call_rest_with_requests,
     call_with_client,
     call_with_node,
     call_with_requests,
@@ -72,6 +77,7 @@ from .limits import (
     SessionSweeper,
     return_big_buffers_to_the_os,
 )
+from .rest import REST_PATH, rest_route
 from .ui import (
     build_demo,
 )
@@ -92,12 +98,14 @@ __all__ = [
     "MAX_FILE_SIZE",
     "MAX_QUEUE",
     "MAX_UPLOAD_MB",
+    "REST_PATH",
     "SWEEP_SECONDS",
     "SessionSweeper",
     "TABLE_COLUMNS",
     "UNCLAIMED_SECONDS",
     "build_demo",
     "call_base64_with_requests",
+    "call_rest_with_requests",
     "call_with_client",
     "call_with_node",
     "call_with_requests",
@@ -110,6 +118,7 @@ __all__ = [
     "launch_in_background",
     "main",
     "read_sse_result",
+    "rest_route",
     "return_big_buffers_to_the_os",
     "shorten",
     "table_columns",

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..config import course_root
 from .core import API_NAME, BASE64_API_NAME
+from .rest import REST_PATH
 
 
 def call_with_client(url: str, image_path: str | Path, threshold: float | None = None) -> dict:
@@ -111,6 +112,40 @@ def call_base64_with_requests(
     if event != "complete":
         raise RuntimeError(f"the app answered {event}: {answer}")
     return answer[0]
+
+
+def call_rest_with_requests(
+    url: str,
+    image_path: str | Path,
+    threshold: float | None = None,
+    picture: bool = True,
+    timeout: float = 60.0,
+    session: Any = None,
+    record: list[dict[str, Any]] | None = None,
+) -> dict:
+    """One request: the photo's bytes as the body of ``POST /api/count``, the JSON answer back.
+
+    The same answer as ``/count_base64``; an HTTP error status (400, 413, 503) comes back as
+    the answer with its ``error`` set, so a caller reads one sentence, not a traceback.
+    """
+    import requests
+
+    http = session or requests.Session()
+    data = Path(image_path).read_bytes()
+    params: dict[str, Any] = {} if threshold is None else {"threshold": threshold}
+    if not picture:
+        params["picture"] = "false"
+    mime = "image/png" if data[:4] == b"\x89PNG" else "image/jpeg"
+    response = http.post(
+        f"{url.rstrip('/')}{REST_PATH}",
+        data=data,
+        params=params,
+        headers={"Content-Type": mime},
+        timeout=timeout,
+    )
+    answer = response.json()
+    _record(record, "POST", REST_PATH, f"<{mime}: {len(data)} bytes> {params}", answer)
+    return answer
 
 
 def read_sse_result(http: Any, url: str, timeout: float = 60.0) -> tuple[str, Any]:

@@ -14,7 +14,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..images import MAX_SIDE
@@ -176,14 +176,18 @@ def return_big_buffers_to_the_os(threshold: int = 1 << 20) -> bool:
     return bool(mallopt(m_mmap_threshold, threshold))
 
 
-def with_limits(launch: Callable[..., Any]) -> Callable[..., Any]:
-    """``demo.launch`` with :func:`launch_limits` (a caller may only set a smaller file size)."""
+def with_limits(launch: Callable[..., Any], routes: Sequence[Any] = ()) -> Callable[..., Any]:
+    """``demo.launch`` with :func:`launch_limits` (a caller may only set a smaller file size).
+
+    ``routes``: the app's own routes (``rest``), served before Gradio's, under the same limits.
+    """
 
     @functools.wraps(launch)
     def launch_with_limits(*args: Any, **kwargs: Any) -> Any:
         return_big_buffers_to_the_os()
         limits = launch_limits()
         kwargs.setdefault("max_file_size", limits.pop("max_file_size"))
+        limits["app_kwargs"]["routes"] = list(routes)
         kwargs.update(limits)
         return launch(*args, **kwargs)
 

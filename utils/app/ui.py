@@ -29,6 +29,7 @@ from .limits import (
     forget_session,
     with_limits,
 )
+from .rest import REST_PATH, rest_route
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -255,7 +256,8 @@ def build_demo(
             + (f" (classes: {', '.join(classes)})" if len(classes) > 1 else "")
             + ", "
             f"run by **{runtime}**. API: `/{API_NAME}` (files) and `/{BASE64_API_NAME}` "
-            "(a base64 data URL in, JSON out) - see *Use via API* below."
+            "(a base64 data URL in, JSON out) - see *Use via API* below; or one plain request, "
+            f"`POST {REST_PATH}` with the photo as the body, JSON out."
             + (f"\n\nRuntime: {runtime_note}." if runtime_note else ""),
             elem_id="model_info",
         )
@@ -273,5 +275,7 @@ def build_demo(
     demo.queue(default_concurrency_limit=limit, max_size=max_queue)
     demo.course_concurrency_limit = limit  # read by utils.bench.api
     demo.course_call_times = call_times  # read by utils.bench.api
-    demo.launch = with_limits(demo.launch)
+    # POST /api/count: one plain request per count, bypassing the queue with its own limits.
+    route = rest_route(safe, limit, max_queue, call_times)
+    demo.launch = with_limits(demo.launch, routes=[route])
     return demo

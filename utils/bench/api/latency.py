@@ -60,6 +60,7 @@ def run(
     from ...app import (
         build_demo,
         call_base64_with_requests,
+        call_rest_with_requests,
         call_with_requests,
         launch_in_background,
     )
@@ -90,6 +91,7 @@ def run(
         results: dict[str, Any] = {
             "model_only": summarize(direct),
             "split": call_split(predictor, demo, url, picture, threshold, n),
+            "split_rest": call_split(predictor, demo, url, picture, threshold, n, route="rest"),
             "gradio_client": summarize(timed(by_client, n, warmup)),
             "requests": summarize(
                 timed(lambda: call_with_requests(url, picture, threshold, session=session), n, 1)
@@ -101,17 +103,29 @@ def run(
                     1,
                 )
             ),
+            "requests_rest": summarize(
+                timed(
+                    lambda: call_rest_with_requests(url, picture, threshold, session=session),
+                    n,
+                    1,
+                )
+            ),
         }
         client.close()
         local = threading.local()
 
-        def one_request() -> Any:
-            if not hasattr(local, "session"):
-                local.session = requests.Session()
-            return call_with_requests(url, picture, threshold, session=local.session)
+        def by_route(client: Any) -> Any:
+            def one_request() -> Any:
+                if not hasattr(local, "session"):
+                    local.session = requests.Session()
+                return client(url, picture, threshold, session=local.session)
 
-        results["concurrent"] = throughput(one_request, clients, total)
-        results["throughput_goal"] = throughput_goal(results["model_only"], results["concurrent"])
+            return one_request
+
+        for suffix, client in (("", call_with_requests), ("_rest", call_rest_with_requests)):
+            concurrent = throughput(by_route(client), clients, total)
+            results[f"concurrent{suffix}"] = concurrent
+            results[f"throughput_goal{suffix}"] = throughput_goal(results["model_only"], concurrent)
     finally:
         close()
 
@@ -154,19 +168,26 @@ def print_report(report: dict[str, Any]) -> None:
         ("gradio_client", "gradio_client /count"),
         ("requests", "requests: upload + call + SSE"),
         ("requests_base64", "requests: /count_base64"),
+        ("requests_rest", "requests: one POST /api/count"),
     ):
+        if key not in report:  # a report written before the plain route
+            continue
         row = report[key]
         cpu = row.get("cpu_ms_per_call", float("nan"))
         print(f"{label:34s} {row['p50_ms']:8.1f} {row['p95_ms']:8.1f} {cpu:8.1f} {row['n']:4d}")
-    if "split" in report:
-        print_split(report["split"])
-    c = report["concurrent"]
-    print(
-        f"{c['clients']} concurrent clients, {c['requests']} requests: "
-        f"{c['requests_per_s']:.2f} req/s, p50 {c['p50_ms']:.0f} ms, p95 {c['p95_ms']:.0f} ms"
-    )
-    if "throughput_goal" in report:
-        print(report["throughput_goal"]["line"])
+    for key in ("split", "split_rest"):
+        if key in report:
+            print_split(report[key])
+    for suffix, route in (("", "Gradio's API"), ("_rest", "POST /api/count")):
+        if f"concurrent{suffix}" not in report:
+            continue
+        c = report[f"concurrent{suffix}"]
+        print(
+            f"{c['clients']} concurrent clients through {route}, {c['requests']} requests: "
+            f"{c['requests_per_s']:.2f} req/s, p50 {c['p50_ms']:.0f} ms, p95 {c['p95_ms']:.0f} ms"
+        )
+        if f"throughput_goal{suffix}" in report:
+            print(report[f"throughput_goal{suffix}"]["line"])
     print(
         f"The talk's Space: ~{report['talk_space_s']:.1f} s per request; this app: p50 "
         f"{report['gradio_client']['p50_ms']:.0f} ms with gradio_client (which also downloads "

@@ -2,9 +2,11 @@
 
 The app fills a :class:`~utils.processing.CallTimes` for every call (``demo.course_call_times``):
 decode, pre-processing, graph, post-processing, drawing, encoding, as the request really runs.
-Here each plain HTTP call (``call_with_requests``: upload + call + result stream) is timed by
-the client and set against its record; what the record does not hold is the handler's own glue
-(``app, untimed``) and Gradio + HTTP (the call's total minus the handler's wall time). Calls
+Here each plain HTTP call is timed by the client and set against its record, for both ways of
+calling: Gradio's (``call_with_requests``: upload + call + result stream) and the app's plain
+route (``call_rest_with_requests``: one ``POST /api/count``, the annotated picture in the JSON).
+What the record does not hold is the handler's own glue (``app, untimed``) and the server +
+HTTP (the call's total minus the handler's wall time). Calls
 alternate with ``predictor.predict`` on the same photo, so the model alone and the call see
 the same machine, even one busy with other jobs.
 """
@@ -29,7 +31,11 @@ LABELS = {
     "draw": "draw the boxes",
     "encode": "encode the annotated picture",
     "app_untimed": "app, between the parts",
-    "gradio_http": "Gradio + HTTP (the rest)",
+    "gradio_http": "server + HTTP (the rest)",
+}
+ROUTES = {
+    "gradio": "Gradio's API (upload + call + SSE)",
+    "rest": "the plain route (one POST /api/count)",
 }
 
 
@@ -56,19 +62,28 @@ def call_split(
     threshold: float,
     n: int,
     warmup: int = 2,
+    route: str = "gradio",
 ) -> dict[str, Any]:
-    """``n`` rounds of (model alone, one plain HTTP call): p50s, their ratio, the call's split."""
+    """``n`` rounds of (model alone, one plain HTTP call): p50s, their ratio, the call's split.
+
+    ``route``: ``"gradio"`` (upload + call + SSE) or ``"rest"`` (``POST /api/count``).
+    """
     import requests
 
-    from ...app import call_with_requests
+    from ...app import call_rest_with_requests, call_with_requests
     from ...images import load_image
 
     image = load_image(picture).image
     records = demo.course_call_times
     session = requests.Session()
+    client = {"gradio": call_with_requests, "rest": call_rest_with_requests}[route]
+
+    def call() -> Any:
+        return client(url, picture, threshold, session=session)
+
     for _ in range(warmup):
         predictor.predict(image, threshold)
-        call_with_requests(url, picture, threshold, session=session)
+        call()
     alone, alone_rows, rows = [], [], []
     for _ in range(n):
         with recording() as times:
@@ -78,7 +93,7 @@ def call_split(
         alone_rows.append(split_row(times, alone[-1]))
         records.clear()
         start = time.perf_counter()
-        call_with_requests(url, picture, threshold, session=session)
+        call()
         total = time.perf_counter() - start
         if len(records) != 1:
             raise RuntimeError(f"expected one timing record for one call, found {len(records)}")
@@ -86,6 +101,7 @@ def call_split(
     model_p50 = float(np.percentile(np.asarray(alone) * 1000, 50))
     call_p50 = float(np.percentile([row["total"] for row in rows], 50))
     return {
+        "route": route,
         "n": n,
         "model_p50_ms": round(model_p50, 1),
         "call_p50_ms": round(call_p50, 1),
@@ -99,8 +115,9 @@ def call_split(
 def print_split(split: dict[str, Any]) -> None:
     """The split as a table (ms and % of the call), then the goal's line."""
     call, alone = split["call_mean_ms"], split["model_mean_ms"]
+    route = ROUTES[split.get("route", "gradio")]
     print(
-        f"One plain HTTP call (upload + call + SSE), split by the app's timing records "
+        f"One plain HTTP call through {route}, split by the app's timing records "
         f"(mean of {split['n']} calls, each after one predictor.predict on the same photo):"
     )
     print(f"  {'part':34s} {'call ms':>8s} {'% call':>7s} {'predict ms':>11s}")
@@ -111,7 +128,8 @@ def print_split(split: dict[str, Any]) -> None:
     print(f"  {'total':34s} {call['total']:8.1f} {100.0:6.1f}% {alone['total']:11.1f}")
     met = "met" if split["ratio"] <= split["goal_ratio"] else "NOT met"
     print(
-        f"Goal (issue 20): p50 of a plain HTTP call <= {split['goal_ratio']}x the model alone "
+        f"Goal (issue 20): p50 of a plain HTTP call ({route}) <= {split['goal_ratio']}x the "
+        f"model alone "
         f"(predictor.predict) on the same photo: {split['call_p50_ms']:.1f} / "
         f"{split['model_p50_ms']:.1f} ms = {split['ratio']:.2f}x, {met}."
     )

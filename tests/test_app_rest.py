@@ -1,0 +1,141 @@
+"""``POST /api/count``: the app's one-request route, over real HTTP on 127.0.0.1.
+
+Same model as ``test_app`` (an untrained detector exported to ONNX): its counts mean nothing,
+but the route must answer exactly what the predictor and the ``/count_base64`` endpoint do,
+refuse bad requests with a sentence and a status, and keep its own concurrency limit.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from utils import app
+from utils.images import load_image
+
+THRESHOLD = 0.1  # an untrained model scores ~0.1: a threshold that leaves some boxes
+
+
+def post(url: str, **kwargs) -> requests.Response:
+    return requests.post(f"{url.rstrip('/')}{app.REST_PATH}", timeout=60, **kwargs)
+
+
+def expected(predictor, path: Path, threshold: float | None = THRESHOLD) -> int:
+    return predictor.predict(load_image(path).image, threshold).count
+
+
+def test_one_request_answers_what_the_base64_endpoint_does(server, predictor, images):
+    record: list[dict] = []
+    answer = app.call_rest_with_requests(server, images[0], THRESHOLD, record=record)
+    assert [r["request"].split()[:2] for r in record] == [["POST", app.REST_PATH]]
+    assert answer["count"] == expected(predictor, images[0]) and answer["error"] is None
+    assert answer["image"].startswith("data:image/jpeg;base64,")
+    base64 = app.call_base64_with_requests(server, images[0], THRESHOLD)
+    for key in ("count", "detections", "notes", "error", "tiles"):
+        assert answer[key] == base64[key], key
+    assert set(answer) == set(base64)
+
+
+def test_a_form_upload_and_no_picture(server, predictor, images):
+    with images[1].open("rb") as handle:
+        response = post(
+            server, files={"image": handle}, params={"threshold": THRESHOLD, "picture": "false"}
+        )
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["count"] == expected(predictor, images[1])
+    assert "image" not in answer  # picture=false: the JSON only
+
+
+def test_the_models_threshold_when_none_is_sent(server, predictor, images):
+    response = post(server, data=images[0].read_bytes())
+    assert response.status_code == 200
+    assert response.json()["count"] == expected(predictor, images[0], None)
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "status", "message"),
+    [
+        ({"data": b""}, 400, "the request has no photo"),
+        ({"files": {"photo": ("a.jpg", b"\xff\xd8")}}, 400, "no file field named 'image'"),
+        ({"data": b"x", "params": {"threshold": "half"}}, 400, "threshold must be a number"),
+        ({"data": b"x", "params": {"picture": "maybe"}}, 400, "picture must be true or false"),
+        ({"data": b"lab notes, not a picture\n"}, 400, "not an image file"),
+        ({"data": b"\xff\xd8\xff" + b"\x00" * (26 << 20)}, 413, "larger than 25 MB"),
+    ],
+    ids=["empty", "wrong-field", "threshold-text", "picture-word", "text", "too-large"],
+)
+def test_bad_requests_get_a_status_and_a_sentence(
+    server, predictor, images, request_kwargs, status, message
+):
+    response = post(server, **request_kwargs)
+    assert response.status_code == status
+    answer = response.json()
+    assert answer["count"] is None and message in answer["error"], answer
+    good = post(server, data=images[0].read_bytes(), params={"threshold": THRESHOLD})
+    assert good.json()["count"] == expected(predictor, images[0])  # the server keeps serving
+
+
+def test_a_threshold_out_of_range_is_refused_after_reading(server, images):
+    response = post(server, data=images[0].read_bytes(), params={"threshold": "2"})
+    assert response.status_code == 400
+    assert "between 0 and 1 (got 2)" in response.json()["error"]
+
+
+class HeldPredictor:
+    """The real predictor, held until the test releases it, recording how many ran at once."""
+
+    thread_safe = True
+    runtime = "held"
+
+    def __init__(self, inner):
+        self.config = inner.config
+        self.inner = inner
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+
+    def predict(self, image, threshold=None):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            assert self.release.wait(120), "the test never released the predictor"
+            return self.inner.predict(image, threshold)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_its_own_concurrency_limit_and_a_bounded_wait(predictor, images):
+    """One at a time, one waiting: of 5 requests sent at once, 2 are counted, 3 get 503.
+
+    The predictor is held until the 3 refusals are back, so no timing can change the answer.
+    """
+    held = HeldPredictor(predictor)
+    demo = app.build_demo(held, concurrency_limit=1, max_queue=1)
+    url, close = app.launch_in_background(demo)
+    body = images[0].read_bytes()
+    try:
+        with ThreadPoolExecutor(5) as pool:
+            futures = [pool.submit(post, url, data=body) for _ in range(5)]
+            deadline = time.monotonic() + 120
+            while sum(f.done() for f in futures) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            early = [f.result().status_code for f in futures if f.done()]
+            held.release.set()
+            responses = [f.result() for f in futures]
+    finally:
+        held.release.set()
+        close()
+    assert early == [503, 503, 503], early
+    assert sorted(r.status_code for r in responses) == [200, 200, 503, 503, 503]
+    assert held.most == 1
+    busy = [r.json()["error"] for r in responses if r.status_code == 503]
+    assert all("the server is busy" in error for error in busy)

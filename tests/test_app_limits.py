@@ -322,5 +322,13 @@ def test_a_burst_of_100_calls_is_queued_not_refused(server, images):
     assert result["errors"] == 0, result["error_kinds"]
 
 
+def test_a_burst_of_100_plain_route_calls_waits_its_turn(server, images):
+    """The same burst on POST /api/count, which has its own queue of the same size."""
+    from utils.bench.api import burst, rest_call
+
+    result = burst(server, images[1].read_bytes(), 100, rest_call)
+    assert result["errors"] == 0, result["error_kinds"]
+
+
 def test_gradio_keeps_timings_of_a_bounded_number_of_events(demo):
     assert demo._queue.ANALYTICS_MAX_EVENTS <= app.ANALYTICS_EVENTS

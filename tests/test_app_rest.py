@@ -139,3 +139,30 @@ def test_its_own_concurrency_limit_and_a_bounded_wait(predictor, images):
     assert held.most == 1
     busy = [r.json()["error"] for r in responses if r.status_code == 503]
     assert all("the server is busy" in error for error in busy)
+
+
+def test_one_gate_for_both_ways_in(predictor, images):
+    """With a limit of 1, a Gradio call waits while a plain-route call counts (and vice versa):
+    memory stays bounded by the limit whichever routes the clients use."""
+    held = HeldPredictor(predictor)
+    demo = app.build_demo(held, concurrency_limit=1)
+    url, close = app.launch_in_background(demo)
+    try:
+        held.release.set()  # warm both ways in first, so neither is slow to arrive below
+        assert app.call_base64_with_requests(url, images[0], THRESHOLD)["error"] is None
+        assert post(url, data=images[0].read_bytes()).status_code == 200
+        held.release.clear()
+        held.most = 0
+        with ThreadPoolExecutor(2) as pool:
+            plain = pool.submit(post, url, data=images[0].read_bytes())
+            by_gradio = pool.submit(app.call_base64_with_requests, url, images[0], THRESHOLD)
+            deadline = time.monotonic() + 3.0  # without one gate, both count within this
+            while time.monotonic() < deadline and held.most < 2:
+                time.sleep(0.02)
+            held.release.set()
+            assert plain.result().status_code == 200
+            assert by_gradio.result()["error"] is None
+    finally:
+        held.release.set()
+        close()
+    assert held.most == 1

@@ -16,16 +16,19 @@ classes) with HTTP 200, 400 for a bad photo or field (``error`` says which and w
 for a photo over the size limit, 500 for an internal error, 503 when too many wait.
 
 It bypasses Gradio's queue, so it keeps its own limits: at most ``limit`` requests decode and
-count at once (the queue's concurrency) and at most ``max_waiting`` wait for their turn.
+count at once (the queue's concurrency) and at most ``max_waiting`` wait for their turn. The
+app's ``count`` function also passes one gate shared with Gradio's routes (``ui``), so both
+ways in together never count more than ``limit`` photos at once.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ..processing import CallTimes, recording
-from .core import INTERNAL_ERROR, MAX_FILE_BYTES, MAX_UPLOAD_MB, CountResult, count_safely
+from .core import INTERNAL_ERROR, MAX_FILE_BYTES, MAX_UPLOAD_MB, CountResult
 
 REST_PATH = "/api/count"
 FORM_FIELD = "image"
@@ -96,13 +99,14 @@ def status_of(result: CountResult) -> int:
 
 
 def rest_route(
-    predictor: Any,
+    count: Callable[[bytes, float | None], CountResult],
     limit: int,
     max_waiting: int,
     call_times: Any = None,
     path: str = REST_PATH,
 ) -> Any:
-    """The Starlette route (``predictor``: thread-safe, e.g. :func:`~utils.app.core.guarded`).
+    """The Starlette route around ``count`` (photo bytes, threshold -> :class:`CountResult`,
+    never raising: e.g. :func:`~utils.app.core.count_safely` on a guarded predictor).
 
     ``call_times`` (a deque) receives each call's timing record, as the Gradio routes' do.
     """
@@ -113,9 +117,9 @@ def rest_route(
     limiter = anyio.CapacityLimiter(limit)
     state = {"waiting": 0}
 
-    def count(data: bytes, threshold: float | None, picture: bool) -> tuple[dict, int]:
+    def answer_for(data: bytes, threshold: float | None, picture: bool) -> tuple[dict, int]:
         with recording() as times:
-            result = count_safely(predictor, data, threshold)
+            result = count(data, threshold)
             answer = result.to_json(with_image=picture)
         _keep(call_times, times)
         return answer, status_of(result)
@@ -132,7 +136,7 @@ def rest_route(
         state["waiting"] += 1
         try:
             answer, status = await anyio.to_thread.run_sync(
-                count, data, threshold, picture, limiter=limiter
+                answer_for, data, threshold, picture, limiter=limiter
             )
         except Exception:  # count_safely catches the counting's; this is the thread pool's
             logging.getLogger("utils.app").exception("the REST route failed")

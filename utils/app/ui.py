@@ -7,6 +7,7 @@ Gradio is imported only here, and only when an app is built; the counting itself
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from ..processing import CallTimes, part, recording
 from .core import (
     API_NAME,
     BASE64_API_NAME,
+    CountResult,
     count_safely,
     guarded,
     save_picture,
@@ -155,6 +157,14 @@ def build_demo(
     # Predictor.thread_safe: ONNX Runtime sessions may run from several threads; OpenVINO's
     # single infer request and eager PyTorch are serialised by a lock (core.Guarded).
     safe = guarded(predictor)
+    limit = concurrency_limit or (CONCURRENCY if safe.lock is None else 1)
+    # One gate for every way in (Gradio's queue and POST /api/count): at most ``limit`` photos
+    # decoded and counted at once in all, so memory stays bounded by ~limit x APP_MAX_PIXELS.
+    gate = threading.BoundedSemaphore(limit)
+
+    def counted(image: Any, threshold: Any, *args: Any, **kwargs: Any) -> CountResult:
+        with gate:
+            return count_safely(safe, image, threshold, *args, **kwargs)
     # Where each call's milliseconds went (processing.timing), newest last: a few hundred
     # small dicts, read by ``python -m utils.bench api``.
     call_times: deque[CallTimes] = deque(maxlen=CALL_TIMES_KEPT)
@@ -168,7 +178,7 @@ def build_demo(
         with recording() as times:
             try:
                 photo = photo_value(image)
-                result = count_safely(safe, photo, threshold, bool(show_boxes), bool(show_scores))
+                result = counted(photo, threshold, bool(show_boxes), bool(show_scores))
                 picture = save_picture(result.image, annotated.GRADIO_CACHE)
                 with part("postprocess"):
                     outputs = [
@@ -188,7 +198,7 @@ def build_demo(
         """Count cells in a base64 image (a data URL); returns count, detections, notes, image."""
         with recording() as times:
             try:
-                answer = count_safely(safe, image, threshold, base64_input=True).to_json()
+                answer = counted(image, threshold, base64_input=True).to_json()
             finally:
                 forget_session(demo, request)
         call_times.append(times)
@@ -271,11 +281,10 @@ def build_demo(
             postprocess=False,
         )
         gr.api(count_base64, api_name=BASE64_API_NAME)
-    limit = concurrency_limit or (CONCURRENCY if safe.lock is None else 1)
     demo.queue(default_concurrency_limit=limit, max_size=max_queue)
     demo.course_concurrency_limit = limit  # read by utils.bench.api
     demo.course_call_times = call_times  # read by utils.bench.api
     # POST /api/count: one plain request per count, bypassing the queue with its own limits.
-    route = rest_route(safe, limit, max_queue, call_times)
+    route = rest_route(counted, limit, max_queue, call_times)
     demo.launch = with_limits(demo.launch, routes=[route])
     return demo

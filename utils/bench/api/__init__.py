@@ -32,6 +32,7 @@ from .soak import (
     base64_body,
     base64_call,
     burst,
+    rest_call,
     rss_mb,
     soak,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "base64_body",
     "base64_call",
     "burst",
+    "rest_call",
     "call_split",
     "client_latency",
     "cpu_model",

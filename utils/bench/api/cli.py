@@ -28,11 +28,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="memory over --n base64 calls (1000; 200 fast), 8 and 32 clients, a burst of 100",
     )
+    parser.add_argument(
+        "--route",
+        choices=("base64", "rest"),
+        default="base64",
+        help="the soak's route: /count_base64 (JSON) or POST /api/count (the photo's bytes)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     if args.soak:
         report = soak(
-            model=args.model, calls=args.n, image=args.image, threads=args.threads, out=args.out
+            model=args.model,
+            calls=args.n,
+            image=args.image,
+            threads=args.threads,
+            out=args.out,
+            route=args.route,
         )
         print_soak(report)
         return 0

@@ -6,6 +6,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,35 @@ def base64_call(http: Any, url: str, body: bytes, timeout: float = 120.0) -> str
     return None
 
 
+def rest_call(http: Any, url: str, body: bytes, timeout: float = 120.0) -> str | None:
+    """One ``POST /api/count`` (``body``: the photo's bytes, no picture back).
+
+    Returns as :func:`base64_call` does: None when it counted, else what went wrong.
+    """
+    from ...app import REST_PATH
+
+    try:
+        response = http.post(
+            f"{url.rstrip('/')}{REST_PATH}",
+            data=body,
+            params={"picture": "false"},
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=timeout,
+        )
+        if response.status_code != 200:
+            return f"HTTP {response.status_code}"
+        answer = response.json()
+    except Exception as error:
+        return type(error).__name__
+    if answer.get("error") or answer.get("count") is None:
+        return "error answer"
+    return None
+
+
+CALLS = {"base64": base64_call, "rest": rest_call}
+ROUTE_NAMES = {"base64": "/count_base64", "rest": "POST /api/count"}
+
+
 def start_server(model: Path, threads: int | None = None) -> tuple[str, Any]:
     """``python -m utils.app`` in its own process, so its memory is measured alone."""
     import subprocess
@@ -106,7 +136,9 @@ def start_server(model: Path, threads: int | None = None) -> tuple[str, Any]:
     raise RuntimeError("the app did not start within 3 minutes")
 
 
-def load_test(url: str, body: bytes, clients: int, total: int) -> dict[str, Any]:
+def load_test(
+    url: str, body: bytes, clients: int, total: int, call: Callable = base64_call
+) -> dict[str, Any]:
     """``total`` calls from ``clients`` threads at once: latency, throughput, errors."""
     import requests
 
@@ -116,7 +148,7 @@ def load_test(url: str, body: bytes, clients: int, total: int) -> dict[str, Any]
     def one() -> None:
         if not hasattr(local, "session"):
             local.session = requests.Session()
-        problem = base64_call(local.session, url, body)
+        problem = call(local.session, url, body)
         if problem:
             errors.append(problem)
 
@@ -126,7 +158,7 @@ def load_test(url: str, body: bytes, clients: int, total: int) -> dict[str, Any]
     return row
 
 
-def burst(url: str, body: bytes, calls: int) -> dict[str, Any]:
+def burst(url: str, body: bytes, calls: int, call: Callable = base64_call) -> dict[str, Any]:
     """``calls`` clients that all send at the same moment (a barrier): does the queue hold?"""
     import requests
 
@@ -136,7 +168,7 @@ def burst(url: str, body: bytes, calls: int) -> dict[str, Any]:
         with requests.Session() as http:
             gate.wait()
             start = time.perf_counter()
-            problem = base64_call(http, url, body)
+            problem = call(http, url, body)
             return time.perf_counter() - start, problem
 
     start = time.perf_counter()
@@ -161,8 +193,13 @@ def soak(
     clients: tuple[int, ...] = (8, 32),
     burst_calls: int = 100,
     out: str | None = None,
+    route: str = "base64",
 ) -> dict[str, Any]:
-    """Memory over many ``/count_base64`` calls, then 8 and 32 clients and a burst of 100."""
+    """Memory over many calls, then 8 and 32 clients and a burst of 100.
+
+    ``route``: ``"base64"`` (``/count_base64``, a JSON body) or ``"rest"`` (``POST /api/count``,
+    the photo's bytes).
+    """
     import requests
 
     from ...app import SWEEP_SECONDS
@@ -172,16 +209,17 @@ def soak(
     model_path = onnx_file(model)
     threshold = float(OnnxPredictor(model_path, threads=1).config.score_threshold)
     picture = pick_image(image)
-    body = base64_body(picture, threshold)
+    call = CALLS[route]
+    body = base64_body(picture, threshold) if route == "base64" else Path(picture).read_bytes()
     url, process = start_server(model_path, threads)
     try:
         http = requests.Session()
-        warm_errors = [base64_call(http, url, body) for _ in range(warmup)]
+        warm_errors = [call(http, url, body) for _ in range(warmup)]
         rss_start = rss_mb(process.pid)
         seconds, errors, rss_half = Timings(), [], rss_start
         for k in range(calls):
             start = time.perf_counter()
-            problem = base64_call(http, url, body)
+            problem = call(http, url, body)
             seconds.append(time.perf_counter() - start)
             if problem:
                 errors.append(problem)
@@ -189,6 +227,7 @@ def soak(
                 rss_half = rss_mb(process.pid)
         rss_end = rss_mb(process.pid)
         report: dict[str, Any] = {
+            "route": ROUTE_NAMES[route],
             "model": display_path(model_path),
             "image": display_path(picture),
             "body_kb": round(len(body) / 1024, 1),
@@ -202,12 +241,12 @@ def soak(
             "rss_growth_mb_first_half": round(rss_half - rss_start, 2),
             "rss_growth_mb_second_half": round(rss_end - rss_half, 2),
             "sequential": {**summarize(seconds), "errors": len(errors)},
-            "concurrent": [load_test(url, body, n, max(4 * n, 64)) for n in clients],
-            "burst": burst(url, body, burst_calls),
+            "concurrent": [load_test(url, body, n, max(4 * n, 64), call) for n in clients],
+            "burst": burst(url, body, burst_calls, call),
         }
         time.sleep(3 * SWEEP_SECONDS)  # finished sessions are swept every SWEEP_SECONDS
         report["rss_after_load_mb"] = round(rss_mb(process.pid), 1)
-        after = [base64_call(http, url, body) for _ in range(calls // 5)]
+        after = [call(http, url, body) for _ in range(calls // 5)]
         report["calls_after_load"] = len(after)
         report["errors_after_load"] = sum(1 for e in after if e)
         report["rss_final_mb"] = round(rss_mb(process.pid), 1)
@@ -224,7 +263,8 @@ def soak(
 def print_soak(report: dict[str, Any]) -> None:
     s = report["sequential"]
     print(
-        f"Soak: {report['calls']} sequential /count_base64 calls ({report['body_kb']:.0f} KB "
+        f"Soak: {report['calls']} sequential {report.get('route', '/count_base64')} calls "
+        f"({report['body_kb']:.0f} KB "
         f"body) after {report['warmup_calls']} warm-up calls"
     )
     print(

@@ -166,3 +166,72 @@ def test_one_gate_for_both_ways_in(predictor, images):
         held.release.set()
         close()
     assert held.most == 1
+
+
+class FakePool:
+    """A thread-safe predictor with a thread pool and a twin maker, held until released."""
+
+    thread_safe = True
+    runtime = "fake"
+
+    def __init__(self, threads: int, name: str = "pool"):
+        self.config = None
+        self.threads = threads
+        self.name = name
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.twins: list[FakePool] = []
+
+    def with_threads(self, threads: int) -> FakePool:
+        twin = FakePool(threads, "twin")
+        twin.release = self.release
+        self.twins.append(twin)
+        return twin
+
+    def predict(self, image, threshold=None):
+        self.entered.set()
+        assert self.release.wait(60)
+        return self.name
+
+
+def test_a_call_made_while_another_counts_runs_on_the_fewer_thread_twin():
+    pool = FakePool(threads=2)
+    safe = app.guarded(pool, concurrency=2)
+    assert [t.threads for t in pool.twins] == [1]  # 2 threads shared by 2 calls
+    pool.release.set()
+    assert [safe.predict(None) for _ in range(3)] == ["pool"] * 3  # one at a time: the pool
+    pool.release.clear()
+    with ThreadPoolExecutor(2) as executor:
+        first = executor.submit(safe.predict, None)
+        assert pool.entered.wait(60)  # the first call holds the pool
+        second = executor.submit(safe.predict, None)
+        deadline = time.monotonic() + 60
+        while not pool.twins[0].entered.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pool.release.set()
+        assert (first.result(), second.result()) == ("pool", "twin")
+    assert safe.twin_calls == 1
+
+
+@pytest.mark.parametrize(
+    ("threads", "concurrency", "twin_threads"),
+    [(2, 1, []), (1, 2, []), (8, 2, [4]), (2, 2, [1])],
+)
+def test_a_twin_only_where_it_has_fewer_threads(threads, concurrency, twin_threads):
+    pool = FakePool(threads)
+    app.guarded(pool, concurrency)
+    assert [t.threads for t in pool.twins] == twin_threads
+
+
+def test_the_onnx_twin_computes_what_the_model_does(untrained_onnx, images):
+    """Same graph, same config, fewer threads: the same outputs (to float32 rounding)."""
+    import numpy as np
+
+    from utils.runtime import OnnxPredictor
+
+    model = OnnxPredictor(untrained_onnx, threads=2)
+    twin = model.with_threads(1)
+    assert twin.threads == 1 and twin.config == model.config
+    batch = np.random.default_rng(0).random((1, 3, 320, 320), dtype=np.float32)
+    for ours, theirs in zip(model.run(batch), twin.run(batch)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)

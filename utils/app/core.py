@@ -15,6 +15,7 @@ import hashlib
 import io
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -318,22 +319,45 @@ class Guarded:
     """The predictor seen through one ``predict`` that is safe to call from several threads.
 
     A predictor whose ``thread_safe`` is False (OpenVINO's single infer request, eager
-    PyTorch) is serialised by a lock; ONNX Runtime sessions run concurrently.
+    PyTorch) is serialised by a lock; ONNX Runtime sessions run concurrently. With
+    ``concurrency`` > 1, a predictor that can make a twin with fewer threads (``with_threads``:
+    ONNX Runtime) gets one of ``threads // concurrency`` threads: a photo counted alone runs on
+    the whole pool (the fastest single call), a photo counted while another is in flight runs
+    on the twin, so two calls share the cores instead of queueing in one pool (measured in the
+    README's API section, ``python -m utils.bench api``).
     """
 
-    def __init__(self, predictor: Predictor):
+    def __init__(self, predictor: Predictor, concurrency: int = 1):
         self.config = predictor.config
         self.runtime = getattr(predictor, "runtime", "?")
         self.lock = None if getattr(predictor, "thread_safe", False) else threading.Lock()
         self._predictor = predictor
+        # None: the runtime's own choice, one thread per core
+        threads = getattr(predictor, "threads", None) or os.cpu_count() or 1
+        share = threads // max(1, concurrency)
+        self._twin = None
+        if self.lock is None and concurrency > 1 and 0 < share < threads:
+            make_twin = getattr(predictor, "with_threads", None)
+            self._twin = make_twin(share) if make_twin is not None else None
+        self._in_flight = 0
+        self._counter = threading.Lock()
+        self.twin_calls = 0  # how many calls ran on the twin (read by tests and benchmarks)
 
     def predict(self, image: Any, threshold: float | None = None) -> Any:
-        if self.lock is None:
-            return self._predictor.predict(image, threshold)
-        with self.lock:
-            return self._predictor.predict(image, threshold)
+        if self.lock is not None:
+            with self.lock:
+                return self._predictor.predict(image, threshold)
+        with self._counter:
+            self._in_flight += 1
+            crowded = self._in_flight > 1 and self._twin is not None
+            self.twin_calls += crowded
+        try:
+            return (self._twin if crowded else self._predictor).predict(image, threshold)
+        finally:
+            with self._counter:
+                self._in_flight -= 1
 
 
-def guarded(predictor: Predictor) -> Guarded:
+def guarded(predictor: Predictor, concurrency: int = 1) -> Guarded:
     """:class:`Guarded` around ``predictor`` (see there)."""
-    return Guarded(predictor)
+    return Guarded(predictor, concurrency)

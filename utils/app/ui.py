@@ -156,8 +156,9 @@ def build_demo(
     columns = table_columns(classes)
     # Predictor.thread_safe: ONNX Runtime sessions may run from several threads; OpenVINO's
     # single infer request and eager PyTorch are serialised by a lock (core.Guarded).
-    safe = guarded(predictor)
-    limit = concurrency_limit or (CONCURRENCY if safe.lock is None else 1)
+    thread_safe = getattr(predictor, "thread_safe", False)
+    limit = concurrency_limit or (CONCURRENCY if thread_safe else 1)
+    safe = guarded(predictor, limit)
     # One gate for every way in (Gradio's queue and POST /api/count): at most ``limit`` photos
     # decoded and counted at once in all, so memory stays bounded by ~limit x APP_MAX_PIXELS.
     gate = threading.BoundedSemaphore(limit)
@@ -284,6 +285,7 @@ def build_demo(
     demo.queue(default_concurrency_limit=limit, max_size=max_queue)
     demo.course_concurrency_limit = limit  # read by utils.bench.api
     demo.course_call_times = call_times  # read by utils.bench.api
+    demo.course_guarded = safe  # its twin_calls: read by utils.bench.api
     # POST /api/count: one plain request per count, bypassing the queue with its own limits.
     route = rest_route(counted, limit, max_queue, call_times)
     demo.launch = with_limits(demo.launch, routes=[route])

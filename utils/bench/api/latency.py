@@ -126,6 +126,8 @@ def run(
             concurrent = throughput(by_route(client), clients, total)
             results[f"concurrent{suffix}"] = concurrent
             results[f"throughput_goal{suffix}"] = throughput_goal(results["model_only"], concurrent)
+        # calls that ran on the predictor's fewer-thread twin (another call was in flight)
+        results["twin_calls"] = getattr(getattr(demo, "course_guarded", None), "twin_calls", None)
     finally:
         close()
 

@@ -93,13 +93,14 @@ def timed_app(predictor, images):
         close()
 
 
-def test_one_http_call_one_whole_split(timed_app, predictor, images):
+def one_timed_call(timed_app, call):
+    """One call through ``call(url)``, its answer and its split row, checked whole."""
     from utils.bench.api import split_row
 
     url, demo = timed_app
     demo.course_call_times.clear()
     start = time.perf_counter()
-    result = app.call_with_requests(url, images[0], THRESHOLD)
+    result = call(url)
     total = time.perf_counter() - start
     assert len(demo.course_call_times) == 1  # one record per call
     record = demo.course_call_times[-1]
@@ -109,6 +110,13 @@ def test_one_http_call_one_whole_split(timed_app, predictor, images):
     parts = sum(row[name] for name in PARTS)
     assert parts <= record.wall * 1000 <= row["total"]
     assert parts + row["app_untimed"] + row["gradio_http"] == pytest.approx(row["total"])
+    return result
+
+
+def test_one_http_call_one_whole_split(timed_app, predictor, images):
+    result = one_timed_call(
+        timed_app, lambda url: app.call_with_requests(url, images[0], THRESHOLD)
+    )
     # Counting with the record on changed nothing the client sees.
     direct = app.count_cells(predictor, images[0], THRESHOLD)
     assert result["count"] == direct.count
@@ -119,18 +127,9 @@ def test_one_http_call_one_whole_split(timed_app, predictor, images):
 
 def test_one_plain_route_call_one_whole_split(timed_app, predictor, images):
     """``POST /api/count`` fills the same record as Gradio's routes, the picture's encoding too."""
-    from utils.bench.api import split_row
-
-    url, demo = timed_app
-    demo.course_call_times.clear()
-    start = time.perf_counter()
-    answer = app.call_rest_with_requests(url, images[0], THRESHOLD)
-    total = time.perf_counter() - start
-    assert len(demo.course_call_times) == 1
-    record = demo.course_call_times[-1]
-    row = split_row(record, total)
-    assert all(row[name] > 0 for name in (*COUNTED, "encode")), row
-    assert sum(row[name] for name in PARTS) <= record.wall * 1000 <= row["total"]
+    answer = one_timed_call(
+        timed_app, lambda url: app.call_rest_with_requests(url, images[0], THRESHOLD)
+    )
     assert answer["count"] == app.count_cells(predictor, images[0], THRESHOLD).count
 
 

@@ -115,6 +115,12 @@ def readme(meta: dict[str, Any], model_info: str) -> str:
     # -> {{"event_id": "..."}}; then read the result:
     curl -s -N $URL/gradio_api/call/count_base64/<event_id>
     ```
+
+    Or one request, one answer (the app's own route; HTTP 400/413/503 with an `error` sentence):
+
+    ```bash
+    curl -s --data-binary @photo.jpg -H 'Content-Type: image/jpeg' "$URL/api/count?threshold=0.5"
+    ```
     """
     return textwrap.dedent(body).replace("{yaml}", _yaml(meta))
 

@@ -63,12 +63,17 @@ def test_the_models_threshold_when_none_is_sent(server, predictor, images):
     [
         ({"data": b""}, 400, "the request has no photo"),
         ({"files": {"photo": ("a.jpg", b"\xff\xd8")}}, 400, "no file field named 'image'"),
+        (
+            {"data": b"--x\r\nno headers", "headers": {"Content-Type": "multipart/form-data"}},
+            400,
+            "the multipart form could not be read",
+        ),
         ({"data": b"x", "params": {"threshold": "half"}}, 400, "threshold must be a number"),
         ({"data": b"x", "params": {"picture": "maybe"}}, 400, "picture must be true or false"),
         ({"data": b"lab notes, not a picture\n"}, 400, "not an image file"),
         ({"data": b"\xff\xd8\xff" + b"\x00" * (26 << 20)}, 413, "larger than 25 MB"),
     ],
-    ids=["empty", "wrong-field", "threshold-text", "picture-word", "text", "too-large"],
+    ids=["empty", "wrong-field", "broken-form", "threshold-text", "picture-word", "text", "too-large"],
 )
 def test_bad_requests_get_a_status_and_a_sentence(
     server, predictor, images, request_kwargs, status, message

@@ -72,7 +72,14 @@ async def photo_bytes(request: Any) -> bytes:
     """The photo: the raw body, or the ``image`` field of a multipart form."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=8)
+        try:
+            form = await request.form(max_files=1, max_fields=8)
+        except Exception as error:  # a broken multipart body (starlette's MultiPartException)
+            raise RequestError(
+                400,
+                "the multipart form could not be read; send the photo as -F "
+                f"{FORM_FIELD}=@photo.jpg, or as the whole body (--data-binary @photo.jpg)",
+            ) from error
         upload = form.get(FORM_FIELD)
         if upload is None or not hasattr(upload, "read"):
             raise RequestError(

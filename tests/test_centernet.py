@@ -43,6 +43,15 @@ def test_targets_put_a_peak_of_one_on_each_cell_centre() -> None:
     assert weight[0][needle].sum().item() == pytest.approx(math.log(3 * 30), rel=1e-4)
 
 
+def test_a_wider_alpha_widens_the_bump_but_keeps_its_peak() -> None:
+    target = one_target([[40, 40, 80, 80]])  # a 40 px cell: 10 heatmap points across
+    narrow, _, _ = build_targets([target], 1, (32, 32), "cpu")
+    wide, _, _ = build_targets([target], 1, (32, 32), "cpu", alpha=0.8)
+    assert narrow.max() == wide.max() == 1
+    assert (wide > 0.3).sum() > (narrow > 0.3).sum()
+    assert torch.all(wide >= narrow - 1e-6)  # the same Gaussian, only wider
+
+
 def test_targets_of_an_empty_image_are_zero() -> None:
     heat, _, weight = build_targets([one_target([])], 1, (16, 16), "cpu")
     assert heat.sum() == 0 and weight.sum() == 0

@@ -34,6 +34,9 @@ STRIDE = 4
 # distances (left, top, right, bottom) back on the photo's sides.
 FLIPS = (((3,), [2, 1, 0, 3]), ((2,), [0, 3, 2, 1]), ((2, 3), [2, 3, 0, 1]))
 GAUSSIAN_ALPHA = 0.54  # TTFNet: sigma = alpha * side / 6, so the bump covers ~half the box
+# The full plan's wider bump (TrainingPlan.gaussian_alpha): better boxes when there are steps to
+# learn them (BCCD test mAP +0.014 on both seeds measured; docs/real_data.md), worse fast counts.
+WIDE_GAUSSIAN_ALPHA = 0.8
 BOX_LOSS_WEIGHT = 5.0  # TTFNet weighs its GIoU box loss 5x the heatmap loss
 MAX_LOG_DISTANCE = 5.0  # exp(5) * 4 = 594 px: no cell is larger, and exp stays finite
 
@@ -66,6 +69,7 @@ class CenterNet(nn.Module):
     def __init__(self, num_classes: int, weights=None, channels: int = 64, trunk_layers: int = 2):
         super().__init__()
         self.num_classes = num_classes
+        self.gaussian_alpha = GAUSSIAN_ALPHA  # the training targets' width; fit sets the plan's
         trunk = resnet18(weights=weights, norm_layer=nn.BatchNorm2d)
         layers = {f"layer{i + 1}": str(i) for i in range(trunk_layers)}
         self.body = IntermediateLayerGetter(trunk, return_layers=layers)
@@ -133,7 +137,7 @@ class CenterNet(nn.Module):
             raise ValueError("CenterNet in training mode needs targets")
         logits, distances = self.raw(batch)
         heat_t, box_t, weight_t = build_targets(
-            targets, self.num_classes, logits.shape[-2:], logits.device
+            targets, self.num_classes, logits.shape[-2:], logits.device, self.gaussian_alpha
         )
         return {
             "heatmap": focal_loss(logits, heat_t),
@@ -150,7 +154,7 @@ def location_centres(height: int, width: int, device=None) -> torch.Tensor:
 
 
 @torch.no_grad()
-def build_targets(targets, num_classes: int, size, device):
+def build_targets(targets, num_classes: int, size, device, alpha: float = GAUSSIAN_ALPHA):
     """Heatmap (max of the cells' Gaussians), box per location, and regression weights.
 
     Each cell's Gaussian peaks at exactly 1 on the location that holds its centre, with
@@ -173,8 +177,8 @@ def build_targets(targets, num_classes: int, size, device):
             bh = (gt[:, 3] - gt[:, 1]).clamp(min=1.0) / STRIDE
             cx = ((gt[:, 0] + gt[:, 2]) / 2 / STRIDE).floor().clamp(0, w - 1)
             cy = ((gt[:, 1] + gt[:, 3]) / 2 / STRIDE).floor().clamp(0, h - 1)
-            sx = (GAUSSIAN_ALPHA * bw / 6).clamp(min=0.3)
-            sy = (GAUSSIAN_ALPHA * bh / 6).clamp(min=0.3)
+            sx = (alpha * bw / 6).clamp(min=0.3)
+            sy = (alpha * bh / 6).clamp(min=0.3)
             gx = torch.exp(-((xs[None, :] - cx[:, None]) ** 2) / (2 * sx[:, None] ** 2))
             gy = torch.exp(-((ys[None, :] - cy[:, None]) ** 2) / (2 * sy[:, None] ** 2))
             gauss = gy[:, :, None] * gx[:, None, :]  # [K, H, W]
@@ -237,6 +241,7 @@ def heatmaps(detector: CenterNet, image, boxes, image_size: int):
         detector.num_classes,
         (side, side),
         "cpu",
+        getattr(detector, "gaussian_alpha", GAUSSIAN_ALPHA),
     )
     was_training = detector.training
     detector.eval()

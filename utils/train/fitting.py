@@ -128,6 +128,8 @@ def fit(
     tiling = scale_settings(train_set, plan.image_size, plan.cell_size)
     run = set_up(train_set, plan, seed, device, pretrained, class_names, tiling.get("scale"))
     model, device_ = run.model, run.device
+    if hasattr(model, "gaussian_alpha"):  # the heatmap counter's targets (not FCOS)
+        model.gaussian_alpha = plan.gaussian_alpha
     precision = pick_precision(device_, precision)
     if tiling and progress:
         print(
@@ -267,6 +269,7 @@ def fit(
 # What the checkpoint's ``extra["plan"]`` records of the plan (with scale, precision, seed).
 PLAN_RECORD = ("model_name", "image_size", "epochs", "batch_size", "lr", "optimizer")
 PLAN_RECORD += ("warmup_epochs", "grad_clip", "crop_size", "repeats", "cell_size", "minutes", "ema")
+PLAN_RECORD += ("gaussian_alpha",)
 
 
 def _crop_note(asked: int | None, used: int | None, image_size: int) -> str:

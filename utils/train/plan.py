@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .. import config as course_config
+from ..centernet import GAUSSIAN_ALPHA, WIDE_GAUSSIAN_ALPHA
 from ..dataset import TARGET_CELL_PX
 
 DEFAULT_MODEL = "centernet_resnet18"
@@ -44,6 +45,10 @@ class TrainingPlan:
     # Validate, keep and save a moving average of the weights (loop.averaged_copy) instead of
     # the last step's; the most the average's decay may reach. None: the raw weights.
     ema: float | None = None
+    # Width of the heatmap counter's training bumps (sigma = alpha * box side / 6). The full plan
+    # uses the wider 0.8: better boxes with its steps (synthetic and BCCD), but on the fast
+    # plan's 210 steps it counted worse on all 3 seeds (docs/model_choice.md).
+    gaussian_alpha: float = GAUSSIAN_ALPHA
 
     def kwargs(self) -> dict[str, Any]:
         """The plan as a dict (reports, the checkpoint's ``extra``)."""
@@ -75,5 +80,7 @@ def preset(fast: bool | None = None) -> TrainingPlan:
         fast = course_config.fast_mode(verbose=False)
     if fast:
         return TrainingPlan(epochs=30, eval_every=5)
-    return TrainingPlan(epochs=64, eval_every=4, minutes=FULL_MINUTES)
+    return TrainingPlan(
+        epochs=64, eval_every=4, minutes=FULL_MINUTES, gaussian_alpha=WIDE_GAUSSIAN_ALPHA
+    )
 

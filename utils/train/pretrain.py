@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from ..centernet import GAUSSIAN_ALPHA
 from ..synth_classes import write_mixed_dataset
 from .fitting import TrainResult, fit
 from .plan import preset
@@ -45,4 +46,5 @@ def pretrain(
     train = write_mixed_dataset(folder / "train", count=photos, first_seed=TRAIN_SEED)
     val = write_mixed_dataset(folder / "val", count=val_photos, first_seed=VAL_SEED)
     plan = replace(preset(False), minutes=None, epochs=epochs, eval_every=4)
+    plan = replace(plan, gaussian_alpha=GAUSSIAN_ALPHA)  # what the shipped start was trained with
     return fit(train, val, plan, seed=seed, pretrained=False, save_to=out, progress=progress)

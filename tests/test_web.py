@@ -400,3 +400,42 @@ def test_three_classes_are_counted_per_class_like_python(
         tab.close()
         stop()
     assert min(seen.values()) >= 2, seen  # every class was really counted
+
+
+def test_int8_site_counts_like_python_on_its_own_file(page, tmp_path_factory, model, images):
+    """``weights="int8"``: a QDQ file a third of the float32 one's size, and the page's counts
+    (onnxruntime-web's integer kernels) equal Python's on that same file, photo by photo."""
+    from utils.edge import quantized_node_count
+    from utils.loading import load_predictor
+
+    try:
+        site = web.build_site(
+            tmp_path_factory.mktemp("site8"),
+            model,
+            examples=images,
+            weights="int8",
+            calibration=images[:2],
+        )
+    except web.WebSetupError as error:
+        pytest.fail(str(error))
+    shipped = site / "model.onnx"
+    assert quantized_node_count(shipped)["QuantizeLinear"] > 0
+    assert shipped.stat().st_size < 0.5 * model.stat().st_size
+    predictor = load_predictor(shipped, threads=2)
+    address, stop = web.serve(site)
+    tab = page.context.browser.new_page()
+    try:
+        tab.goto(address)
+        tab.wait_for_function("document.body.dataset.state === 'ready'", timeout=120_000)
+        for run, path in enumerate(images, start=1):
+            tab.locator(f"button[data-example='{path.name}']").click()
+            shown = web.wait_for_count(tab, run)
+            assert shown["count"] == predictor.predict(load_image(path).image).count, path.name
+    finally:
+        tab.close()
+        stop()
+
+
+def test_int8_without_calibration_photos_is_refused(tmp_path, model):
+    with pytest.raises(web.WebSetupError, match="calibration photos"):
+        web.build_site(tmp_path / "s", model, examples=[], weights="int8", calibration=[])

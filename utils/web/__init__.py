@@ -46,6 +46,7 @@ from .site import (
     build_site,
     default_examples,
     fp16_weights,
+    int8_weights,
     ort_files,
     shipped_as,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "count_in_browser",
     "default_examples",
     "fp16_weights",
+    "int8_weights",
     "main",
     "measure",
     "open_site",

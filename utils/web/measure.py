@@ -128,6 +128,7 @@ def bench(
     threads: Sequence[int] = (1, 2),
     weights: str = "fp32",
     backend: str = "auto",
+    calibration: Sequence[str | Path] | None = None,
 ) -> list[dict]:
     """Print first-load MB, ms per held-out photo after the first, counts vs Python, and a
     12 MP photo's time and longest main-thread block (``python -m utils.web --bench``).
@@ -145,7 +146,9 @@ def bench(
     images = sorted(test_dir().glob("*.jpg"))[:n_images]
     summaries = []
     with tempfile.TemporaryDirectory() as tmp:
-        site = build_site(Path(tmp) / "site", model, examples=images[:3], weights=weights)
+        site = build_site(
+            Path(tmp) / "site", model, examples=images[:3], weights=weights, calibration=calibration
+        )
         if weights != "fp32":
             _compare_weights(model, site / "model.onnx", images, weights)
         big = Path(tmp) / "photo_12mp.jpg"  # a phone-sized photo: 4000 x 3000

@@ -361,6 +361,22 @@ def test_a_12_mp_photo_is_counted_and_a_larger_one_refused(page, predictor, imag
     assert page.locator("#count").inner_text() == "–"
 
 
+def _count_each_in_a_new_tab(page, site: Path, photos):
+    """Serve ``site`` in a new tab of this module's browser and click each photo's example
+    button: yields ``(tab, photo, what the page showed)``; the tab and server close after."""
+    address, stop = web.serve(site)
+    tab = page.context.browser.new_page()
+    try:
+        tab.goto(address)
+        tab.wait_for_function("document.body.dataset.state === 'ready'", timeout=120_000)
+        for run, path in enumerate(photos, start=1):
+            tab.locator(f"button[data-example='{path.name}']").click()
+            yield tab, path, web.wait_for_count(tab, run)
+    finally:
+        tab.close()
+        stop()
+
+
 def test_three_classes_are_counted_per_class_like_python(
     page, tmp_path_factory, multiclass_onnx, multiclass_photos
 ):
@@ -378,27 +394,17 @@ def test_three_classes_are_counted_per_class_like_python(
     predictor = load_predictor(multiclass_onnx, threads=2)
     names = list(predictor.config.class_names)
     seen = dict.fromkeys(names, 0)
-    address, stop = web.serve(site)
-    tab = page.context.browser.new_page()
-    try:
-        tab.goto(address)
-        tab.wait_for_function("document.body.dataset.state === 'ready'", timeout=120_000)
-        for run, path in enumerate(multiclass_photos, start=1):
-            tab.locator(f"button[data-example='{path.name}']").click()
-            shown = web.wait_for_count(tab, run)
-            expected = predictor.predict(load_image(path).image)
-            counts = expected.counts_by_class()
-            assert list(shown["counts"].items()) == list(counts.items()), path.name
-            assert shown["labels"] == expected.labels.tolist(), path.name
-            items = tab.locator("#class-counts .class-count")
-            assert items.all_inner_texts() == [f"{k}: {n}" for k, n in counts.items()]
-            by_class = ", ".join(f"{k} {n}" for k, n in counts.items())
-            assert f"({by_class}) found in {path.name}" in tab.locator("#status").inner_text()
-            for name, n in counts.items():
-                seen[name] += n
-    finally:
-        tab.close()
-        stop()
+    for tab, path, shown in _count_each_in_a_new_tab(page, site, multiclass_photos):
+        expected = predictor.predict(load_image(path).image)
+        counts = expected.counts_by_class()
+        assert list(shown["counts"].items()) == list(counts.items()), path.name
+        assert shown["labels"] == expected.labels.tolist(), path.name
+        items = tab.locator("#class-counts .class-count")
+        assert items.all_inner_texts() == [f"{k}: {n}" for k, n in counts.items()]
+        by_class = ", ".join(f"{k} {n}" for k, n in counts.items())
+        assert f"({by_class}) found in {path.name}" in tab.locator("#status").inner_text()
+        for name, n in counts.items():
+            seen[name] += n
     assert min(seen.values()) >= 2, seen  # every class was really counted
 
 
@@ -422,18 +428,8 @@ def test_int8_site_counts_like_python_on_its_own_file(page, tmp_path_factory, mo
     assert quantized_node_count(shipped)["QuantizeLinear"] > 0
     assert shipped.stat().st_size < 0.5 * model.stat().st_size
     predictor = load_predictor(shipped, threads=2)
-    address, stop = web.serve(site)
-    tab = page.context.browser.new_page()
-    try:
-        tab.goto(address)
-        tab.wait_for_function("document.body.dataset.state === 'ready'", timeout=120_000)
-        for run, path in enumerate(images, start=1):
-            tab.locator(f"button[data-example='{path.name}']").click()
-            shown = web.wait_for_count(tab, run)
-            assert shown["count"] == predictor.predict(load_image(path).image).count, path.name
-    finally:
-        tab.close()
-        stop()
+    for _, path, shown in _count_each_in_a_new_tab(page, site, images):
+        assert shown["count"] == predictor.predict(load_image(path).image).count, path.name
 
 
 def test_int8_without_calibration_photos_is_refused(tmp_path, model):

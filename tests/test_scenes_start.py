@@ -82,10 +82,12 @@ def test_auto_offline_keeps_random_weights_for_the_box_detectors(offline, capsys
     assert build_model("fcos_resnet18", 1, 256, pretrained=False).start == "random weights"
 
 
-def test_the_model_card_says_what_the_weights_started_from() -> None:
+def test_the_model_card_says_what_the_weights_started_from_and_how_wide_its_targets() -> None:
     start = "the course's generated-scene weights (utils/weights/scenes_start.pt)"
-    recorded = SimpleNamespace(extra={"plan": {"start": start}}, history=[])
-    assert training_summary(recorded)["from"] == start
+    recorded = SimpleNamespace(extra={"plan": {"start": start, "gaussian_alpha": 0.8}}, history=[])
+    summary = training_summary(recorded)
+    assert summary["from"] == start
+    assert [v for k, v in summary.items() if k.startswith("heatmap target width")] == [0.8]
     older = SimpleNamespace(extra={"plan": {}}, history=[])  # a checkpoint from before 0.2.0
     assert "as available" in training_summary(older)["from"]
 

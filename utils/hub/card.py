@@ -256,6 +256,7 @@ TRAINING_LABELS = {
     "batch_size": "batch size",
     "lr": "learning rate (warm-up + cosine)",
     "optimizer": "optimizer",
+    "gaussian_alpha": "heatmap target width (alpha: sigma = alpha x side / 6)",
     "model_name": "model",
 }
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ import pytest
 from PIL import Image
 
 from tests.chromium import CHROMIUM_ARGS, chromium_path
+from tests.numerics import PARITY_TOLERANCE
 from utils import web
 from utils.images import load_image
 from utils.processing import InferenceConfig, letterbox, postprocess_one
@@ -363,7 +365,8 @@ def test_a_12_mp_photo_is_counted_and_a_larger_one_refused(page, predictor, imag
 
 def _count_each_in_a_new_tab(page, site: Path, photos):
     """Serve ``site`` in a new tab of this module's browser and click each photo's example
-    button: yields ``(tab, photo, what the page showed)``; the tab and server close after."""
+    button: yields ``(tab, photo, what the page showed)``. Use it under ``closing`` so the tab
+    and the server close even when an assertion stops the loop."""
     address, stop = web.serve(site)
     tab = page.context.browser.new_page()
     try:
@@ -394,23 +397,33 @@ def test_three_classes_are_counted_per_class_like_python(
     predictor = load_predictor(multiclass_onnx, threads=2)
     names = list(predictor.config.class_names)
     seen = dict.fromkeys(names, 0)
-    for tab, path, shown in _count_each_in_a_new_tab(page, site, multiclass_photos):
-        expected = predictor.predict(load_image(path).image)
-        counts = expected.counts_by_class()
-        assert list(shown["counts"].items()) == list(counts.items()), path.name
-        assert shown["labels"] == expected.labels.tolist(), path.name
-        items = tab.locator("#class-counts .class-count")
-        assert items.all_inner_texts() == [f"{k}: {n}" for k, n in counts.items()]
-        by_class = ", ".join(f"{k} {n}" for k, n in counts.items())
-        assert f"({by_class}) found in {path.name}" in tab.locator("#status").inner_text()
-        for name, n in counts.items():
-            seen[name] += n
+    with closing(_count_each_in_a_new_tab(page, site, multiclass_photos)) as shown_photos:
+        for tab, path, shown in shown_photos:
+            expected = predictor.predict(load_image(path).image)
+            counts = expected.counts_by_class()
+            assert list(shown["counts"].items()) == list(counts.items()), path.name
+            assert shown["labels"] == expected.labels.tolist(), path.name
+            items = tab.locator("#class-counts .class-count")
+            assert items.all_inner_texts() == [f"{k}: {n}" for k, n in counts.items()]
+            by_class = ", ".join(f"{k} {n}" for k, n in counts.items())
+            assert f"({by_class}) found in {path.name}" in tab.locator("#status").inner_text()
+            for name, n in counts.items():
+                seen[name] += n
     assert min(seen.values()) >= 2, seen  # every class was really counted
+
+
+# How far an int8 score may sit between onnxruntime-web and native ONNX Runtime: 10x the float32
+# parity tolerance, because integer kernels (WASM, x86 with or without VNNI, ARM) may round a
+# requantised activation a step apart. Here the two agree to 3e-8 on every score, and the model's
+# threshold sits more than 0.02 from any int8 score of these photos.
+INT8_PARITY_TOLERANCE = 10 * PARITY_TOLERANCE
 
 
 def test_int8_site_counts_like_python_on_its_own_file(page, tmp_path_factory, model, images):
     """``weights="int8"``: a QDQ file a third of the float32 one's size, and the page's counts
-    (onnxruntime-web's integer kernels) equal Python's on that same file, photo by photo."""
+    (onnxruntime-web's integer kernels) are Python's on that same file, photo by photo: exactly
+    here; on another CPU a score within :data:`INT8_PARITY_TOLERANCE` of the threshold may fall
+    either way, so the count must lie between Python's counts at the threshold +- that much."""
     from utils.edge import quantized_node_count
     from utils.loading import load_predictor
 
@@ -428,8 +441,17 @@ def test_int8_site_counts_like_python_on_its_own_file(page, tmp_path_factory, mo
     assert quantized_node_count(shipped)["QuantizeLinear"] > 0
     assert shipped.stat().st_size < 0.5 * model.stat().st_size
     predictor = load_predictor(shipped, threads=2)
-    for _, path, shown in _count_each_in_a_new_tab(page, site, images):
-        assert shown["count"] == predictor.predict(load_image(path).image).count, path.name
+    threshold, tolerance = predictor.config.score_threshold, INT8_PARITY_TOLERANCE
+    counted = 0
+    with closing(_count_each_in_a_new_tab(page, site, images)) as shown_photos:
+        for _, path, shown in shown_photos:
+            near = predictor.predict(load_image(path).image, threshold - tolerance)
+            surely = int((near.scores >= threshold + tolerance).sum())
+            assert surely <= shown["count"] <= near.count, (path.name, shown["count"], surely)
+            kept = np.sort(near.scores)[::-1][: shown["count"]]
+            np.testing.assert_allclose(np.sort(shown["scores"])[::-1], kept, atol=tolerance)
+            counted += surely
+    assert counted >= 3 * len(images), f"too few boxes for a real check: {counted}"
 
 
 def test_int8_without_calibration_photos_is_refused(tmp_path, model):

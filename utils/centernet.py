@@ -35,7 +35,8 @@ STRIDE = 4
 FLIPS = (((3,), [2, 1, 0, 3]), ((2,), [0, 3, 2, 1]), ((2, 3), [2, 3, 0, 1]))
 GAUSSIAN_ALPHA = 0.54  # TTFNet: sigma = alpha * side / 6, so the bump covers ~half the box
 # The full plan's wider bump (TrainingPlan.gaussian_alpha): better boxes when there are steps to
-# learn them (BCCD test mAP +0.014 on both seeds measured; docs/real_data.md), worse fast counts.
+# learn them (BCCD test mAP +0.008 to +0.016 on three seeds; docs/real_data.md), but worse counts
+# on the fast plan's 210 steps (docs/model_choice.md).
 WIDE_GAUSSIAN_ALPHA = 0.8
 BOX_LOSS_WEIGHT = 5.0  # TTFNet weighs its GIoU box loss 5x the heatmap loss
 MAX_LOG_DISTANCE = 5.0  # exp(5) * 4 = 594 px: no cell is larger, and exp stays finite
@@ -241,7 +242,7 @@ def heatmaps(detector: CenterNet, image, boxes, image_size: int):
         detector.num_classes,
         (side, side),
         "cpu",
-        getattr(detector, "gaussian_alpha", GAUSSIAN_ALPHA),
+        detector.gaussian_alpha,
     )
     was_training = detector.training
     detector.eval()

@@ -56,7 +56,7 @@ def test_bench_real_runs_the_cli_and_reports_each_class(tmp_path, monkeypatch, c
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "artifacts" / "bench_real.json").read_text())
     (run,) = report["runs"]
-    assert run["budget"]["limited_by"] == "minutes"  # the clock, not 64 epochs
+    assert run["budget"]["limited_by"] == "minutes"  # the clock, not the plan's epochs
     assert report["pretrained"] == "scenes" and "scenes_start.pt: 72 tensors" in out
     assert set(run["ap_per_class"]) == set(run["count_per_class"]) == {"Big", "Small"}
     assert 0 <= run["map"] <= run["map_50"] <= 1 and run["test_images"] == 2

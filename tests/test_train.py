@@ -139,10 +139,10 @@ def test_presets() -> None:
 
 
 def test_presets_keep_17_photos_as_they_were_and_cap_the_clock() -> None:
-    """The full plan is still 64 epochs (448 steps on the course's photos); the clock only
-    cuts longer runs (10 minutes). The fast plan has no clock: the same steps everywhere."""
+    """The full plan is 112 epochs (784 steps on the course's photos); the clock only cuts
+    longer runs (10 minutes). The fast plan has no clock: the same steps everywhere."""
     full, fast = train.preset(fast=False), train.preset(fast=True)
-    assert (full.epochs, full.eval_every, full.minutes) == (64, 4, 10.0)
+    assert (full.epochs, full.eval_every, full.minutes) == (112, 4, 10.0)
     assert (fast.epochs, fast.eval_every, fast.minutes) == (30, 5, None)
 
 

@@ -12,7 +12,8 @@ suppress and rescale the same way:
 
 One module per step, imported in this order: ``timing`` (where a request's milliseconds go:
 ``recording``, ``part``), ``config`` (:class:`InferenceConfig`, :class:`Detections`),
-``pixels`` (letterbox, normalise, ``preprocess``), ``boxes`` (``nms``, ``postprocess``) and
+``bands`` (Pillow's resize and the normalisation in row bands, one per core), ``pixels``
+(letterbox, normalise, ``preprocess``), ``boxes`` (``nms``, ``postprocess``) and
 ``tiling`` (the working scale, tiles, seams, ``count_tiled``, scale notes).
 """
 

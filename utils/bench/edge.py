@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import artifacts_dir, checkpoint_path, display_path, fast_mode, test_dir, train_dir
+from ..processing.bands import band_count
 from ..runtime_choice import choose_runtime
 from . import write_report
 
@@ -156,6 +157,7 @@ def run(
             "cpu": edge.cpu_name(),
             "cores": os.cpu_count(),
             "threads": threads,
+            "preprocess_bands": band_count(),  # processing.bands: resize + normalise per core
             "load_avg_before": load_before,
             "load_avg_after": load_after,
             "platform": platform.platform(),
@@ -187,7 +189,7 @@ def print_report(report: dict[str, Any]) -> None:
     m = report["machine"]
     print(
         f"Edge scorecard: {m['cpu']} ({m['cores']} cores), {m['threads']} threads, "
-        f"batch 1, {report['image_size']} px, {report['test_images']} held-out images, "
+        f"pre-processing in {m.get('preprocess_bands', 1)} band(s), batch 1, {report['image_size']} px, {report['test_images']} held-out images, "
         f"{report['runs']} timed runs after {report['warmup']} warm-up"
     )
     print(f"load average before/after: {m['load_avg_before']:.1f} / {m['load_avg_after']:.1f}")

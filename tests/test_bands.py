@@ -80,6 +80,10 @@ def _resize_in_child(queue) -> None:
     queue.put(resize_bilinear(noise(640, 480), (512, 384)).sum())
 
 
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(),
+    reason="this platform starts processes without fork: no parent pool to inherit",
+)
 def test_a_forked_child_gets_its_own_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     """Data-loader workers fork after the parent resized: the child must not wait forever on
     the parent's pool threads, which do not exist in it."""

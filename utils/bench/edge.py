@@ -189,7 +189,8 @@ def print_report(report: dict[str, Any]) -> None:
     m = report["machine"]
     print(
         f"Edge scorecard: {m['cpu']} ({m['cores']} cores), {m['threads']} threads, "
-        f"pre-processing in {m.get('preprocess_bands', 1)} band(s), batch 1, {report['image_size']} px, {report['test_images']} held-out images, "
+        f"pre-processing in {m.get('preprocess_bands', 1)} band(s), batch 1, "
+        f"{report['image_size']} px, {report['test_images']} held-out images, "
         f"{report['runs']} timed runs after {report['warmup']} warm-up"
     )
     print(f"load average before/after: {m['load_avg_before']:.1f} / {m['load_avg_after']:.1f}")

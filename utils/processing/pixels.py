@@ -45,18 +45,6 @@ def letterbox_size(width: int, height: int, size: int) -> tuple[int, int, float]
     return max(1, round(width * scale)), max(1, round(height * scale)), scale
 
 
-def letterbox_array(image: Image.Image | np.ndarray, size: int) -> tuple[np.ndarray, float]:
-    """:func:`letterbox` as an ``S x S x 3`` uint8 array, resized straight into its canvas."""
-    rgb = as_rgb_image(image)
-    new_w, new_h, scale = letterbox_size(*rgb.size, size)
-    canvas = np.zeros((size, size, 3), np.uint8)
-    if (new_w, new_h) == rgb.size:
-        canvas[:new_h, :new_w] = np.asarray(rgb)
-    else:
-        resize_bilinear(rgb, (new_w, new_h), out=canvas[:new_h, :new_w])
-    return canvas, scale
-
-
 def letterbox(image: Image.Image | np.ndarray, size: int) -> tuple[Image.Image, float]:
     """Resize the longer side to ``size`` keeping the aspect ratio, pad right/bottom with black.
 
@@ -64,7 +52,13 @@ def letterbox(image: Image.Image | np.ndarray, size: int) -> tuple[Image.Image, 
     matches the dark surround of an eyepiece photo, so the model sees nothing new. The resize
     is Pillow's BILINEAR (``bands.resize_bilinear``: the same bytes, on every core).
     """
-    canvas, scale = letterbox_array(image, size)
+    rgb = as_rgb_image(image)
+    new_w, new_h, scale = letterbox_size(*rgb.size, size)
+    canvas = np.zeros((size, size, 3), np.uint8)
+    if (new_w, new_h) == rgb.size:
+        canvas[:new_h, :new_w] = np.asarray(rgb)
+    else:
+        resize_bilinear(rgb, (new_w, new_h), out=canvas[:new_h, :new_w])
     return Image.fromarray(canvas), scale
 
 

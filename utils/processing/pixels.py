@@ -39,10 +39,15 @@ def as_rgb_image(image: Image.Image | np.ndarray) -> Image.Image:
     return Image.fromarray(to_rgb_array(image))
 
 
+def working_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """A photo's size at ``scale`` (working pixels per photo pixel), rounded one way for all."""
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def letterbox_size(width: int, height: int, size: int) -> tuple[int, int, float]:
     """(width, height) of a photo resized so its longer side is ``size``, and the scale."""
     scale = size / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale)), scale
+    return (*working_size(width, height, scale), scale)
 
 
 def letterbox(image: Image.Image | np.ndarray, size: int) -> tuple[Image.Image, float]:

@@ -31,7 +31,7 @@ from PIL import Image
 from .bands import resize_bilinear
 from .boxes import candidates, suppress
 from .config import Detections, InferenceConfig
-from .pixels import as_rgb_image, normalize, normalized_into, to_rgb_array
+from .pixels import as_rgb_image, normalize, normalized_into, to_rgb_array, working_size
 from .timing import part
 
 FIT_SLACK = 1.15  # a working image at most this much larger than one input is fitted into it
@@ -81,11 +81,6 @@ def tile_starts(length: int, size: int, overlap: int) -> tuple[int, ...]:
 def seams(starts: Sequence[int], size: int) -> list[float]:
     """Where ownership passes from one tile to the next: the middle of each overlap."""
     return [(starts[i + 1] + starts[i] + size) / 2 for i in range(len(starts) - 1)]
-
-
-def working_size(width: int, height: int, scale: float) -> tuple[int, int]:
-    """A photo's size at the working scale (rounded as ``letterbox`` rounds)."""
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def plan_tiles(

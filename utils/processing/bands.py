@@ -33,7 +33,6 @@ BILINEAR = Image.Resampling.BILINEAR
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
-_pool_pid = -1
 
 
 def band_count() -> int:
@@ -54,20 +53,16 @@ def band_count() -> int:
 
 
 def _executor() -> ThreadPoolExecutor:
-    """The shared pool, made anew in a forked child (the parent's pool threads are not there)."""
-    global _pool, _pool_pid
-    pool, pid = _pool, os.getpid()
-    if pool is not None and _pool_pid == pid:
-        return pool
-    with _pool_lock:  # two server threads asking at once make one pool
-        if _pool is None or _pool_pid != pid:
+    """The shared pool, made on first use (two server threads asking at once make one)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
             _pool = ThreadPoolExecutor(MAX_BANDS, thread_name_prefix="course-bands")
-            _pool_pid = pid
         return _pool
 
 
 def _forget_pool_in_child() -> None:
-    """After a fork: the parent's pool threads and any lock they held are not in the child."""
+    """After a fork: the parent's pool threads, and any lock they held, are not in the child."""
     global _pool, _pool_lock
     _pool, _pool_lock = None, threading.Lock()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from utils import train
 from utils.annotations import AnnotatedImage, AnnotationSet
@@ -63,7 +64,7 @@ def test_tiny_overfit_loss_decreases(data) -> None:
     # A too-short warm-up once left FCOS's ReLU box regression dead: GIoU loss stuck at 1.0.
     regression = [row["loss_bbox_regression"] for row in result.history]
     assert regression[-1] < 0.99, regression
-    assert result.best_epoch == 10  # no validation: the last epoch is kept
+    assert result.kept_epoch == 10  # no validation: the last epoch is kept
     assert result.config.score_threshold == 0.5
     assert {"loss_bbox_regression", "loss_bbox_ctrness", "lr", "seconds"} <= set(result.history[0])
 
@@ -85,8 +86,8 @@ def test_fit_validates_sweeps_and_saves(data, tmp_path) -> None:
     assert result.detector.gaussian_alpha == 0.8  # the plan's target width reached the model
     assert [row["epoch"] for row in result.history] == [1, 2]
     assert all(row["val_map"] is not None for row in result.history)
-    assert result.best_epoch in (1, 2)
-    best_row = result.history[result.best_epoch - 1]
+    assert result.kept_epoch == 2  # the plan's default keeps the last weights
+    best_row = result.history[result.metrics["best_val_epoch"] - 1]
     assert best_row["val_map"] == max(row["val_map"] for row in result.history)
     thresholds = [row["threshold"] for row in result.sweep]
     assert result.config.score_threshold in thresholds
@@ -96,7 +97,8 @@ def test_fit_validates_sweeps_and_saves(data, tmp_path) -> None:
     assert not result.detector.training
     loaded = load_checkpoint(out)
     assert loaded.config == result.config
-    assert loaded.metrics["best_epoch"] == result.best_epoch
+    assert loaded.metrics["kept_epoch"] == result.kept_epoch == loaded.extra["kept_epoch"]
+    assert loaded.extra["plan"]["keep"] == "last"
     assert loaded.extra["plan"]["gaussian_alpha"] == 0.8
     image = val_set[0].load_image()
     a = result.predictor().predict(image, 0.05)
@@ -265,6 +267,37 @@ def test_ensure_checkpoint(tmp_path, monkeypatch, capsys) -> None:
     assert calls == [(True, missing)]
 
 
+@pytest.mark.parametrize("keep", ["last", "best"])
+def test_fit_keeps_the_weights_its_plan_names(data, monkeypatch, keep) -> None:
+    """Validation mAP falling from 0.9 to 0.1: "last" keeps epoch 2's weights, "best" epoch 1's."""
+    scores = iter([0.9, 0.1])
+    snapshots = []
+
+    def validate(model, inference, val_set, device):
+        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return {"map": next(scores), "map_50": 0.5, "count_mae": 1.0}
+
+    monkeypatch.setattr(train.fitting, "_validate", validate)
+    result = train.fit(
+        AnnotationSet(data.class_names, data.images[:2]),
+        AnnotationSet(data.class_names, data.images[2:]),
+        replace(train.PLAIN, image_size=SIZE, epochs=2, batch_size=2, eval_every=1, keep=keep),
+        pretrained=False,
+        progress=False,
+    )
+    kept = {"last": 2, "best": 1}[keep]
+    assert result.kept_epoch == result.metrics["kept_epoch"] == kept
+    assert result.metrics["best_val_epoch"] == 1
+    state = result.detector.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in snapshots[kept - 1].items())
+    assert not all(torch.equal(state[k], v) for k, v in snapshots[2 - kept].items())
+
+
+def test_fit_refuses_an_unknown_keep(data) -> None:
+    with pytest.raises(ValueError, match="plan.keep must be one of"):
+        train.fit(data, None, replace(train.PLAIN, keep="median"), pretrained=False)
+
+
 def test_interrupt_keeps_the_best_weights_and_returns(data, monkeypatch, capsys) -> None:
     """A stop button (KeyboardInterrupt) mid-training still returns a usable result."""
     real = train.train_one_epoch
@@ -285,7 +318,8 @@ def test_interrupt_keeps_the_best_weights_and_returns(data, monkeypatch, capsys)
     assert "stopped by you after 2 of 5 epochs" in capsys.readouterr().out
     assert [row["epoch"] for row in result.history] == [1, 2]
     assert result.metrics["interrupted"] is True and result.metrics["epochs_run"] == 2
-    assert result.best_epoch in (1, 2)
+    assert result.kept_epoch in (1, 2)
+    assert result.kept_epoch == result.metrics["best_val_epoch"]  # stopped: the best, not the last
     assert result.sweep and result.config.score_threshold in [r["threshold"] for r in result.sweep]
     assert not result.detector.training
 

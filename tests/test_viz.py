@@ -287,7 +287,7 @@ def _training_result(evaluations: int):
         history.append(row)
     config = SimpleNamespace(score_threshold=0.275)
     return SimpleNamespace(
-        history=history, best_epoch=30, config=config, metrics={"val_count_mae": 2.33}
+        history=history, kept_epoch=30, config=config, metrics={"val_count_mae": 2.33}
     )
 
 

@@ -163,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"Validation: mAP@[.5:.95] {m['val_map']:.3f}, mAP@.5 {m['val_map_50']:.3f}, "
         f"count MAE {m['val_count_mae']:.2f} at threshold {m['threshold']:.2f} "
-        f"(best epoch {result.best_epoch}/{m['epochs']}, {m['train_seconds']:.0f} s)."
+        f"(weights of epoch {result.kept_epoch}/{m['epochs']}, {m['train_seconds']:.0f} s)."
     )
     print(f"Wrote {display_path(model_path)} and {display_path(metrics_path)}.")
     return 0

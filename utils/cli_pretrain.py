@@ -60,7 +60,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     m = result.metrics
     print(
         f"Validation on generated scenes: mAP@[.5:.95] {m['val_map']:.3f}, mAP@.5 "
-        f"{m['val_map_50']:.3f} (best epoch {result.best_epoch}/{m['epochs']}, "
+        f"{m['val_map_50']:.3f} (weights of epoch {result.kept_epoch}/{m['epochs']}, "
         f"{m['train_seconds']:.0f} s)."
     )
     print(

@@ -60,7 +60,7 @@ def run_once(plan, train, val, test, seed: int, progress: bool) -> tuple[Any, di
         "fit_seconds": round(fit_seconds, 1),
         "seconds_per_epoch": m["seconds_per_epoch"],
         "precision": m.get("precision"),
-        "best_epoch": result.best_epoch,
+        "kept_epoch": result.kept_epoch,
         "threshold": result.config.score_threshold,
         **headline(scores, prefix="test_"),
     }

@@ -251,7 +251,7 @@ def _course_url() -> str:
 
 TRAINING_LABELS = {
     "epochs": "epochs",
-    "best_epoch": "epoch kept (best validation)",
+    "kept_epoch": "epoch kept",
     "image_size": "input size (px)",
     "batch_size": "batch size",
     "lr": "learning rate (warm-up + cosine)",
@@ -271,8 +271,10 @@ def training_summary(checkpoint: Any) -> dict[str, Any]:
     extra = getattr(checkpoint, "extra", None) or {}
     plan = extra.get("plan") if isinstance(extra, Mapping) else None
     values: dict[str, Any] = dict(plan) if isinstance(plan, Mapping) else {}
-    if isinstance(extra, Mapping) and isinstance(extra.get("best_epoch"), int):
-        values["best_epoch"] = extra["best_epoch"]
+    if isinstance(extra, Mapping):  # "best_epoch": what checkpoints before 2026-12-07 wrote
+        kept = extra.get("kept_epoch", extra.get("best_epoch"))
+        if isinstance(kept, int):
+            values["kept_epoch"] = kept
     history = getattr(checkpoint, "history", None)
     if isinstance(history, list) and history and "epochs" not in values:
         values["epochs"] = len(history)

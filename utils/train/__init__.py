@@ -8,8 +8,8 @@ same idea is written out in plain PyTorch so every step is visible and maintaine
 * automatic GPU + mixed precision (float16 autocast + gradient scaling) when CUDA is there;
 * a wall-clock budget (``plan.minutes``, 10 in the full plan): the first steps are timed and the
   run gets the steps that fit, never more than the plan's epochs;
-* validation mAP every few epochs; the weights with the best validation mAP@[.5:.95]
-  are kept (see :func:`fit` for why mAP and not count error);
+* validation mAP every few epochs (the curve of notebook 02); the last weights are kept, or
+  the best validated ones with ``plan.keep == "best"`` (see :func:`fit` for why);
 * afterwards a threshold sweep on the validation images picks the counting threshold,
   which goes into the model's :class:`~utils.processing.InferenceConfig`.
 

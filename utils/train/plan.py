@@ -49,6 +49,12 @@ class TrainingPlan:
     # uses the wider 0.8: better boxes with its steps (synthetic and BCCD), but on the fast
     # plan's 210 steps it counted worse on all 3 seeds (docs/model_choice.md).
     gaussian_alpha: float = GAUSSIAN_ALPHA
+    # Which weights a finished run keeps: "last" (the end of the cosine schedule) or "best" (the
+    # best validation mAP). "best" picked by 3 validation photos is noise: on 17 real blood-cell
+    # photos it kept epoch 44 of 112 and scored test mAP 0.351 against the last weights' 0.472
+    # (docs/real_data.md); on the course's photos and on BCCD's 58 the best was the last anyway.
+    # A run stopped by the user keeps its best validated weights either way.
+    keep: str = "last"
 
     def kwargs(self) -> dict[str, Any]:
         """The plan as a dict (reports, the checkpoint's ``extra``)."""

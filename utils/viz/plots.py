@@ -251,7 +251,7 @@ def plot_heatmaps(
 def plot_training(result: Any) -> Figure:
     """Training loss per epoch, and validation mAP at each evaluation, of a ``fit`` result.
 
-    ``result``: a :class:`~utils.train.TrainResult` (``history``, ``best_epoch``, ``config``,
+    ``result``: a :class:`~utils.train.TrainResult` (``history``, ``kept_epoch``, ``config``,
     ``metrics``). The count error shown is the kept weights' on the validation photos at the
     **chosen** counting threshold (what the model will count with), not the 0.5 that the
     evaluations during training use before a threshold is chosen. With few evaluations
@@ -275,7 +275,7 @@ def plot_training(result: Any) -> Figure:
     xs = [row["epoch"] for row in evaluated]
     val_ax.plot(xs, [row["val_map_50"] for row in evaluated], "o-", label="mAP@.5")
     val_ax.plot(xs, [row["val_map"] for row in evaluated], "o-", label="mAP@[.5:.95]")
-    val_ax.axvline(result.best_epoch, color="gray", ls="--", lw=1, label="weights kept")
+    val_ax.axvline(result.kept_epoch, color="gray", ls="--", lw=1, label="weights kept")
     val_ax.set(xlabel="epoch", ylabel="validation mAP", ylim=(0, 1), xlim=(0, max(epochs) + 1))
     val_ax.set_title(f"Validation: {len(xs)} evaluation(s)", fontsize=11)
     notes = []

@@ -92,6 +92,7 @@ def test_fit_validates_sweeps_and_saves(data, tmp_path) -> None:
     thresholds = [row["threshold"] for row in result.sweep]
     assert result.config.score_threshold in thresholds
     assert result.metrics["threshold"] == result.config.score_threshold
+    assert result.metrics["threshold_photos"] == {"validation": 1, "training": 2}
     for key in ("val_map", "val_map_50", "val_count_mae", "train_seconds", "parameters"):
         assert key in result.metrics
     assert not result.detector.training
@@ -291,6 +292,23 @@ def test_fit_keeps_the_weights_its_plan_names(data, monkeypatch, keep) -> None:
     state = result.detector.state_dict()
     assert all(torch.equal(state[k], v) for k, v in snapshots[kept - 1].items())
     assert not all(torch.equal(state[k], v) for k, v in snapshots[2 - kept].items())
+
+
+@pytest.mark.parametrize(("n_val", "n_train", "extra"), [(3, 14, 14), (20, 100, 28), (58, 234, 0)])
+def test_threshold_photos_tops_up_validation_with_training_photos(n_val, n_train, extra) -> None:
+    """The threshold is chosen on the validation photos first, then training photos up to 48."""
+    from utils.train.fitting import THRESHOLD_PHOTOS, threshold_photos
+
+    def photos(prefix: str, n: int) -> AnnotationSet:
+        boxes = np.zeros((0, 4), np.float32)
+        items = [AnnotatedImage(Path(f"{prefix}{i}.png"), 8, 8, boxes, []) for i in range(n)]
+        return AnnotationSet(("Microalgae",), items)
+
+    val, train_set = photos("val", n_val), photos("train", n_train)
+    chosen = threshold_photos(val, train_set)
+    names = [item.image_path.name for item in chosen.images]
+    assert THRESHOLD_PHOTOS == 48 and chosen.class_names == ("Microalgae",)
+    assert names == [f"val{i}.png" for i in range(n_val)] + [f"train{i}.png" for i in range(extra)]
 
 
 def test_fit_refuses_an_unknown_keep(data) -> None:

@@ -7,7 +7,7 @@ without running any pickled code)::
     format_version    1
     state_dict        the detector's weights
     config            InferenceConfig.to_dict(): model name, class names, input size,
-                      normalisation, the counting threshold chosen on validation, NMS
+                      normalisation, the counting threshold chosen in training, NMS
     metrics           training/validation metrics (mAP, count MAE, ...)
     history           per-epoch losses and validation metrics
     versions          torch, torchvision and course versions that wrote the file

@@ -84,7 +84,7 @@ A small object detector that **counts microalgae cells** in microscope images: a
 [*Deploy a deep-learning model without tears*]({{ course_url }}).
 Class{{ "es" if config.class_names|length > 1 else "" }}: {{ config.class_names|join(", ") }}.
 The count is the number of boxes scoring at least **{{ "%.2f"|format(config.score_threshold) }}**
-(the counting threshold chosen on validation images).
+(the counting threshold chosen on the labelled photos: validation, topped up with training photos).
 
 ## Results
 

@@ -21,7 +21,7 @@ class InferenceConfig:
     image_size: int
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    score_threshold: float = 0.5  # the counting threshold, chosen on validation
+    score_threshold: float = 0.5  # the counting threshold, chosen in training (fit)
     nms_iou: float = 0.6
     max_detections: int = 300
     min_score: float = 0.05  # candidates below this are never kept, whatever the slider says

@@ -1,5 +1,6 @@
 """``fit``: train a detector as a :class:`~utils.train.plan.TrainingPlan` says, keep the weights
-the plan names (the last by default), then choose the counting threshold on the validation photos."""
+the plan names (the last by default), then choose the counting threshold on the validation photos
+topped up with training photos (:func:`threshold_photos`)."""
 
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ def fit(
     save_to: str | Path | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train as ``plan`` says on ``train_set`` and pick the counting threshold on ``val_set``.
+    """Train as ``plan`` says on ``train_set``; pick the counting threshold on ``val_set`` (topped
+    up with training photos: :func:`threshold_photos`).
 
     ``train_set``/``val_set``: ``AnnotationSet`` (or a ready ``CellDataset`` for training).
     ``plan``: a :class:`TrainingPlan` (``preset()`` is the course's); None is :data:`PLAIN`

@@ -52,12 +52,13 @@ def test_bench_real_runs_the_cli_and_reports_each_class(tmp_path, monkeypatch, c
     test = _two_class_folder(tmp_path / "test", (4, 5))
     monkeypatch.setattr("utils.config.artifacts_dir", lambda: tmp_path / "artifacts")
     argv = ["real", "--train", str(train), "--test", str(test), "--minutes", "1e-6", "--quiet"]
-    assert bench_main([*argv, "--pretrained", "scenes"]) == 0
+    assert bench_main([*argv, "--pretrained", "scenes", "--val-fraction", "0"]) == 0
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "artifacts" / "bench_real.json").read_text())
     (run,) = report["runs"]
     assert run["budget"]["limited_by"] == "minutes"  # the clock, not the plan's epochs
     assert report["pretrained"] == "scenes" and "scenes_start.pt: 72 tensors" in out
+    assert report["val_fraction"] == 0 and "Training on 3 images, no validation" in out
     assert set(run["ap_per_class"]) == set(run["count_per_class"]) == {"Big", "Small"}
     assert 0 <= run["map"] <= run["map_50"] <= 1 and run["test_images"] == 2
     assert 0 <= run["tta"]["map"] <= run["tta"]["map_50"] <= 1 and "with --tta" in out

@@ -118,6 +118,22 @@ def test_train_evaluate_count(kind, voc, coco, tmp_path, capsys) -> None:
     assert len(out_csv.read_text().splitlines()) == 2
 
 
+def test_train_on_every_image_without_validation(voc, tmp_path, capsys) -> None:
+    """--val-fraction 0: all 3 images train, the threshold is chosen on them, no val figures."""
+    argv = ["train", "--data", voc, "--out", tmp_path / "all", "--epochs", "1", "--size", SIZE]
+    code, out, err = _run(capsys, *argv, "--val-fraction", "0", "--pretrained", "no", "--quiet")
+    assert code == 0, err
+    assert "Training on 3 images, no validation" in out and "No validation: counting" in out
+    metrics = json.loads((tmp_path / "all" / "metrics.json").read_text())
+    assert metrics["train_images"] == 3 and "val_map" not in metrics and metrics["sweep"]
+    assert metrics["threshold_photos"] == {"validation": 0, "training": 3}
+    assert checkpoint_predictor(tmp_path / "all" / "model.pt").config.score_threshold == (
+        metrics["threshold"]
+    )
+    line = _expect_error(capsys, *argv, "--val-fraction", "1.5", words=["--val-fraction", "1.5"])
+    assert "0 (train on every image" in line
+
+
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("bad")

@@ -148,6 +148,17 @@ def test_split_keeps_one_image_on_each_side(aset):
         split(aset.subset([0]))
 
 
+def test_split_or_all_trains_on_every_image_at_zero(aset):
+    from utils.dataset import split_or_all
+
+    train, val = split_or_all(aset, 0.0)
+    assert train is aset and val is None
+    assert [len(s) for s in split_or_all(aset, 0.5, seed=3)] == [len(s) for s in split(aset, 0.5, 3)]
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="--val-fraction must be 0"):
+            split_or_all(aset, bad)
+
+
 def test_random_crops_repeat_each_image_and_keep_boxes_valid(aset):
     ds = CellDataset(aset, image_size=128, train=True, crop_size=64, repeats=3)
     assert len(ds) == 3 * len(aset) and "64px crops x3" in repr(ds)

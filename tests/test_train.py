@@ -65,7 +65,10 @@ def test_tiny_overfit_loss_decreases(data) -> None:
     regression = [row["loss_bbox_regression"] for row in result.history]
     assert regression[-1] < 0.99, regression
     assert result.kept_epoch == 10  # no validation: the last epoch is kept
-    assert result.config.score_threshold == 0.5
+    # ... and the counting threshold is chosen on the training image
+    assert result.metrics["threshold_photos"] == {"validation": 0, "training": 1}
+    assert result.config.score_threshold in [row["threshold"] for row in result.sweep]
+    assert "val_map" not in result.metrics
     assert {"loss_bbox_regression", "loss_bbox_ctrness", "lr", "seconds"} <= set(result.history[0])
 
 

@@ -111,7 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import warnings
 
     from .annotations import DroppedBoxWarning, load_annotations
-    from .dataset import split
+    from .dataset import split_or_all
     from .train import fit, preset
 
     with warnings.catch_warnings(record=True) as caught:
@@ -124,10 +124,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):
         raise CliError(f"--minutes must be a positive number, got {args.minutes}")
     plan = preset(args.fast or config.fast_mode(verbose=False))
-    train, val = split(aset, val_fraction=args.val_fraction, seed=args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"Training on {len(train)} images, validating on {len(val)} ({aset.summary()}).")
+    train, val = split_or_all(aset, args.val_fraction, args.seed)  # val None: --val-fraction 0
+    (out := Path(args.out)).mkdir(parents=True, exist_ok=True)
+    held = f"validating on {len(val)}" if val else "no validation, threshold chosen on them"
+    print(f"Training on {len(train)} images, {held} ({aset.summary()}).")
     overrides = {
         "model_name": args.model,
         "image_size": args.size,
@@ -160,10 +160,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"Budget {b['minutes']:g} min: {b['epochs']} epochs of {b['steps_per_epoch']} steps "
             f"({b['seconds_per_step']:.2f} s a step, limited by {b['limited_by']})."
         )
+    scores = "No validation: counting threshold"
+    if "val_map" in m:
+        scores = f"Validation: mAP@[.5:.95] {m['val_map']:.3f}, mAP@.5 {m['val_map_50']:.3f}, "
+        scores += f"count MAE {m['val_count_mae']:.2f} at threshold"
     print(
-        f"Validation: mAP@[.5:.95] {m['val_map']:.3f}, mAP@.5 {m['val_map_50']:.3f}, "
-        f"count MAE {m['val_count_mae']:.2f} at threshold {m['threshold']:.2f} "
-        f"(weights of epoch {result.kept_epoch}/{m['epochs']}, {m['train_seconds']:.0f} s)."
+        f"{scores} {m['threshold']:.2f} (weights of epoch {result.kept_epoch}/{m['epochs']}, "
+        f"{m['train_seconds']:.0f} s)."
     )
     print(f"Wrote {display_path(model_path)} and {display_path(metrics_path)}.")
     return 0
@@ -412,7 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
-    train.add_argument("--val-fraction", type=float, default=0.2)
+    train.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="held back to validate; 0: train on every image, no validation (docs/real_data.md)",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--fast", action="store_true", help="the short plan (as COURSE_FAST=1)")
     add_pretrained_option(train)

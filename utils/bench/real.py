@@ -40,6 +40,7 @@ def train_cli(
     minutes: float | None,
     quiet: bool,
     pretrained: str | None = None,
+    val_fraction: float | None = None,
 ) -> float:
     """``python -m utils train`` as a learner types it; its wall-clock seconds."""
     from .. import cli
@@ -49,6 +50,8 @@ def train_cli(
         argv += ["--minutes", str(minutes)]
     if pretrained is not None:
         argv += ["--pretrained", pretrained]
+    if val_fraction is not None:
+        argv += ["--val-fraction", str(val_fraction)]
     if quiet:
         argv.append("--quiet")
     started = time.perf_counter()
@@ -137,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--pretrained", help="train's --pretrained, e.g. scenes (default: its own, auto)"
     )
+    parser.add_argument(
+        "--val-fraction", type=float, help="train's --val-fraction, e.g. 0 (default: its own, 0.2)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
@@ -161,7 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for seed in args.seeds:
         out = root / f"seed_{seed}"
         seconds = train_cli(
-            Path(args.train), out, seed, args.minutes, args.quiet, args.pretrained
+            Path(args.train),
+            out,
+            seed,
+            args.minutes,
+            args.quiet,
+            args.pretrained,
+            args.val_fraction,
         )
         trained = json.loads((out / "metrics.json").read_text())
         row = {
@@ -178,7 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(row)
         print(format_run(row), flush=True)
     report = {"train": config.display_path(args.train), "test": config.display_path(args.test)}
-    report.update(minutes=args.minutes, pretrained=args.pretrained, machine=host, runs=rows)
+    report.update(minutes=args.minutes, pretrained=args.pretrained, val_fraction=args.val_fraction)
+    report.update(machine=host, runs=rows)
     report["goals"] = goals(rows)
     print("\ngoals (mean over seeds; time: the slowest run's whole train command):")
     print("\n".join(report["goals"]))

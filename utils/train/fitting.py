@@ -124,7 +124,8 @@ def fit(
     44 of 112 against 0.472 for the last). ``plan.keep == "best"`` keeps the best validation
     **mAP@[.5:.95]** instead (mAP, not count error: with a few validation photos the count
     error moves in whole cells and ties often). A run stopped by the user (Ctrl-C) keeps its
-    best validated weights. Without ``val_set`` the counting threshold stays at 0.5.
+    best validated weights. Without ``val_set`` nothing is validated and the counting threshold
+    is chosen on the training photos alone (:func:`threshold_photos`).
     """
     plan = PLAIN if plan is None else plan
     if plan.epochs < 1:
@@ -257,11 +258,9 @@ def fit(
     metrics["best_val_epoch"] = best.epoch or None  # the best validation mAP (None: none ran)
     if budget.record:
         metrics["budget"] = dict(budget.record)
-    sweep: list[dict[str, float]] = []
-    if val_set is not None:
-        swept = threshold_photos(val_set, run.dataset.aset)
-        inference, sweep, scores = _choose_threshold(model, inference, val_set, swept, device_)
-        metrics.update(scores)
+    swept = threshold_photos(val_set, run.dataset.aset)
+    inference, sweep, scores = _choose_threshold(model, inference, val_set, swept, device_)
+    metrics.update(scores)
     record = {key: getattr(plan, key) for key in PLAN_RECORD}
     record["start"] = getattr(run.model, "start", None)  # what the weights started from (card)
     record.update(scale=tiling.get("scale"), precision=precision, seed=seed, epochs=budget.epochs)
@@ -359,7 +358,7 @@ def _summary(run, plan, epochs_run, kept_epoch, interrupted, train_seconds, prec
     }
 
 
-def threshold_photos(val_set, train_set, least: int = THRESHOLD_PHOTOS):
+def threshold_photos(val_set, train_set, least: int = THRESHOLD_PHOTOS):  # val_set may be None
     """The photos the counting threshold is chosen on: the validation photos, topped up with
     training photos to ``least`` (all of them when there are fewer).
 
@@ -373,30 +372,34 @@ def threshold_photos(val_set, train_set, least: int = THRESHOLD_PHOTOS):
     """
     from ..annotations import AnnotationSet
 
-    extra = list(train_set.images)[: max(0, least - len(val_set.images))]
-    return AnnotationSet(tuple(val_set.class_names), [*val_set.images, *extra])
+    first = list(val_set.images) if val_set is not None else []
+    extra = list(train_set.images)[: max(0, least - len(first))]
+    return AnnotationSet(tuple(train_set.class_names), [*first, *extra])
 
 
 def _choose_threshold(model, inference: InferenceConfig, val_set, swept, device_):
     """The counting threshold swept on ``swept`` (:func:`threshold_photos`, ``val_set`` first):
-    (config with it, the sweep, the validation photos' scores at it)."""
+    (config with it, the sweep, its scores and, with ``val_set``, the validation photos' at it)."""
     from ..runtime import TorchPredictor
 
     predictor = TorchPredictor(model, inference, device=str(device_))
-    n_val = len(val_set.images)
+    n_val = len(val_set.images) if val_set is not None else 0
     detections = ev.predict_set(predictor, swept)
     sweep = ev.threshold_sweep(predictor, swept, detections=detections)
     inference = replace(inference, score_threshold=ev.best_threshold(sweep))
-    predictor.config = inference
-    val = ev.evaluate(predictor, val_set, detections=detections[:n_val])
-    scores = {
-        "val_images": val["images"],
-        "val_map": val["map"],
-        "val_map_50": val["map_50"],
-        "val_map_75": val["map_75"],
-        "val_count_mae": val["count_mae"],
-        "val_count_mape": val["count_mape"],
+    scores: dict[str, Any] = {
         "threshold": inference.score_threshold,
         "threshold_photos": {"validation": n_val, "training": len(swept.images) - n_val},
     }
+    if n_val:
+        predictor.config = inference
+        val = ev.evaluate(predictor, val_set, detections=detections[:n_val])
+        scores.update(
+            val_images=val["images"],
+            val_map=val["map"],
+            val_map_50=val["map_50"],
+            val_map_75=val["map_75"],
+            val_count_mae=val["count_mae"],
+            val_count_mape=val["count_mape"],
+        )
     return inference, sweep, scores

@@ -72,3 +72,14 @@ def spread_scores(detector, factor: float = 30.0):
     with torch.no_grad():
         last.weight.mul_(factor)
     return detector
+
+
+def crowd_then_cells(limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """100 near-copies of one box scored 0.90-0.99, then 300 separate cells scored below 0.9:
+    what a badly matched model gives, with more junk than 4 x ``limit`` at the top."""
+    copies = np.tile(np.float32([[10, 10, 30, 30]]), (100, 1)) + np.linspace(0, 1, 100)[:, None]
+    xs, ys = np.meshgrid(np.arange(20) * 40.0 + 100, np.arange(15) * 40.0 + 100)
+    cells = np.stack([xs.ravel(), ys.ravel(), xs.ravel() + 20, ys.ravel() + 20], 1)
+    boxes = np.concatenate([copies, cells]).astype(np.float32)
+    scores = np.concatenate([np.linspace(0.99, 0.90, 100), np.linspace(0.89, 0.5, 300)])
+    return boxes, scores.astype(np.float32)

@@ -52,17 +52,36 @@ def test_a_wider_alpha_widens_the_bump_but_keeps_its_peak() -> None:
     assert torch.all(wide >= narrow - 1e-6)  # the same Gaussian, only wider
 
 
+def test_stride_2_gives_cells_that_share_a_stride_4_point_a_peak_each() -> None:
+    """Two touching cells whose centres (x 8.5 and 11.5) fall in the same stride-4 point get
+    one peak between them at stride 4 (one would go uncounted), two at stride 2."""
+    target = one_target([[4, 4, 13, 13], [7, 4, 16, 13]])
+    four, _, _ = build_targets([target], 1, (8, 8), "cpu", stride=4)
+    two, boxes, weight = build_targets([target], 1, (16, 16), "cpu", stride=2)
+    assert (four == 1).nonzero().tolist() == [[0, 0, 2, 2]]
+    assert sorted((two == 1).nonzero().tolist()) == [[0, 0, 4, 4], [0, 0, 4, 5]]
+    # each peak regresses its own cell's box
+    assert boxes[0, 4, 4].tolist() == [4, 4, 13, 13] and boxes[0, 4, 5].tolist() == [7, 4, 16, 13]
+    assert weight[0, 4, 4] > 0 and weight[0, 4, 5] > 0
+
+
+def test_a_stride_other_than_2_or_4_is_refused() -> None:
+    with pytest.raises(ValueError, match="stride must be 2 or 4, got 8"):
+        CenterNet(1, stride=8)
+
+
 def test_targets_of_an_empty_image_are_zero() -> None:
     heat, _, weight = build_targets([one_target([])], 1, (16, 16), "cpu")
     assert heat.sum() == 0 and weight.sum() == 0
 
 
-def test_decode_keeps_only_local_maxima() -> None:
+@pytest.mark.parametrize("stride", [4, 2])
+def test_decode_keeps_only_local_maxima(stride: int) -> None:
     torch.manual_seed(0)
-    model = CenterNet(1).eval()
+    model = CenterNet(1, stride=stride).eval()
     batch = torch.randn(2, 3, SIZE, SIZE)
     boxes, scores = model.decode(batch)
-    side = SIZE // STRIDE
+    side = SIZE // stride
     assert boxes.shape == (2, side * side, 4) and scores.shape == (2, side * side, 1)
     logits, _ = model.raw(batch)
     heat = torch.sigmoid(logits)[0, 0]
@@ -75,13 +94,14 @@ def test_decode_keeps_only_local_maxima() -> None:
     for y, x in kept.nonzero().tolist()[:50]:
         assert heat[y, x] >= padded[y : y + 3, x : x + 3].max()
     # boxes surround their location's centre
-    centres = location_centres(side, side)
+    centres = location_centres(side, side, stride=stride)
     assert torch.all(boxes[0, :, 0] <= centres[:, 0]) and torch.all(boxes[0, :, 2] >= centres[:, 0])
 
 
-def test_training_mode_returns_named_losses() -> None:
+@pytest.mark.parametrize("stride", [4, 2])
+def test_training_mode_returns_named_losses(stride: int) -> None:
     torch.manual_seed(0)
-    model = CenterNet(1).train()
+    model = CenterNet(1, stride=stride).train()
     losses = model([torch.rand(3, 64, 64)], [one_target([[5, 5, 20, 30]])])
     assert set(losses) == {"heatmap", "box_giou"}
     assert all(torch.isfinite(v) and v > 0 for v in losses.values())
@@ -121,13 +141,14 @@ def test_tiny_overfit_counts_the_training_image(tmp_path) -> None:
     assert abs(count - len(boxes)) <= max(1, round(0.05 * len(boxes))), (count, len(boxes))
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+@pytest.fixture(scope="module", params=["centernet_resnet18_s2", "centernet_resnet18"])
+def exported(tmp_path_factory, request):
+    """Both heatmap counters exported: the default at stride 2 and the stride-4 one."""
     torch.manual_seed(0)
-    detector = build_model("centernet_resnet18", 1, SIZE, pretrained=False).eval()
+    detector = build_model(request.param, 1, SIZE, pretrained=False).eval()
     with torch.no_grad():  # scores around 0.5, so counts are non-zero and could differ
         detector.heatmap[-1].bias.fill_(0.0)
-    config = InferenceConfig("centernet_resnet18", ("Microalgae",), SIZE, score_threshold=0.5)
+    config = InferenceConfig(request.param, ("Microalgae",), SIZE, score_threshold=0.5)
     path = export.export_onnx(detector, config, tmp_path_factory.mktemp("cn") / "cn.onnx")
     return path, detector, config
 
@@ -145,15 +166,16 @@ def test_export_parity_with_onnxruntime_and_openvino(exported) -> None:
         assert result["counts_identical"] == len(images), result
         assert all(row["pytorch"] > 0 for row in result["per_image"]), result
     summary = export.graph_summary(path)
-    assert summary["outputs"]["scores"] == ["batch", (SIZE // STRIDE) ** 2, 1]
+    assert summary["outputs"]["scores"] == ["batch", (SIZE // detector.stride) ** 2, 1]
     assert {"MaxPool", "Equal", "Where"} <= set(summary["op_types"])  # peak finding in the graph
     assert "NonMaxSuppression" not in summary["op_types"]
 
 
-def test_flip_tta_is_equivariant_and_averages_four_views() -> None:
+@pytest.mark.parametrize("stride", [4, 2])
+def test_flip_tta_is_equivariant_and_averages_four_views(stride: int) -> None:
     """With flips, a mirrored photo gives the mirrored heatmap and boxes (sides swapped back)."""
     torch.manual_seed(0)
-    model = CenterNet(2).eval()
+    model = CenterNet(2, stride=stride).eval()
     batch = torch.randn(1, 3, SIZE, SIZE)
     with torch.no_grad():
         logits, distances = model.raw_flipped(batch)

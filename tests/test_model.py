@@ -61,6 +61,7 @@ def test_core_plus_shared_postprocess_equals_torchvision(name: str, image: np.nd
     [
         ("fcos_resnet18", (64 // 8) ** 2 + (64 // 16) ** 2),  # a point per location on P3, P4
         ("centernet_resnet18", (64 // 4) ** 2),  # a point per stride-4 location
+        ("centernet_resnet18_s2", (64 // 2) ** 2),  # a point per stride-2 location (default)
     ],
 )
 def test_core_output_shapes_and_dynamic_batch(name: str, anchors: int) -> None:
@@ -100,7 +101,7 @@ def test_offline_fallback_prints_one_sentence(capsys, monkeypatch) -> None:
         build_model(pretrained=True, image_size=64)
 
 
-@pytest.mark.parametrize("name", ["fcos_resnet18", "centernet_resnet18"])
+@pytest.mark.parametrize("name", ["fcos_resnet18", "centernet_resnet18", "centernet_resnet18_s2"])
 def test_batch_predictions_equal_single_predictions(name: str, image: np.ndarray) -> None:
     torch.manual_seed(1)
     detector = build_model(name, image_size=64, pretrained=False).eval()

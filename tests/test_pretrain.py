@@ -17,7 +17,7 @@ from utils import cli
 from utils.annotations import AnnotatedImage, AnnotationSet, write_voc
 from utils.centernet import CenterNet
 from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.model import build_model
+from utils.model import DEFAULT_MODEL, build_model
 from utils.processing import InferenceConfig
 from utils.synth import generate_image
 from utils.synth_classes import CLASS_NAMES
@@ -49,7 +49,7 @@ def pretrained(tmp_path_factory) -> Path:
 
 def test_pretrain_writes_a_checkpoint_that_loads(pretrained) -> None:
     loaded = load_checkpoint(pretrained)
-    assert loaded.config.model_name == "centernet_resnet18"
+    assert loaded.config.model_name == DEFAULT_MODEL == "centernet_resnet18_s2"
     assert tuple(loaded.config.class_names) == CLASS_NAMES
     assert loaded.metrics["epochs"] == 1
     scenes = pretrained.parent / "scenes"  # kept beside the checkpoint
@@ -59,7 +59,7 @@ def test_pretrain_writes_a_checkpoint_that_loads(pretrained) -> None:
 
 def test_a_new_model_gets_body_fpn_box_but_not_the_heatmap_head(pretrained, capsys) -> None:
     source = torch.load(pretrained, map_location="cpu", weights_only=True)["state_dict"]
-    model = build_model("centernet_resnet18", 1, 256, pretrained=str(pretrained))  # 3 -> 1 class
+    model = build_model(DEFAULT_MODEL, 1, 256, pretrained=str(pretrained))  # 3 -> 1 class
     printed = capsys.readouterr().out
     state = model.state_dict()
     copied = [k for k in state if k.startswith(COPIED)]
@@ -69,11 +69,12 @@ def test_a_new_model_gets_body_fpn_box_but_not_the_heatmap_head(pretrained, caps
     assert f"{len(copied)} tensors" in printed and "model.pt" in printed
     assert printed.count("\n") == 1
     heat = [k for k in state if k.startswith("heatmap.")]
-    assert heat and state[heat[-1]].shape[0] == 1  # one class, fresh
+    # one class, fresh: one channel per stride-2 sub-location of each stride-4 point
+    assert heat and model.num_classes == 1 and state[heat[-1]].shape[0] == 4
     same = [k for k in heat if state[k].shape == source[k].shape]
     assert same and not any(torch.equal(state[k], source[k]) for k in same if "weight" in k)
     # a Path works as well as a str
-    again = build_model("centernet_resnet18", 2, 256, pretrained=pretrained).state_dict()
+    again = build_model(DEFAULT_MODEL, 2, 256, pretrained=pretrained).state_dict()
     assert all(torch.equal(again[k], state[k]) for k in copied)
 
 
@@ -104,8 +105,18 @@ def test_bad_files_give_errors_that_name_the_file(tmp_path) -> None:
 
 
 def test_only_the_heatmap_counter_starts_from_a_file(pretrained) -> None:
-    with pytest.raises(ValueError, match="centernet_resnet18 only"):
+    with pytest.raises(ValueError, match="heatmap counters only"):
         build_model("fcos_resnet18", 1, 256, pretrained=str(pretrained))
+
+
+def test_a_stride_2_start_cannot_start_a_stride_4_model(pretrained) -> None:
+    """Which of a point's four sub-locations would the stride-4 box head take? Refused, saying
+    which model the file can start."""
+    with pytest.raises(ValueError) as caught:
+        build_model("centernet_resnet18", 1, 256, pretrained=str(pretrained))
+    message = str(caught.value)
+    assert "model.pt" in message and "stride-2" in message
+    assert "--model centernet_resnet18_s2" in message
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 from torchvision.ops import nms as torch_nms
 
+from tests.numerics import crowd_then_cells
 from utils.processing import (
     Detections,
     InferenceConfig,
@@ -35,6 +36,23 @@ def test_nms_matches_torchvision(seed: int, n: int) -> None:
     for iou in (0.3, 0.5, 0.7):
         expected = torch_nms(torch.from_numpy(boxes), torch.from_numpy(scores), iou).numpy()
         np.testing.assert_array_equal(nms(boxes, scores, iou), expected)
+
+
+def test_nms_looks_at_the_best_4_x_limit_candidates_only() -> None:
+    """With all candidates NMS would keep the crowd's best copy and 9 cells; among the best
+    40 (4 x limit 10) there are only copies: 1 box. With a trained model (a few hundred
+    candidates, few overlapping) both give the same; this bounds the work of a bad one."""
+    boxes, scores = crowd_then_cells(10)
+    everything = nms(boxes, scores, 0.5)
+    assert len(everything) == 301 and everything[0] == 0 and list(everything[1:4]) == [100, 101, 102]
+    assert list(nms(boxes, scores, 0.5, top=40)) == [0]
+    assert list(nms(boxes, scores, 0.5, top=101)) == [0, 100]  # the first cell is in the top 101
+    config = InferenceConfig("centernet_resnet18_s2", ("cell",), 1024, max_detections=10)
+    scores2d = scores[:, None]
+    dets = postprocess_one(boxes, scores2d, config, 1.0, (1024, 1024), threshold=0.1)
+    assert dets.count == 1 and dets.scores[0] == np.float32(0.99)
+    wider = InferenceConfig("centernet_resnet18_s2", ("cell",), 1024, max_detections=200)
+    assert postprocess_one(boxes, scores2d, wider, 1.0, (1024, 1024), threshold=0.1).count == 200
 
 
 def test_letterbox_keeps_aspect_and_pads_bottom_right() -> None:

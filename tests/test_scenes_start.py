@@ -17,7 +17,7 @@ from utils import cli
 from utils.centernet import CenterNet
 from utils.checkpoint import CheckpointError, save_checkpoint
 from utils.hub.card import training_summary
-from utils.model import build_model
+from utils.model import DEFAULT_MODEL, build_model
 from utils.processing import InferenceConfig
 from utils.warmstart import COPIED, SCENES_START, START_FORMAT, write_start
 
@@ -65,6 +65,25 @@ def test_scenes_starts_the_counter_from_the_shipped_start(capsys) -> None:
     assert model.state_dict()["heatmap.2.weight"].shape[0] == 2  # its own classes, fresh
     assert "generated-scene" in model.start  # what training records for the model card
     assert not _copied_equal(build_model("centernet_resnet18", 1, 256, pretrained=False), shipped)
+
+
+def test_the_stride_4_start_gives_the_stride_2_default_the_same_boxes(capsys) -> None:
+    """The default heatmap is at stride 2; the shipped start was trained at stride 4. Its box
+    head's last layer is laid out for the 2x2 sub-locations of each stride-4 point, so every
+    sub-location starts with that point's distances (float32 rounding: relative 1e-5)."""
+    four = build_model("centernet_resnet18", 1, 128, pretrained="scenes").eval()
+    two = build_model(DEFAULT_MODEL, 1, 128, pretrained="scenes").eval()
+    assert two.stride == 2 and four.stride == 4
+    shipped = _shipped()
+    unchanged = {k: v for k, v in shipped.items() if not k.startswith("box.2.")}
+    assert _copied_equal(two, unchanged) and _copied_equal(four, shipped)
+    batch = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        _, d4 = four.raw(batch)
+        _, d2 = two.raw(batch)
+    assert d2.shape == (1, 4, 64, 64) and d4.shape == (1, 4, 32, 32)
+    spread = d4.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    assert torch.allclose(d2, spread, rtol=1e-5, atol=1e-5)
 
 
 def test_auto_offline_starts_from_random_weights(offline, capsys) -> None:

@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 
 from tests.chromium import CHROMIUM_ARGS, chromium_path
-from tests.numerics import PARITY_TOLERANCE
+from tests.numerics import PARITY_TOLERANCE, crowd_then_cells
 from utils import web
 from utils.images import load_image
 from utils.processing import InferenceConfig, letterbox, postprocess_one
@@ -225,6 +225,24 @@ def test_postprocess_matches_numpy(page, predictor):
         assert got["labels"] == expected.labels.tolist()
         np.testing.assert_array_equal(np.float32(got["scores"]), expected.scores)
         np.testing.assert_allclose(np.array(got["boxes"]).reshape(-1, 4), expected.boxes, atol=1e-4)
+
+
+def test_postprocess_looks_at_the_same_best_candidates_as_numpy(page, predictor):
+    """A crowd of 100 copies above 300 cells with max_detections 10: NumPy looks at the best
+    40 candidates only (1 box); so must the browser, or it counts 10."""
+    boxes, scores = crowd_then_cells(10)
+    config = InferenceConfig("centernet_resnet18_s2", ("cell",), 1024, max_detections=10)
+    expected = postprocess_one(boxes, scores[:, None], config, 1.0, (1024, 1024), 0.1)
+    got = page.evaluate(
+        """async ([b, s, cfg]) => {
+            const m = await import('./counter.js');
+            const f32 = (d) => new Float32Array(Uint8Array.from(atob(d), (x) => x.charCodeAt(0)).buffer);
+            return m.postprocess(f32(b), f32(s), 1, m.configFromDict(cfg), 1.0, 1024, 1024, 0.1);
+        }""",
+        [_b64(boxes), _b64(scores), config.to_dict()],
+    )
+    assert expected.count == 1 and got["count"] == 1
+    np.testing.assert_array_equal(np.float32(got["scores"]), expected.scores)
 
 
 def _count_in_page(page, run: int) -> dict:

@@ -67,17 +67,31 @@ class CenterNet(nn.Module):
     returns boxes and peak scores for every location, which is what gets exported.
     """
 
-    def __init__(self, num_classes: int, weights=None, channels: int = 64, trunk_layers: int = 2):
+    def __init__(
+        self,
+        num_classes: int,
+        weights=None,
+        channels: int = 64,
+        trunk_layers: int = 2,
+        stride: int = STRIDE,
+    ):
         super().__init__()
+        if stride not in (2, 4):
+            raise ValueError(f"CenterNet's heatmap stride must be 2 or 4, got {stride}")
         self.num_classes = num_classes
+        self.stride = stride
+        # stride 2: the stride-4 features predict 2x2 sub-locations each (pixel shuffle), so
+        # touching cells whose centres share a stride-4 point get a peak each.
+        self.shuffle = STRIDE // stride
         self.gaussian_alpha = GAUSSIAN_ALPHA  # the training targets' width; fit sets the plan's
         trunk = resnet18(weights=weights, norm_layer=nn.BatchNorm2d)
         layers = {f"layer{i + 1}": str(i) for i in range(trunk_layers)}
         self.body = IntermediateLayerGetter(trunk, return_layers=layers)
         self.fpn = FeaturePyramidNetwork([64, 128, 256, 512][:trunk_layers], channels)
-        self.heatmap = _head(channels, num_classes, bias=-math.log((1 - 0.05) / 0.05))
+        outputs = self.shuffle**2
+        self.heatmap = _head(channels, num_classes * outputs, bias=-math.log((1 - 0.05) / 0.05))
         # exp(bias) * stride = 8 px from the centre to each side: a typical small cell.
-        self.box = _head(channels, 4, bias=math.log(8 / STRIDE))
+        self.box = _head(channels, 4 * outputs, bias=math.log(8 / stride))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -86,8 +100,11 @@ class CenterNet(nn.Module):
     def raw(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised batch -> heatmap logits ``[N, C, H, W]`` and distances ``[N, 4, H, W]``."""
         features = self.fpn(self.body(batch))["0"]
-        logits = self.heatmap(features)
-        distances = torch.exp(self.box(features).clamp(max=MAX_LOG_DISTANCE)) * STRIDE
+        logits, log_distances = self.heatmap(features), self.box(features)
+        if self.shuffle > 1:
+            logits = F.pixel_shuffle(logits, self.shuffle)
+            log_distances = F.pixel_shuffle(log_distances, self.shuffle)
+        distances = torch.exp(log_distances.clamp(max=MAX_LOG_DISTANCE)) * self.stride
         return logits, distances
 
     def raw_flipped(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +138,7 @@ class CenterNet(nn.Module):
         peaks = torch.where(F.max_pool2d(heat, 3, stride=1, padding=1) == heat, heat, 0.0)
         n, c, h, w = heat.shape
         if centres is None:
-            centres = location_centres(h, w, heat.device)
+            centres = location_centres(h, w, heat.device, self.stride)
         d = distances.flatten(2).transpose(1, 2)  # [N, H*W, 4]: left, top, right, bottom
         boxes = torch.cat([centres - d[..., :2], centres + d[..., 2:]], dim=-1)
         return boxes, peaks.flatten(2).transpose(1, 2)
@@ -138,24 +155,31 @@ class CenterNet(nn.Module):
             raise ValueError("CenterNet in training mode needs targets")
         logits, distances = self.raw(batch)
         heat_t, box_t, weight_t = build_targets(
-            targets, self.num_classes, logits.shape[-2:], logits.device, self.gaussian_alpha
+            targets,
+            self.num_classes,
+            logits.shape[-2:],
+            logits.device,
+            self.gaussian_alpha,
+            self.stride,
         )
         return {
             "heatmap": focal_loss(logits, heat_t),
-            "box_giou": BOX_LOSS_WEIGHT * box_loss(distances, box_t, weight_t),
+            "box_giou": BOX_LOSS_WEIGHT * box_loss(distances, box_t, weight_t, self.stride),
         }
 
 
-def location_centres(height: int, width: int, device=None) -> torch.Tensor:
-    """Input-pixel centre of every stride-4 location, row-major: ``[H*W, 2]`` (x, y)."""
-    ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) * STRIDE
-    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) * STRIDE
+def location_centres(height: int, width: int, device=None, stride: int = STRIDE) -> torch.Tensor:
+    """Input-pixel centre of every heatmap location, row-major: ``[H*W, 2]`` (x, y)."""
+    ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) * stride
+    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) * stride
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)
 
 
 @torch.no_grad()
-def build_targets(targets, num_classes: int, size, device, alpha: float = GAUSSIAN_ALPHA):
+def build_targets(
+    targets, num_classes: int, size, device, alpha: float = GAUSSIAN_ALPHA, stride: int = STRIDE
+):
     """Heatmap (max of the cells' Gaussians), box per location, and regression weights.
 
     Each cell's Gaussian peaks at exactly 1 on the location that holds its centre, with
@@ -174,10 +198,10 @@ def build_targets(targets, num_classes: int, size, device, alpha: float = GAUSSI
         box = torch.zeros(h, w, 4, device=device)
         weight = torch.zeros(h, w, device=device)
         if len(gt):
-            bw = (gt[:, 2] - gt[:, 0]).clamp(min=1.0) / STRIDE
-            bh = (gt[:, 3] - gt[:, 1]).clamp(min=1.0) / STRIDE
-            cx = ((gt[:, 0] + gt[:, 2]) / 2 / STRIDE).floor().clamp(0, w - 1)
-            cy = ((gt[:, 1] + gt[:, 3]) / 2 / STRIDE).floor().clamp(0, h - 1)
+            bw = (gt[:, 2] - gt[:, 0]).clamp(min=1.0) / stride
+            bh = (gt[:, 3] - gt[:, 1]).clamp(min=1.0) / stride
+            cx = ((gt[:, 0] + gt[:, 2]) / 2 / stride).floor().clamp(0, w - 1)
+            cy = ((gt[:, 1] + gt[:, 3]) / 2 / stride).floor().clamp(0, h - 1)
             sx = (alpha * bw / 6).clamp(min=0.3)
             sy = (alpha * bh / 6).clamp(min=0.3)
             gx = torch.exp(-((xs[None, :] - cx[:, None]) ** 2) / (2 * sx[:, None] ** 2))
@@ -189,7 +213,7 @@ def build_targets(targets, num_classes: int, size, device, alpha: float = GAUSSI
                     heat[k] = gauss[mine].amax(0)
             best, owner = gauss.max(0)
             near = best > 0.01
-            area = (bw * bh * STRIDE * STRIDE).clamp(min=2.0)
+            area = (bw * bh * stride * stride).clamp(min=2.0)
             share = torch.zeros(len(gt), device=device).index_add_(0, owner[near], best[near])
             norm = torch.log(area) / share.clamp(min=1e-6)
             weight[near] = best[near] * norm[owner[near]]
@@ -210,13 +234,15 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1.0)
 
 
-def box_loss(distances: torch.Tensor, target_boxes: torch.Tensor, weight: torch.Tensor):
+def box_loss(
+    distances: torch.Tensor, target_boxes: torch.Tensor, weight: torch.Tensor, stride: int = STRIDE
+):
     """Weighted GIoU between each location's predicted box and the box it is assigned."""
     n, _, h, w = distances.shape
     mask = weight > 0
     if not mask.any():
         return distances.sum() * 0.0
-    centres = location_centres(h, w, distances.device).view(1, h, w, 2).expand(n, h, w, 2)
+    centres = location_centres(h, w, distances.device, stride).view(1, h, w, 2).expand(n, h, w, 2)
     d = distances.float().permute(0, 2, 3, 1)
     pred = torch.cat([centres - d[..., :2], centres + d[..., 2:]], dim=-1)
     loss = generalized_box_iou_loss(pred[mask], target_boxes[mask], reduction="none")
@@ -236,7 +262,7 @@ def heatmaps(detector: CenterNet, image, boxes, image_size: int):
     boxed, scale = letterbox(image, image_size)
     pixels = torch.from_numpy(np.asarray(boxed, np.float32) / 255.0).permute(2, 0, 1)
     scaled = torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4) * scale)
-    side = image_size // STRIDE
+    side = image_size // detector.stride
     target, _, _ = build_targets(
         [{"boxes": scaled, "labels": torch.ones(len(scaled), dtype=torch.int64)}],
         detector.num_classes,

@@ -112,6 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .annotations import DroppedBoxWarning, load_annotations
     from .dataset import split_or_all
+    from .model import is_heatmap_model
     from .train import fit, preset
 
     with warnings.catch_warnings(record=True) as caught:
@@ -140,7 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         plan = replace(plan, minutes=args.minutes, epochs=args.epochs or 1000)  # 1000: a guard
     elif args.epochs:  # exactly these epochs, however long they take
         plan = replace(plan, minutes=None)
-    if plan.model_name != "centernet_resnet18" and args.model:
+    if not is_heatmap_model(plan.model_name) and args.model:
         plan = replace(plan, crop_size=None, repeats=1)  # torchvision detectors resize crops
     result = fit(
         train,
@@ -410,9 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
         "are measured on the first ones",
     )
     train.add_argument("--size", type=int, help="input size in pixels (multiple of 32)")
-    train.add_argument(
-        "--model", help="centernet_resnet18 (default), fcos_resnet18 or retinanet_resnet18"
-    )
+    train.add_argument("--model", help="centernet_resnet18_s2 (default), centernet_resnet18 (its "
+                       "stride-4 heatmap), fcos_resnet18 or retinanet_resnet18")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
     train.add_argument(

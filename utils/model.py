@@ -1,9 +1,12 @@
 """Detectors by name, and the exportable core that every runtime runs.
 
-The default, ``centernet_resnet18``, finds each cell as a peak in a stride-4 heatmap
+The default, ``centernet_resnet18_s2``, finds each cell as a peak in a stride-2 heatmap
 (CenterNet / TTFNet style, see ``centernet.py``): on 17 images of thin, dense cells it
 learns to count several times faster from random weights than a box detector does
-(``docs/model_choice.md`` has the measured comparison). ``fcos_resnet18`` is torchvision's
+(``docs/model_choice.md`` has the measured comparison). ``centernet_resnet18`` is the same
+counter with its heatmap at stride 4, the default until 2026-12-07: touching cells whose
+centres share a stride-4 point got one peak between them (older checkpoints load as they
+were). ``fcos_resnet18`` is torchvision's
 FCOS (anchor-free, one stage: the parent of the talk's VFNet) on a ResNet-18 FPN at strides
 8 and 16, and ``retinanet_resnet18`` the same backbone with RetinaNet's anchor-based head;
 both stay for comparison.
@@ -20,6 +23,7 @@ import contextlib
 import io
 import socket
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -34,7 +38,9 @@ from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 from .config import display_path
 from .processing import IMAGENET_MEAN, IMAGENET_STD
 
-DEFAULT_MODEL = "centernet_resnet18"
+DEFAULT_MODEL = "centernet_resnet18_s2"
+# The heatmap counters by name, and their heatmap's stride in input pixels.
+HEATMAP_STRIDES = {"centernet_resnet18_s2": 2, "centernet_resnet18": 4}
 # auto / True / False: ImageNet weights; "scenes" or a path: a course start's trunk (warmstart)
 Pretrained = bool | str | Path
 
@@ -73,7 +79,8 @@ def _pretrained_weights(pretrained: Pretrained) -> ResNet18_Weights | None:
     if isinstance(pretrained, Path) or pretrained not in ("auto", True):
         raise ValueError(  # a checkpoint path: only the heatmap counter copies one (warmstart)
             f"pretrained={str(pretrained)!r}: starting from a checkpoint file works for "
-            f"{DEFAULT_MODEL} only; use auto, True or False for this model"
+            f"the heatmap counters only ({', '.join(HEATMAP_STRIDES)}); use auto, True or False "
+            "for this model"
         )
     weights = ResNet18_Weights.IMAGENET1K_V1
     try:
@@ -132,7 +139,14 @@ def _retinanet(num_classes: int, image_size: int, pretrained: Pretrained) -> nn.
     return detector
 
 
-def _centernet(num_classes: int, image_size: int, pretrained: Pretrained) -> nn.Module:
+def is_heatmap_model(name: str) -> bool:
+    """True for the heatmap counters (random crops, working scale, warm starts, flips)."""
+    return name in HEATMAP_STRIDES
+
+
+def _centernet(
+    num_classes: int, image_size: int, pretrained: Pretrained, stride: int = 4
+) -> nn.Module:
     from .centernet import CenterNet
     from .warmstart import SCENES_START, copy_pretrained, is_checkpoint_start
 
@@ -140,13 +154,14 @@ def _centernet(num_classes: int, image_size: int, pretrained: Pretrained) -> nn.
     if shipped:
         pretrained = SCENES_START
     if is_checkpoint_start(pretrained):
-        model = CenterNet(num_classes - 1)  # no ImageNet download: the file gives the trunk
+        # no ImageNet download: the file gives the trunk
+        model = CenterNet(num_classes - 1, stride=stride)
         copy_pretrained(model, pretrained)  # type: ignore[arg-type]
         source = "the course's generated-scene weights" if shipped else display_path(pretrained)
         model.start = f"{source} (trunk, FPN and box head copied)"
         return model
     weights = _pretrained_weights(pretrained)
-    model = CenterNet(num_classes - 1, weights=weights)
+    model = CenterNet(num_classes - 1, weights=weights, stride=stride)
     model.start = _start_name(weights)
     return model
 
@@ -157,7 +172,7 @@ def _start_name(weights: ResNet18_Weights | None) -> str:
 
 
 MODELS: dict[str, Callable[[int, int, Pretrained], nn.Module]] = {
-    "centernet_resnet18": _centernet,
+    **{name: partial(_centernet, stride=stride) for name, stride in HEATMAP_STRIDES.items()},
     "fcos_resnet18": _fcos,
     "retinanet_resnet18": _retinanet,
 }
@@ -210,8 +225,9 @@ class DetectorCore(nn.Module):
             )
         self.flips = flips
         if self.centernet is not None:
-            side, device = image_size // 4, next(detector.parameters()).device
-            self.register_buffer("anchors", location_centres(side, side, device), persistent=False)
+            side, device = image_size // detector.stride, next(detector.parameters()).device
+            centres = location_centres(side, side, device, detector.stride)
+            self.register_buffer("anchors", centres, persistent=False)
             return
         self.backbone = detector.backbone
         self.head = detector.head

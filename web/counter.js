@@ -21,6 +21,7 @@
 export const CONFIG_KEY = "deploy_without_tears.inference_config";
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406];
 export const IMAGENET_STD = [0.229, 0.224, 0.225];
+export const CANDIDATES_PER_KEPT = 4; // processing.boxes.CANDIDATES_PER_KEPT
 const CONFIG_DEFAULTS = {
   mean: IMAGENET_MEAN,
   std: IMAGENET_STD,
@@ -307,22 +308,24 @@ export function normalize(rgb, size, mean = IMAGENET_MEAN, std = IMAGENET_STD) {
 
 /** processing.nms: greedy non-maximum suppression in float32; indices kept, best first.
  *
- * ``boxes``: Float32Array of n*4 (x1, y1, x2, y2), ``scores``: Float32Array of n.
+ * ``boxes``: Float32Array of n*4 (x1, y1, x2, y2), ``scores``: Float32Array of n; ``top``:
+ * only the best ``top`` boxes take part (processing.boxes.CANDIDATES_PER_KEPT says why).
  */
-export function nms(boxes, scores, iouThreshold) {
+export function nms(boxes, scores, iouThreshold, top = Infinity) {
   const f = Math.fround;
-  const n = scores.length;
-  const order = Array.from({ length: n }, (_, i) => i);
+  const order = Array.from({ length: scores.length }, (_, i) => i);
   order.sort((a, b) => scores[b] - scores[a] || a - b); // np.argsort(-scores, kind="stable")
-  const areas = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
+  const areas = new Float32Array(order.length);
+  for (let i = 0; i < order.length; i++) {
     const w = Math.max(f(boxes[i * 4 + 2] - boxes[i * 4]), 0);
     const h = Math.max(f(boxes[i * 4 + 3] - boxes[i * 4 + 1]), 0);
     areas[i] = f(w * h);
   }
   const limit = f(iouThreshold);
   const eps = f(1e-9);
-  const suppressed = new Uint8Array(n);
+  const suppressed = new Uint8Array(order.length);
+  if (order.length > top) order.length = top;
+  const n = order.length;
   const keep = [];
   for (let a = 0; a < n; a++) {
     const i = order[a];
@@ -478,7 +481,8 @@ export function mergeTiles(tiles, numClasses, grid, config, threshold) {
     for (let k = 0; k < 4; k++) shifted[i * 4 + k] = f(kept[i * 4 + k] + offset);
   }
   const limit = config.max_detections * grid.tiles;
-  const keep = nms(shifted, Float32Array.from(candScores), config.nms_iou).slice(0, limit);
+  const top = limit * CANDIDATES_PER_KEPT;
+  const keep = nms(shifted, Float32Array.from(candScores), config.nms_iou, top).slice(0, limit);
   const out = { boxes: [], scores: [], labels: [], count: keep.length, tiles: grid.tiles, scale: grid.scale };
   for (const i of keep) {
     const b = [0, 1, 2, 3].map((k) => f(kept[i * 4 + k] / f(grid.scale))); // float32, as NumPy

@@ -33,7 +33,8 @@ from . import machine, write_report
 
 # The candidates of --compare: name -> what differs from the plan.
 CANDIDATES: dict[str, dict[str, Any]] = {
-    "centernet_resnet18 (heatmap, 256 px crops)": {},
+    "centernet_resnet18_s2 (stride-2 heatmap, 256 px crops)": {},
+    "centernet_resnet18 (stride-4 heatmap, 256 px crops)": {"model_name": "centernet_resnet18"},
     "fcos_resnet18 (boxes, whole images)": {
         "model_name": "fcos_resnet18",
         "crop_size": None,

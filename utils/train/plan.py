@@ -8,8 +8,8 @@ from typing import Any
 from .. import config as course_config
 from ..centernet import GAUSSIAN_ALPHA, WIDE_GAUSSIAN_ALPHA
 from ..dataset import TARGET_CELL_PX
+from ..model import DEFAULT_MODEL
 
-DEFAULT_MODEL = "centernet_resnet18"
 DEFAULT_IMAGE_SIZE = 512  # the network's square input (and the tile size when counting)
 
 

@@ -44,7 +44,7 @@ def tiled_onnx(tmp_path_factory, counting_onnx, photos):
     onnx.save(model, str(path))
     predictor = load_predictor(path)
     scores = [predictor.predict(load_image(p).image, 0.0).scores for p in photos]
-    threshold = round(gap_threshold(np.concatenate(scores), keep=20 * len(photos)), 5)
+    threshold = round(gap_threshold(np.concatenate(scores), keep=10 * len(photos)), 5)
     set_metadata(model, dataclasses.replace(config, score_threshold=threshold))
     onnx.save(model, str(path))
     return path

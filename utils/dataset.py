@@ -35,7 +35,7 @@ from .processing import InferenceConfig, letterbox, plan_tiles, working_image
 
 Target = dict[str, torch.Tensor]
 
-# The median cell side sqrt(w h), in working pixels, that the heatmap counter (stride 4) is
+# The median cell side sqrt(w h), in working pixels, that the heatmap counter is
 # trained at. 22.5 px is what the course's 640 px photos (median cell 28 px) become at a
 # 512 px input, the setting measured best in docs/model_choice.md (512 px beat 384 px:
 # count error 2.1 % against 3.7 %): so 640 px photos train exactly as before, and a 2,800 px

@@ -965,6 +965,7 @@ export async function startApp({ modelUrl, examplesUrl = "./examples.json" } = {
   const slider = $("threshold");
   const initial = params.has("threshold") ? Number(params.get("threshold")) : config.score_threshold;
   slider.min = String(config.min_score);
+  slider.max = String(Math.max(0.95, initial)); // a stored 0.96 must not be clamped to 0.95
   slider.step = "any"; // a 0.01 grid would move a stored threshold like 0.325 (and the counts)
   slider.value = String(initial);
   const label = (value) => String(Number(value.toFixed(3)));

@@ -226,7 +226,7 @@ def plot_heatmaps(
     """The photo, the heatmap the network is trained to draw, and the one it draws.
 
     Shows the centre of the image zoomed ``zoom`` times, so individual cells and their
-    bumps are visible. Heatmaps are at stride 4 and are stretched to the photo's size.
+    bumps are visible. Heatmaps are at the model's stride (2 or 4), stretched to the photo's size.
     """
     import matplotlib.pyplot as plt
 

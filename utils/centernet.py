@@ -45,7 +45,7 @@ GAUSSIAN_ALPHA = 0.54  # TTFNet: sigma = alpha * side / 6, so the bump covers ~h
 # on the fast plan's 210 steps (docs/model_choice.md).
 WIDE_GAUSSIAN_ALPHA = 0.8
 BOX_LOSS_WEIGHT = 5.0  # TTFNet weighs its GIoU box loss 5x the heatmap loss
-MAX_LOG_DISTANCE = 5.0  # exp(5) * 4 = 594 px: no cell is larger, and exp stays finite
+MAX_LOG_DISTANCE = 5.0  # exp(5) * stride: 594 px (297 at stride 2) per side; exp stays finite
 
 
 def _head(channels: int, out: int, bias: float) -> nn.Sequential:

@@ -35,7 +35,7 @@ from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork
 
 from .processing import IMAGENET_MEAN, IMAGENET_STD, letterbox
 
-STRIDE = 4
+STRIDE = 4  # the features' stride: the FPN output, and the heatmap of centernet_resnet18
 # Test-time flips (raw_flipped): the dims flipped, and the order that puts the flipped view's
 # distances (left, top, right, bottom) back on the photo's sides.
 FLIPS = (((3,), [2, 1, 0, 3]), ((2,), [0, 3, 2, 1]), ((2, 3), [2, 3, 0, 1]))

@@ -5,7 +5,9 @@ photos from :func:`utils.synth_classes.write_mixed_dataset` (needles, round cell
 writes an ordinary course checkpoint whose trunk, FPN and box head a later run can start from
 (``python -m utils train --pretrained FILE.pt``, see :mod:`utils.warmstart`); the package ships
 one such start (``--pretrained scenes``). Measured in docs/real_data.md: tighter boxes, and much
-better ones after few steps, but counts no better, so it is not the default.
+better ones after few steps, but counts no better, so it is not the default. It trains the
+default model (the stride-2 heatmap since 2026-12-07); the shipped start was trained at stride 4
+and starts either (``utils.warmstart``).
 """
 
 from __future__ import annotations

@@ -74,9 +74,9 @@ def spread_scores(detector, factor: float = 30.0):
     return detector
 
 
-def crowd_then_cells(limit: int) -> tuple[np.ndarray, np.ndarray]:
+def crowd_then_cells() -> tuple[np.ndarray, np.ndarray]:
     """100 near-copies of one box scored 0.90-0.99, then 300 separate cells scored below 0.9:
-    what a badly matched model gives, with more junk than 4 x ``limit`` at the top."""
+    what a badly matched model gives, with more junk at the top than 4 x a limit of 10 keeps."""
     copies = np.tile(np.float32([[10, 10, 30, 30]]), (100, 1)) + np.linspace(0, 1, 100)[:, None]
     xs, ys = np.meshgrid(np.arange(20) * 40.0 + 100, np.arange(15) * 40.0 + 100)
     cells = np.stack([xs.ravel(), ys.ravel(), xs.ravel() + 20, ys.ravel() + 20], 1)

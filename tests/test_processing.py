@@ -42,7 +42,7 @@ def test_nms_looks_at_the_best_4_x_limit_candidates_only() -> None:
     """With all candidates NMS would keep the crowd's best copy and 9 cells; among the best
     40 (4 x limit 10) there are only copies: 1 box. With a trained model (a few hundred
     candidates, few overlapping) both give the same; this bounds the work of a bad one."""
-    boxes, scores = crowd_then_cells(10)
+    boxes, scores = crowd_then_cells()
     everything = nms(boxes, scores, 0.5)
     assert len(everything) == 301 and everything[0] == 0 and list(everything[1:4]) == [100, 101, 102]
     assert list(nms(boxes, scores, 0.5, top=40)) == [0]

@@ -230,7 +230,7 @@ def test_postprocess_matches_numpy(page, predictor):
 def test_postprocess_looks_at_the_same_best_candidates_as_numpy(page, predictor):
     """A crowd of 100 copies above 300 cells with max_detections 10: NumPy looks at the best
     40 candidates only (1 box); so must the browser, or it counts 10."""
-    boxes, scores = crowd_then_cells(10)
+    boxes, scores = crowd_then_cells()
     config = InferenceConfig("centernet_resnet18_s2", ("cell",), 1024, max_detections=10)
     expected = postprocess_one(boxes, scores[:, None], config, 1.0, (1024, 1024), 0.1)
     got = page.evaluate(

@@ -11,8 +11,9 @@ from .config import Detections, InferenceConfig
 NMS_BLOCK = 256  # rows of the IoU matrix computed at once: 256 x N floats, bounded memory
 # NMS looks at the best ``CANDIDATES_PER_KEPT x limit`` candidates only. Why: in an untrained or
 # badly matched model's noise-like heatmap about one point in nine is a 3x3 peak (the stride-2
-# counter: about 7,300 per 512 px input) and NMS over thousands of them took minutes (a one-epoch
-# test of ``utils pretrain``: 290 s instead of 15 s); a trained one has a few hundred. Greedy NMS decides each box from higher-scored ones only, so the ``limit`` kept
+# counter: about 7,300 per 512 px input) and NMS over thousands of them took minutes (the tests'
+# one-epoch ``pretrain``: 284 s, 280 s of it in NMS; 3 s with the cap); a trained one has a few
+# hundred. Greedy NMS decides each box from higher-scored ones only, so the ``limit`` kept
 # are the same unless more than 3 in 4 of the best candidates overlap a better one.
 CANDIDATES_PER_KEPT = 4
 

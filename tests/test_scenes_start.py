@@ -70,7 +70,9 @@ def test_scenes_starts_the_counter_from_the_shipped_start(capsys) -> None:
 def test_the_stride_4_start_gives_the_stride_2_default_the_same_boxes(capsys) -> None:
     """The default heatmap is at stride 2; the shipped start was trained at stride 4. Its box
     head's last layer is laid out for the 2x2 sub-locations of each stride-4 point, so every
-    sub-location starts with that point's distances (float32 rounding: relative 1e-5)."""
+    sub-location starts with that point's distances. Tolerance 1e-4: two 1x1 convolutions of
+    different widths may sum in another order on another CPU, and exp() scales that (1e-6 here);
+    a wrong layout differs by whole pixels."""
     four = build_model("centernet_resnet18", 1, 128, pretrained="scenes").eval()
     two = build_model(DEFAULT_MODEL, 1, 128, pretrained="scenes").eval()
     assert two.stride == 2 and four.stride == 4
@@ -83,7 +85,7 @@ def test_the_stride_4_start_gives_the_stride_2_default_the_same_boxes(capsys) ->
         _, d2 = two.raw(batch)
     assert d2.shape == (1, 4, 64, 64) and d4.shape == (1, 4, 32, 32)
     spread = d4.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
-    assert torch.allclose(d2, spread, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(d2, spread, rtol=1e-4, atol=1e-4)
 
 
 def test_auto_offline_starts_from_random_weights(offline, capsys) -> None:

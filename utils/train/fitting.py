@@ -366,9 +366,9 @@ def threshold_photos(val_set, train_set, least: int = THRESHOLD_PHOTOS):  # val_
     threshold is partly luck. On 17 real blood-cell photos (BCCD-17, 3 seeds) the threshold
     chosen on all 17 gave a held-out count error of 4.46 / 4.26 / 3.68 cells against 5.62 /
     5.31 / 3.88 from the 3 validation photos (best possible: 4.29 / 4.11 / 3.68); on the course's
-    photos the same threshold on 5 of 6 runs and a better one on the sixth (``docs/real_data.md``). Training photos score a little
-    higher than new ones, but the count's valley barely moves. A large validation set (BCCD's 58)
-    is used alone.
+    photos the same threshold on 5 of 6 runs and a better one on the sixth
+    (``docs/real_data.md``). Training photos score a little higher than new ones, but the count's
+    valley barely moves. A large validation set (BCCD's 58) is used alone.
     """
     from ..annotations import AnnotationSet
 

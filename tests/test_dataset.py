@@ -148,6 +148,28 @@ def test_split_keeps_one_image_on_each_side(aset):
         split(aset.subset([0]))
 
 
+def test_the_default_split_holds_back_a_fifth_but_at_most_twenty_photos(aset):
+    """The CLI's default (``--val-fraction`` not given): 3 of 17, 20 of 292 (not 58)."""
+    from utils.dataset import MAX_VAL_PHOTOS, split_or_all
+
+    def copies(n):
+        images = [aset.images[k % len(aset)] for k in range(n)]
+        return AnnotationSet(aset.class_names, [
+            AnnotatedImage(i.image_path, i.width, i.height, i.boxes, i.labels) for i in images
+        ])
+
+    assert MAX_VAL_PHOTOS == 20
+    for n, held in ((17, 3), (100, 20), (292, 20)):
+        photos = copies(n)
+        train, val = split_or_all(photos, None, seed=1)
+        assert (len(train), len(val)) == (n - held, held)
+        ids = {id(img): k for k, img in enumerate(photos.images)}
+        capped = [ids[id(img)] for img in val.images]
+        _, fifth = split(photos, 0.2, seed=1)  # the same order: the cap keeps a subset
+        assert set(capped) <= {ids[id(img)] for img in fifth.images}
+    assert len(split(copies(292), 0.2, seed=1)[1]) == 58  # an explicit fraction is not capped
+
+
 def test_split_or_all_trains_on_every_image_at_zero(aset):
     from utils.dataset import split_or_all
 

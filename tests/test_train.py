@@ -201,6 +201,15 @@ def test_budget_shortens_a_run_the_machine_slowed_down(monkeypatch) -> None:
     assert budget.total_steps == 1000 + int((AIM * 600 - 300 - 3 * 5) / 0.4)  # 1637
     assert budget.epochs == 17 and budget.record["shortened_after_epoch"] == 10
     assert not budget.check(11, seconds_per_step=0.3, validation_seconds=5.0)  # on time now
+    # Heading for 6 % over its budget (300 + 3 x 5 + 1,000 x 0.32 = 635 s): shortened too;
+    # before 2026-12-07 only runs heading past 110 % were, and a BCCD run took 624 s of 600
+    late = _budget(600.0, epochs=20, eval_every=5)
+    late.steps, clock["now"] = 12, 4.0
+    late.decide(seconds_per_step=0.25, seconds_per_validation=5.0)
+    assert late.total_steps == 2000
+    clock["now"] = 300.0
+    assert late.check(10, seconds_per_step=0.32, validation_seconds=5.0)
+    assert late.total_steps == 1000 + int((AIM * 600 - 300 - 3 * 5) / 0.32)  # 1796
 
 
 def test_budget_lengthens_a_run_measured_on_a_busy_minute(monkeypatch) -> None:
@@ -297,9 +306,12 @@ def test_fit_keeps_the_weights_its_plan_names(data, monkeypatch, keep) -> None:
     assert not all(torch.equal(state[k], v) for k, v in snapshots[2 - kept].items())
 
 
-@pytest.mark.parametrize(("n_val", "n_train", "extra"), [(3, 14, 14), (20, 100, 28), (58, 234, 0)])
+@pytest.mark.parametrize(
+    ("n_val", "n_train", "extra"), [(3, 14, 14), (10, 40, 10), (20, 272, 0), (58, 234, 0)]
+)
 def test_threshold_photos_tops_up_validation_with_training_photos(n_val, n_train, extra) -> None:
-    """The threshold is chosen on the validation photos first, then training photos up to 48."""
+    """The threshold is chosen on the validation photos first, then training photos up to 20
+    (the CLI's most validation photos: BCCD's 20 alone, not topped up with 28 training ones)."""
     from utils.train.fitting import THRESHOLD_PHOTOS, threshold_photos
 
     def photos(prefix: str, n: int) -> AnnotationSet:
@@ -310,7 +322,7 @@ def test_threshold_photos_tops_up_validation_with_training_photos(n_val, n_train
     val, train_set = photos("val", n_val), photos("train", n_train)
     chosen = threshold_photos(val, train_set)
     names = [item.image_path.name for item in chosen.images]
-    assert THRESHOLD_PHOTOS == 48 and chosen.class_names == ("Microalgae",)
+    assert THRESHOLD_PHOTOS == 20 and chosen.class_names == ("Microalgae",)
     assert names == [f"val{i}.png" for i in range(n_val)] + [f"train{i}.png" for i in range(extra)]
 
 

@@ -418,8 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--val-fraction",
         type=float,
-        default=0.2,
-        help="held back to validate; 0: train on every image, no validation (docs/real_data.md)",
+        help="held back to validate (default: 0.2, at most 20 photos); 0: train on every image, "
+        "no validation (docs/real_data.md)",
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--fast", action="store_true", help="the short plan (as COURSE_FAST=1)")

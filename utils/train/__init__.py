@@ -11,7 +11,7 @@ same idea is written out in plain PyTorch so every step is visible and maintaine
 * validation mAP every few epochs (the curve of notebook 02); the last weights are kept, or
   the best validated ones with ``plan.keep == "best"`` (see :func:`fit` for why);
 * afterwards a threshold sweep on the validation images, topped up with training images to
-  48 (``fitting.threshold_photos``), picks the counting threshold,
+  20 (``fitting.threshold_photos``), picks the counting threshold,
   which goes into the model's :class:`~utils.processing.InferenceConfig`.
 
 One module per part, imported in this order: ``plan`` (:class:`TrainingPlan`, :func:`preset`,

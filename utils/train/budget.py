@@ -6,9 +6,9 @@ what the validations will cost, and fixes the number of steps (never more than
 ``plan.epochs`` worth; the last epoch may stop part-way, so 3,000 photos on a slow machine
 still stop in time) before the warm-up ends, so the cosine schedule runs its whole course.
 After every epoch it checks the clock again: it shortens the run if the machine got slower
-(another job started, or the host slowed), and in the first half of the run lengthens it (up to the plan's epochs)
-if the machine got faster, so a run measured on a busy minute still fills its budget. What was decided is recorded in the
-metrics and the checkpoint (``budget``).
+(another job started, or the host slowed), and in the first half of the run lengthens it (up to
+the plan's epochs) if the machine got faster, so a run measured on a busy minute still fills its
+budget. What was decided is recorded in the metrics and the checkpoint (``budget``).
 """
 
 from __future__ import annotations

@@ -78,12 +78,12 @@ FULL_EPOCHS = 112
 
 
 def preset(fast: bool | None = None) -> TrainingPlan:
-    """Full mode: about 2.5 min of training on a 2-core CPU; fast mode: about 45 s.
+    """Full mode: about 3 min of training on a 2-core CPU; fast mode: about 45 s.
 
     Both train the heatmap counter on 256 px crops of 512 px photos, 8 crops a step: 210 steps
-    (fast, 41-42 s here) or 784 (full, 140-147 s here) on the course's 17 photos. With more
-    photos the same epochs would take longer, so ``minutes`` caps the full run at 10 min: 290
-    photos get the steps that fit. The fast plan keeps its fixed steps (same run on every
+    (fast, 42-43 s here) or 784 (full, 165-168 s here with the stride-2 heatmap; 140-147 s
+    at stride 4) on the course's 17 photos. With more photos the same epochs would take
+    longer, so ``minutes`` caps the full run at 10 min: 290 photos get the steps that fit. The fast plan keeps its fixed steps (same run on every
     machine, as tests need). See ``docs/model_choice.md`` for how these were chosen. Validation
     every 5 (fast) or 4 (full) epochs: 6 or 28 points on the curve of notebook 02.
     """

@@ -6,10 +6,9 @@ learns to count several times faster from random weights than a box detector doe
 (``docs/model_choice.md`` has the measured comparison). ``centernet_resnet18`` is the same
 counter with its heatmap at stride 4, the default until 2026-12-07: touching cells whose
 centres share a stride-4 point got one peak between them (older checkpoints load as they
-were). ``fcos_resnet18`` is torchvision's
-FCOS (anchor-free, one stage: the parent of the talk's VFNet) on a ResNet-18 FPN at strides
-8 and 16, and ``retinanet_resnet18`` the same backbone with RetinaNet's anchor-based head;
-both stay for comparison.
+were). ``fcos_resnet18`` is torchvision's FCOS (anchor-free, one stage: the parent of the
+talk's VFNet) on a ResNet-18 FPN at strides 8 and 16, and ``retinanet_resnet18`` the same
+backbone with RetinaNet's anchor-based head; both stay for comparison.
 
 ImageNet-pretrained backbone weights are used when they can be downloaded (Colab);
 otherwise the backbone starts from random weights with one printed sentence. The heatmap

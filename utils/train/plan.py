@@ -81,11 +81,12 @@ def preset(fast: bool | None = None) -> TrainingPlan:
     """Full mode: about 3 min of training on a 2-core CPU; fast mode: about 45 s.
 
     Both train the heatmap counter on 256 px crops of 512 px photos, 8 crops a step: 210 steps
-    (fast, 42-43 s here) or 784 (full, 165-168 s here with the stride-2 heatmap; 140-147 s
+    (fast, 40-43 s here) or 784 (full, 161-168 s here with the stride-2 heatmap; 140-147 s
     at stride 4) on the course's 17 photos. With more photos the same epochs would take
-    longer, so ``minutes`` caps the full run at 10 min: 290 photos get the steps that fit. The fast plan keeps its fixed steps (same run on every
-    machine, as tests need). See ``docs/model_choice.md`` for how these were chosen. Validation
-    every 5 (fast) or 4 (full) epochs: 6 or 28 points on the curve of notebook 02.
+    longer, so ``minutes`` caps the full run at 10 min: 290 photos get the steps that fit.
+    The fast plan keeps its fixed steps (same run on every machine, as tests need). See
+    ``docs/model_choice.md`` for how these were chosen. Validation every 5 (fast) or 4 (full)
+    epochs: 6 or 28 points on the curve of notebook 02.
     """
     if fast is None:
         fast = course_config.fast_mode(verbose=False)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import onnx
@@ -122,6 +123,36 @@ def test_nncf_int8_ir(tiny_export, images, tmp_path) -> None:
     _, s32 = _raw(OnnxPredictor(path), images, config)
     _, s8 = _raw(predictor, images, config)
     assert np.abs(s8 - s32).mean() < 0.05
+
+
+def _quantized_consumers(xml) -> set[str]:
+    """Names of the nodes that read a FakeQuantize's output in an OpenVINO IR."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    return {
+        target.get_node().get_friendly_name()
+        for op in model.get_ops()
+        if op.get_type_name() == "FakeQuantize"
+        for output in op.outputs()
+        for target in output.get_target_inputs()
+    }
+
+
+def test_nncf_keeps_the_decoding_in_float(archive_onnx, images, tmp_path) -> None:
+    """By default no FakeQuantize feeds the heatmap counter's decoding (sigmoid, peak test,
+    box corners); asked to quantize it, NNCF puts one before the peak test's MaxPool."""
+    decoding = re.compile("|".join(edge.openvino_ir.DECODE_PATTERNS))
+    floats = _quantized_consumers(
+        edge.quantize_openvino(archive_onnx, images[:2], tmp_path / "a.xml")
+    )
+    assert any(name.startswith("/body/") for name in floats)  # the trunk is INT8
+    assert not [name for name in floats if decoding.match(name)]
+    options = edge.NncfOptions(quantize_decoding=True)
+    quantized = _quantized_consumers(
+        edge.quantize_openvino(archive_onnx, images[:2], tmp_path / "b.xml", options)
+    )
+    assert "/MaxPool" in quantized
 
 
 def test_scorecard_rows_are_sane(tiny_export, test_set, tmp_path) -> None:

@@ -112,6 +112,7 @@ def run(
     warmup: int | None = None,
     include_dynamic: bool = True,
     nncf_ignore_head: bool = False,
+    nncf_quantize_decoding: bool = False,
     out: str | Path | None = None,
     layers: bool = False,
 ) -> dict[str, Any]:
@@ -130,7 +131,9 @@ def run(
     onnx_file = export.export_onnx(ckpt, path=work / "model.onnx")
     train_set = load_annotations(train_dir(), ckpt.config.class_names)
     test_set = load_annotations(test_dir(), ckpt.config.class_names)
-    options = edge.NncfOptions(ignore_head_outputs=nncf_ignore_head)
+    options = edge.NncfOptions(
+        ignore_head_outputs=nncf_ignore_head, quantize_decoding=nncf_quantize_decoding
+    )
     formats = edge.build_formats(
         onnx_file, train_set, work, fast=fast, include_dynamic=include_dynamic, nncf_options=options
     )
@@ -225,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--nncf-ignore-head", action="store_true", help="keep the head's last convs in float"
     )
+    parser.add_argument(
+        "--nncf-quantize-decoding",
+        action="store_true",
+        help="quantize the decoding too (NNCF's own choice; before 2026-12-07 the default)",
+    )
     parser.add_argument("--out", help="JSON output (default: artifacts/bench_edge.json)")
     parser.add_argument(
         "--layers", action="store_true", help="also time each OpenVINO IR layer by layer"
@@ -238,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup,
         include_dynamic=not args.no_dynamic,
         nncf_ignore_head=args.nncf_ignore_head,
+        nncf_quantize_decoding=args.nncf_quantize_decoding,
         out=args.out,
         layers=args.layers,
     )

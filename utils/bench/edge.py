@@ -2,8 +2,9 @@
 
 Exports the checkpoint to ONNX, builds ORT INT8 (static QDQ and dynamic), OpenVINO
 FP32/FP16 IRs and an NNCF INT8 IR (calibrated on ``data/train``), then measures on
-``data/test``: file size, latency p50/p95 at batch 1 (graph only and end to end),
-throughput, mAP@[.5:.95], mAP@.5, count MAE and counts identical to PyTorch. Prints the
+``data/test``: file size, latency p50/p95 at batch 1 (graph only and end to end, with calls
+interleaved across formats and, warm, in blocks of back-to-back calls), throughput,
+mAP@[.5:.95], mAP@.5, count MAE and counts identical to PyTorch. Prints the
 table with the CPU model and thread count, the runtime that the app and ``count`` would serve
 the file with (``runtime_choice``: measured on the first test photo) and writes
 ``artifacts/bench_edge.json``.
@@ -79,6 +80,7 @@ def edge_verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return {"edge_default": None, "lines": ["No format keeps mAP within 0.005 and the MAE."]}
     best = min(keeps, key=lambda r: r["e2e_p50_ms"])
     speedup = ref["e2e_p50_ms"] / best["e2e_p50_ms"]
+    warm = ref["e2e_warm_p50_ms"] / best["e2e_warm_p50_ms"]
 
     def met(ok: bool) -> str:
         return "met" if ok else "NOT met"
@@ -95,11 +97,24 @@ def edge_verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
         ),
         f"  goal pre/post-processing <= {EDGE_PRE_POST:.0%} of its time: "
         f"{best['pre_post_share']:.0%}, {met(best['pre_post_share'] <= EDGE_PRE_POST)}",
+        "  the same goals with each format timed warm (blocks of back-to-back calls, as a "
+        "deployed counter runs; the lines above: calls interleaved with the other formats'):",
+        *(
+            f"  goal >= {goal:.0f}x eager end to end, warm: {warm:.1f}x "
+            f"({ref['e2e_warm_p50_ms']:.0f} vs {best['e2e_warm_p50_ms']:.0f} ms), "
+            f"{met(warm >= goal)}"
+            for goal in EDGE_SPEEDUP
+        ),
+        f"  goal pre/post-processing <= {EDGE_PRE_POST:.0%} of its time, warm: "
+        f"{best['warm_pre_post_share']:.0%}, "
+        f"{met(best['warm_pre_post_share'] <= EDGE_PRE_POST)}",
     ]
     return {
         "edge_default": best["format"],
         "speedup_e2e": round(speedup, 2),
+        "speedup_e2e_warm": round(warm, 2),
         "goals_met": speedup >= EDGE_SPEEDUP[0] and best["pre_post_share"] <= EDGE_PRE_POST,
+        "goals_met_warm": warm >= EDGE_SPEEDUP[0] and best["warm_pre_post_share"] <= EDGE_PRE_POST,
         "lines": lines,
     }
 

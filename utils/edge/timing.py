@@ -76,13 +76,15 @@ def _warm_block(predictor: Predictor, image: Image.Image, calls: int, out: dict[
 
     Each call's parts come from its own timing records (``processing.recording``).
     """
-    predictor.predict(image)
-    for _ in range(calls):
+    records = []
+
+    def call() -> None:
         with recording() as record:
-            start = time.perf_counter()
             predictor.predict(image)
-            out["e2e"].append((time.perf_counter() - start) * 1000)
-        parts = record.ms()
+        records.append(record.ms())
+
+    out["e2e"] += timeit_ms(call, 1, calls)
+    for parts in records[1:]:  # the first call only warms up
         for name in ("preprocess", "graph", "postprocess"):
             out[name].append(parts.get(name, 0.0))
 

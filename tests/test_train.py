@@ -236,6 +236,33 @@ def test_budget_lengthens_a_run_measured_on_a_busy_minute(monkeypatch) -> None:
     assert not _budget(None, epochs=20).check(10, 1e6, 1e6)  # no budget, no cut
 
 
+def test_budget_lengthens_a_run_heading_well_under_its_aim(monkeypatch) -> None:
+    """Epochs that speed up after the probe: a run heading for 88 % of its budget in its first
+    half grows back to ``AIM``; one heading for 93 % (between the bounds) is left alone."""
+    from utils.train.budget import OVERRUN, UNDERRUN
+
+    assert UNDERRUN < AIM < OVERRUN
+    clock = {"now": 12.0}
+    monkeypatch.setattr("utils.train.budget.time.perf_counter", lambda: clock["now"])
+
+    def run_heading_for(share: float):
+        budget = _budget(600.0, epochs=64, eval_every=16)
+        budget.steps = 12
+        clock["now"] = 12.0
+        budget.decide(seconds_per_step=0.2, seconds_per_validation=5.0)
+        clock["now"] = 110.0  # 5 epochs of 100 steps done
+        evaluations = math.ceil((budget.epochs - 5) / budget.eval_every) + 1
+        spent = 110.0 + evaluations * 5.0
+        pace = (share * 600 - spent) / (budget.total_steps - 500)
+        return budget, budget.check(5, pace, 5.0), spent, pace
+
+    budget, changed, spent, pace = run_heading_for(0.88)
+    assert changed and budget.record["lengthened_after_epoch"] == 5
+    assert budget.total_steps == 500 + int((AIM * 600 - spent) / pace)
+    budget, changed, *_ = run_heading_for(0.93)
+    assert not changed and "lengthened_after_epoch" not in budget.record
+
+
 def test_plain_is_what_fit_does_without_a_plan() -> None:
     """Whole photos, no working scale, 50 epochs: the plan of ``fit(train, val)``."""
     assert (train.PLAIN.epochs, train.PLAIN.crop_size, train.PLAIN.cell_size) == (50, None, None)

@@ -74,12 +74,8 @@ def scorecard(
     base = timings[0]["run_p50_ms"]
     for row, times in zip(rows, timings):
         row.update({k: round(v, 2) for k, v in times.items()})
-        row["pre_post_share"] = round(
-            (times["pre_ms"] + times["post_ms"])
-            / (times["pre_ms"] + times["run_p50_ms"] + times["post_ms"]),
-            3,
-        )
-        row["warm_pre_post_share"] = round(times["warm_pre_post_share"], 3)
+        for share in ("pre_post_share", "warm_pre_post_share"):
+            row[share] = round(times[share], 3)
         row["speedup"] = round(base / times["run_p50_ms"], 2)
         row["fps"] = round(1000 / times["e2e_p50_ms"], 1)
     return rows

@@ -37,6 +37,11 @@ def _pct(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
+def _outside_share(pre: float, graph: float, post: float) -> float:
+    """The part of a call spent outside the graph, which no runtime can speed up."""
+    return (pre + post) / (pre + graph + post)
+
+
 def _summary(
     run: Sequence[float],
     pre: Sequence[float],
@@ -58,15 +63,17 @@ def _summary(
         statistics.median(warm["postprocess"]),
     )
     warm_graph = statistics.median(warm["graph"]) if warm.get("graph") else _pct(run, 50)
+    pre_ms, post_ms = statistics.median(pre), statistics.median(post)
     return {
         "run_p50_ms": _pct(run, 50),
         "run_p95_ms": _pct(run, 95),
-        "pre_ms": statistics.median(pre),
-        "post_ms": statistics.median(post),
+        "pre_ms": pre_ms,
+        "post_ms": post_ms,
         "e2e_p50_ms": _pct(e2e, 50),
         "e2e_p95_ms": _pct(e2e, 95),
+        "pre_post_share": _outside_share(pre_ms, _pct(run, 50), post_ms),
         "e2e_warm_p50_ms": _pct(warm["e2e"], 50),
-        "warm_pre_post_share": (warm_pre + warm_post) / (warm_pre + warm_graph + warm_post),
+        "warm_pre_post_share": _outside_share(warm_pre, warm_graph, warm_post),
         "throughput_ips": batch_size * 1000 / statistics.median(batched),
     }
 

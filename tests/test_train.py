@@ -148,7 +148,7 @@ def test_presets_keep_17_photos_as_they_were_and_cap_the_clock() -> None:
     """The full plan is 112 epochs (784 steps on the course's photos); the clock only cuts
     longer runs (10 minutes). The fast plan has no clock: the same steps everywhere."""
     full, fast = train.preset(fast=False), train.preset(fast=True)
-    assert (full.epochs, full.eval_every, full.minutes) == (112, 4, 10.0)
+    assert (full.epochs, full.eval_every, full.minutes) == (112, 8, 10.0)
     assert (fast.epochs, fast.eval_every, fast.minutes) == (30, 5, None)
 
 

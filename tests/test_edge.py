@@ -41,7 +41,9 @@ def test_set(tmp_path_factory, images) -> AnnotationSet:
 
 
 def _raw(predictor, images, config):
-    batch, _, _ = preprocess(images, config)
+    """Raw graph outputs, each predictor preparing the pixels as its file says (``prepare``)."""
+    batch, _, _ = predictor.prepare(images)
+    assert predictor.config == config
     return predictor.run(batch)
 
 
@@ -79,6 +81,33 @@ def test_dynamic_uses_integer_convolutions(tiny_export, tmp_path) -> None:
     out = edge.quantize_dynamic(path, tmp_path / "dyn.onnx")
     assert edge.quantized_node_count(out)["ConvInteger"] > 10
     assert OnnxPredictor(out).config == config
+
+
+def test_openvino_ir_takes_uint8_pixels_and_computes_what_onnx_runtime_does(
+    tiny_export, images, tmp_path
+) -> None:
+    """The course's IRs standardise the pixels inside (PrePostProcessor): same outputs as ONNX
+    Runtime fed the NumPy-standardised floats, within PARITY_TOLERANCE; a float batch is refused."""
+    import openvino as ov
+
+    from tests.numerics import PARITY_TOLERANCE
+
+    path, _, config = tiny_export
+    ir = OpenVinoPredictor(edge.to_openvino(path, tmp_path / "fp32.xml"))
+    port = ov.Core().read_model(str(tmp_path / "fp32.xml")).input(0)
+    assert port.get_element_type() == ov.Type.u8
+    shape = port.get_partial_shape()  # the batch dimension is dynamic
+    assert [shape[i].get_length() for i in (1, 2, 3)] == [config.image_size] * 2 + [3]  # NHWC
+    assert ir.pixels == "uint8" and OpenVinoPredictor(path).pixels == "normalized"
+    batch, _, _ = ir.prepare(images)
+    assert batch.dtype == np.uint8 and batch.shape[1:] == (config.image_size,) * 2 + (3,)
+    ir_boxes, ir_scores = ir.run(batch)
+    ort_boxes, ort_scores = _raw(OnnxPredictor(path), images, config)
+    assert np.abs(ir_scores - ort_scores).max() < PARITY_TOLERANCE
+    assert np.abs(ir_boxes - ort_boxes).max() < 0.05  # input pixels
+    floats, _, _ = preprocess(images, config)
+    with pytest.raises(ValueError, match=r"takes uint8 pixels.*prepare"):
+        ir.run(floats)
 
 
 def test_openvino_fp16_ir_loads_and_agrees_with_fp32(tiny_export, images, tmp_path) -> None:

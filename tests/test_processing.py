@@ -14,6 +14,7 @@ from utils.processing import (
     InferenceConfig,
     letterbox,
     nms,
+    normalize,
     postprocess_one,
     preprocess,
     to_rgb_array,
@@ -81,6 +82,21 @@ def test_preprocess_normalises_with_config_mean_std() -> None:
     expected = (1.0 - np.array(CONFIG.mean)) / np.array(CONFIG.std)
     np.testing.assert_allclose(batch[0, :, 0, 0], expected, rtol=1e-6)
     assert scales == [2.0, 2.0] and sizes == [(32, 32), (32, 32)]
+
+
+def test_uint8_pixels_are_the_bytes_the_normalised_batch_standardises() -> None:
+    """``pixels="uint8"`` (an OpenVINO IR that standardises inside) gets the same resize and
+    padding: standardising its bytes gives the float batch exactly."""
+    rng = np.random.default_rng(2)
+    photo = Image.fromarray(rng.integers(0, 256, (47, 83, 3), dtype=np.uint8))
+    floats, scales, sizes = preprocess([photo], CONFIG)
+    pixels, scales_u8, sizes_u8 = preprocess([photo], CONFIG, "uint8")
+    assert pixels.shape == (1, 64, 64, 3) and pixels.dtype == np.uint8
+    assert (scales_u8, sizes_u8) == (scales, sizes)
+    assert not pixels[0, 36:].any() and pixels[0, :36].any()  # 83 x 47 -> 64 x 36, black below
+    np.testing.assert_array_equal(normalize(pixels[0], CONFIG), floats[0])
+    with pytest.raises(ValueError, match="pixels must be one of"):
+        preprocess([photo], CONFIG, "float16")
 
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])

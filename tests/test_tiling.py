@@ -98,6 +98,21 @@ def test_one_tile_equals_the_letterbox_postprocessing():
     np.testing.assert_array_equal(merged.labels, legacy.labels)
 
 
+@pytest.mark.parametrize("size", [(100, 90), (500, 330)])  # one tile; 2 x 2 with padding
+def test_uint8_tiles_are_the_bytes_of_the_normalised_tiles(size):
+    """A graph that standardises its pixels gets the same tiles, as bytes, in the same order."""
+    rng = np.random.default_rng(3)
+    photo = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    config = dataclasses.replace(CONFIG, scale=0.5)
+    grid = plan_tiles(*size, config)
+    floats = list(processing.tiling.photo_tiles(photo, grid, config))
+    pixels = list(processing.tiling.photo_tiles(photo, grid, config, processing.UINT8))
+    assert len(pixels) == len(floats) == grid.tiles
+    for as_bytes, as_floats in zip(pixels, floats):
+        assert as_bytes.dtype == np.uint8 and as_bytes.shape == (128, 128, 3)
+        np.testing.assert_array_equal(processing.normalize(as_bytes, config), as_floats)
+
+
 def _cells(n: int, width: int, height: int, seed: int, scale: float = 0.5) -> np.ndarray:
     """``n`` boxes (photo pixels) all over the photo, seams included, 10-30 px at the working
     ``scale`` (the working scale is there to give cells that size), no two overlapping by
@@ -265,9 +280,10 @@ def tiled_model(tmp_path_factory):
     return detector, config, path
 
 
-def test_every_runtime_counts_the_same_tiles(tiled_model):
+def test_every_runtime_counts_the_same_tiles(tiled_model, tmp_path):
     """Eager PyTorch, ONNX Runtime and OpenVINO: identical counts on a tiled photo."""
     from utils.config import test_dir
+    from utils.edge import to_openvino
     from utils.images import load_image
     from utils.loading import load_predictor
     from utils.runtime import OpenVinoPredictor, TorchPredictor
@@ -278,12 +294,16 @@ def test_every_runtime_counts_the_same_tiles(tiled_model):
     # ~80 cells, at a threshold in a gap of the scores (tests/numerics.py): a score must move
     # by more than PARITY_TOLERANCE between runtimes to change a count.
     threshold = gap_threshold(onnx.predict(photo, 0.0).scores, keep=80)
+    # OpenVINO twice: on the ONNX file (normalised floats) and on an IR of the course's, which
+    # takes the tiles as uint8 pixels and standardises them itself (edge.openvino_ir).
+    ir = OpenVinoPredictor(to_openvino(path, tmp_path / "model.xml"))
+    assert ir.pixels == "uint8"
     counts = {}
-    for predictor in (TorchPredictor(detector, config), onnx, OpenVinoPredictor(path)):
+    for predictor in (TorchPredictor(detector, config), onnx, OpenVinoPredictor(path), ir):
         found = predictor.predict(photo, threshold)
-        counts[predictor.runtime] = found.count
+        counts[f"{predictor.runtime} {predictor.pixels}"] = found.count
         assert found.tiles == 9
-    assert len(set(counts.values())) == 1 and counts["onnxruntime"] > 10, counts
+    assert len(set(counts.values())) == 1 and counts["onnxruntime normalized"] > 10, counts
 
 
 def test_exif_rotated_photo_is_counted_upright(tiled_model, tmp_path):

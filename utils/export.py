@@ -45,7 +45,7 @@ from .modelfile import (  # noqa: F401  (the readers are re-exported: notebooks 
     read_model_bytes,
     read_onnx_config,
 )
-from .processing import InferenceConfig, postprocess, preprocess
+from .processing import InferenceConfig, postprocess
 
 if TYPE_CHECKING:
     from torch import nn
@@ -205,7 +205,7 @@ def _compare_one(
 
     outputs = []
     for predictor in (reference, other):
-        batch, scales, sizes = preprocess([image], predictor.config)
+        batch, scales, sizes = predictor.prepare([image])
         boxes, scores = predictor.run(batch)
         detections = postprocess(boxes, scores, predictor.config, scales, sizes, threshold)
         outputs.append((boxes, scores, detections[0].count))

@@ -1,8 +1,10 @@
 """One Predictor interface for every runtime: PyTorch, ONNX Runtime, OpenVINO.
 
-A Predictor only knows how to run the exported core on a preprocessed batch (``run``);
-everything else - letterbox, normalise, threshold, NMS, rescale - is the shared code in
-``processing``, so all runtimes count the same cells on the same image.
+A Predictor only knows how to run the exported core on a preprocessed batch (``run``), and
+which form of pixels its graph takes (``pixels``: normalised floats, or uint8 bytes for an
+OpenVINO IR that standardises them itself); everything else - letterbox, normalise, threshold,
+NMS, rescale - is the shared code in ``processing``, so all runtimes count the same cells on
+the same image.
 
     predictor.predict(image, threshold) -> Detections(boxes, scores, labels) with .count
 """
@@ -27,7 +29,8 @@ from .modelfile import (
     read_model_bytes,
     sniff_format,
 )
-from .processing import Detections, InferenceConfig, count_tiled
+from .processing import Detections, InferenceConfig, count_tiled, preprocess
+from .processing.pixels import NORMALIZED, UINT8
 
 ImageLike = Image.Image | np.ndarray
 
@@ -36,6 +39,9 @@ class Predictor(ABC):
     """Run a detector on images; subclasses implement ``run`` for one runtime."""
 
     runtime: str = "?"
+    # The form of the pixels ``run`` takes (``processing.pixels``): NORMALIZED, float32
+    # [N, 3, S, S] standardised in NumPy; or UINT8, [N, S, S, 3] bytes the graph standardises.
+    pixels: str = NORMALIZED
     # May ``predict`` run from several threads at once? ONNX Runtime sessions may; OpenVINO's
     # single infer request and eager PyTorch may not, so a server serialises them
     # (``app.core.Guarded``). Threads *inside* one call: ``loading`` (docs/CONVENTIONS.md).
@@ -46,7 +52,13 @@ class Predictor(ABC):
 
     @abstractmethod
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised ``[N, 3, S, S]`` float32 -> (``boxes [N, A, 4]``, ``scores [N, A, C]``)."""
+        """A batch from :meth:`prepare` -> (``boxes [N, A, 4]``, ``scores [N, A, C]``)."""
+
+    def prepare(
+        self, images: Sequence[ImageLike]
+    ) -> tuple[np.ndarray, list[float], list[tuple[int, int]]]:
+        """Letterboxed graph inputs in this predictor's ``pixels`` form, scales, photo sizes."""
+        return preprocess(images, self.config, self.pixels)
 
     def predict_batch(
         self,
@@ -61,7 +73,7 @@ class Predictor(ABC):
         """
         if len(images) == 0:
             return []
-        return count_tiled(self.run, images, self.config, threshold, scale)
+        return count_tiled(self.run, images, self.config, threshold, scale, pixels=self.pixels)
 
     def predict(
         self, image: ImageLike, threshold: float | None = None, scale: float | None = None
@@ -226,6 +238,10 @@ class OpenVinoPredictor(Predictor):
         except Exception as error:
             raise corrupt_error(shown, error) from error
         super().__init__(config or self._read_config(model, shown))
+        # The course's IRs take uint8 pixels and standardise them inside (edge.openvino_ir);
+        # an ONNX file, or an IR made elsewhere, takes the normalised floats.
+        self.pixels = UINT8 if model.input(0).get_element_type() == ov.Type.u8 else NORMALIZED
+        self._dtype = np.uint8 if self.pixels == UINT8 else np.float32
         properties: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         threads = threads or default_threads()
         if threads:
@@ -246,7 +262,12 @@ class OpenVinoPredictor(Predictor):
         return _config_from_props({}, shown)  # raises the "re-export" message
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+        if (np.asarray(batch).dtype == np.uint8) != (self.pixels == UINT8):
+            raise ValueError(
+                f"{self.source} takes {self.pixels} pixels, got a {np.asarray(batch).dtype} batch: "
+                "make it with predictor.prepare(images)"
+            )
+        self.request.infer({0: np.ascontiguousarray(batch, dtype=self._dtype)})
         boxes = self.request.get_output_tensor(0).data.copy()
         scores = self.request.get_output_tensor(1).data.copy()
         return boxes, scores
@@ -255,4 +276,3 @@ class OpenVinoPredictor(Predictor):
 # ----------------------------------------------------------------------------- by file type
 
 RUNTIMES = ("pytorch", "onnxruntime", "openvino")
-

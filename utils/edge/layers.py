@@ -68,7 +68,8 @@ def profile_openvino(
         "INFERENCE_PRECISION_HINT": precision,
     }
     request = core.compile_model(model, "CPU", properties).create_infer_request()
-    batch = np.zeros(shape, np.float32)
+    pixels = np.uint8 if model.input(0).get_element_type() == ov.Type.u8 else np.float32
+    batch = np.zeros(shape, pixels)  # the course's IRs take uint8 pixels (openvino_ir)
     for _ in range(warmup):
         request.infer({0: batch})
     per_layer: dict[tuple[str, str], float] = defaultdict(float)

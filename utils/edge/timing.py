@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..processing import postprocess, preprocess, recording
+from ..processing import postprocess, recording
 from ..progress import tqdm
 from ..runtime import Predictor
 
@@ -119,10 +119,10 @@ def time_predictor(
     Throughput runs ``batch_size`` copies of the image in one batch.
     """
     config = predictor.config
-    batch, scales, sizes = preprocess([image], config)
+    batch, scales, sizes = predictor.prepare([image])
     boxes, scores = predictor.run(batch)
     run = timeit_ms(lambda: predictor.run(batch), warmup, runs)
-    pre = timeit_ms(lambda: preprocess([image], config), 1, max(5, runs // 3))
+    pre = timeit_ms(lambda: predictor.prepare([image]), 1, max(5, runs // 3))
     post = timeit_ms(
         lambda: postprocess(boxes, scores, config, scales, sizes), 1, max(5, runs // 3)
     )
@@ -152,7 +152,7 @@ def time_round_robin(
     """
     prepared = []
     for p in predictors:
-        batch, scales, sizes = preprocess([image], p.config)
+        batch, scales, sizes = p.prepare([image])
         boxes, scores = p.run(batch)
         prepared.append((p, batch, scales, sizes, boxes, scores, np.repeat(batch, batch_size, 0)))
     for p, batch, *_ in prepared:
@@ -166,7 +166,7 @@ def time_round_robin(
             if round_ % 2 == 0:
                 t["e2e"] += timeit_ms(lambda p=p: p.predict(image), 0, 1)
             if round_ % 3 == 0:
-                t["pre"] += timeit_ms(lambda p=p: preprocess([image], p.config), 0, 1)
+                t["pre"] += timeit_ms(lambda p=p: p.prepare([image]), 0, 1)
                 t["post"] += timeit_ms(
                     lambda p=p, bx=boxes, sc=scores, s=scales, z=sizes: postprocess(
                         bx, sc, p.config, s, z

@@ -1,7 +1,8 @@
 """The one pre- and post-processing path that every runtime shares.
 
 The exported graph (see ``model.DetectorCore``) is the network plus box decoding at a
-fixed square input size: it takes a normalised float32 batch ``[N, 3, S, S]`` and returns
+fixed square input size: it takes a normalised float32 batch ``[N, 3, S, S]`` (the course's
+OpenVINO IRs: the uint8 pixels ``[N, S, S, 3]``, standardised inside; ``pixels``) and returns
 ``boxes [N, A, 4]`` (x1, y1, x2, y2 in input pixels) and ``scores [N, A, C]``. Everything
 around it lives here, in NumPy, so PyTorch, ONNX Runtime, OpenVINO, the Gradio Space
 (no torch) and the browser port (``web/counter.js``) all resize, tile, normalise, threshold,
@@ -31,6 +32,9 @@ from .config import (
     InferenceConfig,
 )
 from .pixels import (
+    NORMALIZED,
+    PIXEL_FORMATS,
+    UINT8,
     letterbox,
     normalize,
     preprocess,
@@ -59,7 +63,10 @@ from .timing import (
 )
 
 __all__ = [
+    "NORMALIZED",
     "PARTS",
+    "PIXEL_FORMATS",
+    "UINT8",
     "CallTimes",
     "Detections",
     "FIT_SLACK",

@@ -1,4 +1,11 @@
-"""Pixels in: RGB arrays, the letterbox, ImageNet normalisation, a model-ready batch."""
+"""Pixels in: RGB arrays, the letterbox, ImageNet normalisation, a model-ready batch.
+
+A graph takes its pixels in one of two forms (``PIXEL_FORMATS``): ``NORMALIZED``, float32
+``[N, 3, S, S]`` standardised here in NumPy (the ONNX file, and so every runtime that reads
+it); or ``UINT8``, the resized photo's bytes as ``[N, S, S, 3]``, for a graph that standardises
+them itself (the course's OpenVINO IRs: ``edge.openvino_ir``). Either way the resize, the
+padding and the numbers the network sees are the same; only who does the arithmetic differs.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,17 @@ from PIL import Image
 
 from .bands import resize_bilinear, resize_in_bands, row_bands, run_bands
 from .config import InferenceConfig
+
+NORMALIZED = "normalized"
+UINT8 = "uint8"
+PIXEL_FORMATS = (NORMALIZED, UINT8)
+
+
+def check_pixels(pixels: str) -> str:
+    """``pixels`` if it is one of ``PIXEL_FORMATS``; else a ValueError naming them."""
+    if pixels not in PIXEL_FORMATS:
+        raise ValueError(f"pixels must be one of {PIXEL_FORMATS}, got {pixels!r}")
+    return pixels
 
 
 def to_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
@@ -133,17 +151,52 @@ def normalized_into(
     )
 
 
+def resized_into(image: Image.Image | np.ndarray, size: tuple[int, int], out: np.ndarray) -> None:
+    """``image`` resized to ``size`` (width, height) into the top-left of ``out`` (an
+    ``S x S x 3`` uint8 array), the rest black: the bytes that ``normalized_into`` standardises,
+    for a graph that standardises them itself (``UINT8``)."""
+    rgb = as_rgb_image(image)
+    new_w, new_h = size
+    out[new_h:] = 0
+    out[:new_h, new_w:] = 0
+    if (new_w, new_h) == rgb.size:
+        out[:new_h, :new_w] = np.asarray(rgb)
+    else:
+        resize_bilinear(rgb, (new_w, new_h), out=out[:new_h, :new_w])
+
+
+def input_batch(count: int, size: int, pixels: str = NORMALIZED) -> np.ndarray:
+    """An empty batch of ``count`` graph inputs of side ``size`` in the ``pixels`` form."""
+    if check_pixels(pixels) == UINT8:
+        return np.empty((count, size, size, 3), np.uint8)
+    return np.empty((count, 3, size, size), np.float32)
+
+
+def input_into(
+    image: Image.Image | np.ndarray, size: tuple[int, int], config: InferenceConfig, out: np.ndarray
+) -> None:
+    """One graph input in ``out``'s form (uint8 ``S x S x 3`` or float32 ``3 x S x S``):
+    ``image`` resized to ``size`` and padded black on the right and bottom."""
+    if out.dtype == np.uint8:
+        resized_into(image, size, out)
+    else:
+        normalized_into(image, size, config, out)
+
+
 def preprocess(
-    images: Sequence[Image.Image | np.ndarray], config: InferenceConfig
+    images: Sequence[Image.Image | np.ndarray], config: InferenceConfig, pixels: str = NORMALIZED
 ) -> tuple[np.ndarray, list[float], list[tuple[int, int]]]:
-    """Batch of images -> (``N x 3 x S x S`` float32, scales, original (width, height))."""
+    """Batch of images -> (graph inputs in the ``pixels`` form, scales, original (width, height)).
+
+    ``NORMALIZED``: ``N x 3 x S x S`` float32; ``UINT8``: ``N x S x S x 3`` uint8.
+    """
     size = config.image_size
-    batch = np.empty((len(images), 3, size, size), np.float32)
+    batch = input_batch(len(images), size, pixels)
     scales, sizes = [], []
     for slot, image in zip(batch, images):
         rgb = as_rgb_image(image)
         new_w, new_h, scale = letterbox_size(*rgb.size, size)
-        normalized_into(rgb, (new_w, new_h), config, slot)
+        input_into(rgb, (new_w, new_h), config, slot)
         scales.append(scale)
         sizes.append(rgb.size)
     return batch, scales, sizes

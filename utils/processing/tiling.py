@@ -31,7 +31,17 @@ from PIL import Image
 from .bands import resize_bilinear
 from .boxes import candidates, suppress
 from .config import Detections, InferenceConfig
-from .pixels import as_rgb_image, normalize, normalized_into, to_rgb_array, working_size
+from .pixels import (
+    NORMALIZED,
+    UINT8,
+    as_rgb_image,
+    check_pixels,
+    input_batch,
+    input_into,
+    normalize,
+    to_rgb_array,
+    working_size,
+)
 from .timing import part
 
 FIT_SLACK = 1.15  # a working image at most this much larger than one input is fitted into it
@@ -136,14 +146,18 @@ def photo_size(image: Image.Image | np.ndarray) -> tuple[int, int]:
     return rgb.shape[1], rgb.shape[0]
 
 
-def tiles(work: np.ndarray, grid: TileGrid, config: InferenceConfig) -> Iterator[np.ndarray]:
-    """Normalised ``[3, S, S]`` tiles in ``grid.windows()`` order, one at a time.
+def tiles(
+    work: np.ndarray, grid: TileGrid, config: InferenceConfig, pixels: str = NORMALIZED
+) -> Iterator[np.ndarray]:
+    """Graph inputs (``pixels``: normalised ``[3, S, S]`` or uint8 ``[S, S, 3]``) in
+    ``grid.windows()`` order, one at a time.
 
     A working image smaller than ``S`` along a side is padded black on the right/bottom, the
     same padding as ``letterbox``. Made lazily, so a 12 MP photo never holds all its tiles
     in memory at once.
     """
     size = grid.size
+    check_pixels(pixels)
     for x, y in grid.windows():
         with part("preprocess"):  # timed here, not across the yield (the consumer's time)
             crop = work[y : y + size, x : x + size]
@@ -151,27 +165,30 @@ def tiles(work: np.ndarray, grid: TileGrid, config: InferenceConfig) -> Iterator
                 padded = np.zeros((size, size, 3), np.uint8)
                 padded[: crop.shape[0], : crop.shape[1]] = crop
                 crop = padded
-            tile = normalize(crop, config)
+            tile = crop if pixels == UINT8 else normalize(crop, config)
         yield tile
 
 
 def photo_tiles(
-    image: Image.Image | np.ndarray, grid: TileGrid, config: InferenceConfig
+    image: Image.Image | np.ndarray,
+    grid: TileGrid,
+    config: InferenceConfig,
+    pixels: str = NORMALIZED,
 ) -> Iterator[np.ndarray]:
-    """A photo's normalised tiles, made when the graph asks for them.
+    """A photo's graph inputs in the ``pixels`` form, made when the graph asks for them.
 
-    A photo that fits one input is resized, padded and normalised in one pass per band of
-    rows (``pixels.normalized_into``), the same numbers as :func:`tiles` of its working image.
+    A photo that fits one input is resized, padded (and normalised) in one pass per band of
+    rows (``pixels.input_into``), the same numbers as :func:`tiles` of its working image.
     """
     if grid.tiles == 1:
         with part("preprocess"):
-            tile = np.empty((3, grid.size, grid.size), np.float32)
-            normalized_into(image, (grid.work_width, grid.work_height), config, tile)
+            tile = input_batch(1, grid.size, pixels)[0]
+            input_into(image, (grid.work_width, grid.work_height), config, tile)
         yield tile
         return
     with part("preprocess"):
         work = working_image(image, grid.scale)
-    yield from tiles(work, grid, config)
+    yield from tiles(work, grid, config, pixels)
 
 
 def run_tiles(run, stream: Iterable[np.ndarray], batch_size: int = 4):
@@ -304,15 +321,20 @@ def count_tiled(
     threshold: float | None = None,
     scale: float | None = None,
     batch_size: int = 4,
+    pixels: str = NORMALIZED,
 ) -> list[Detections]:
-    """Detections on photos of any size; ``run`` maps a normalised tile batch to raw outputs.
+    """Detections on photos of any size; ``run`` maps a batch of tiles (in the ``pixels``
+    form its graph takes) to raw outputs.
 
     Tiles of all the photos go through the graph together, ``batch_size`` at a time.
     """
+    check_pixels(pixels)
     with part("preprocess"):  # every photo's grid first: a photo it refuses stops the batch early
         grids = [plan_tiles(*photo_size(image), config, scale) for image in images]
     stream = (
-        tile for image, grid in zip(images, grids) for tile in photo_tiles(image, grid, config)
+        tile
+        for image, grid in zip(images, grids)
+        for tile in photo_tiles(image, grid, config, pixels)
     )
     boxes, scores = run_tiles(run, stream, batch_size)
     results, first = [], 0
@@ -324,12 +346,17 @@ def count_tiled(
             first = last
     for image, found in zip(images, results):
         if found.tiles > 1 and not found.note and config.cell_size:
-            check_magnification(run, image, found, config, threshold)
+            check_magnification(run, image, found, config, threshold, pixels)
     return results
 
 
 def check_magnification(
-    run, image: Image.Image | np.ndarray, found: Detections, config: InferenceConfig, threshold
+    run,
+    image: Image.Image | np.ndarray,
+    found: Detections,
+    config: InferenceConfig,
+    threshold,
+    pixels: str = NORMALIZED,
 ) -> None:
     """Notes a tiled photo that looks taken at a higher magnification than the training photos.
 
@@ -354,7 +381,7 @@ def check_magnification(
         return
     with part("preprocess"):
         work = working_image(image, grid.scale)
-    boxes, scores = run_tiles(run, tiles(work, grid, config))
+    boxes, scores = run_tiles(run, tiles(work, grid, config, pixels))
     with part("postprocess"):
         whole = merge_tiles(boxes, scores, grid, config, threshold)
     ratio = cell_ratio(whole, config)

@@ -77,11 +77,8 @@ def letterbox(image: Image.Image | np.ndarray, size: int) -> tuple[Image.Image, 
     """
     rgb = as_rgb_image(image)
     new_w, new_h, scale = letterbox_size(*rgb.size, size)
-    canvas = np.zeros((size, size, 3), np.uint8)
-    if (new_w, new_h) == rgb.size:
-        canvas[:new_h, :new_w] = np.asarray(rgb)
-    else:
-        resize_bilinear(rgb, (new_w, new_h), out=canvas[:new_h, :new_w])
+    canvas = np.empty((size, size, 3), np.uint8)
+    resized_into(rgb, (new_w, new_h), canvas)
     return Image.fromarray(canvas), scale
 
 

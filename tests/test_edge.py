@@ -99,6 +99,8 @@ def test_openvino_ir_takes_uint8_pixels_and_computes_what_onnx_runtime_does(
     shape = port.get_partial_shape()  # the batch dimension is dynamic
     assert [shape[i].get_length() for i in (1, 2, 3)] == [config.image_size] * 2 + [3]  # NHWC
     assert ir.pixels == "uint8" and OpenVinoPredictor(path).pixels == "normalized"
+    assert edge.ir_input(tmp_path / "fp32.xml").startswith("u8 ")
+    assert edge.ir_input(path).startswith("f32 ")
     batch, _, _ = ir.prepare(images)
     assert batch.dtype == np.uint8 and batch.shape[1:] == (config.image_size,) * 2 + (3,)
     ir_boxes, ir_scores = ir.run(batch)

@@ -18,6 +18,7 @@ from .layers import LayerProfile, profile_openvino
 from .openvino_ir import (
     NncfOptions,
     ir_files,
+    ir_input,
     quantize_openvino,
     to_openvino,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "format_table",
     "fps_story",
     "ir_files",
+    "ir_input",
     "machine_caption",
     "plot_scorecard",
     "profile_openvino",

@@ -53,6 +53,15 @@ def _uint8_input(model: Any, config: InferenceConfig) -> Any:
     return ppp.build()
 
 
+def ir_input(model_file: str | Path) -> str:
+    """A model's input as OpenVINO reads it, e.g. ``u8 [?,512,512,3]`` for the course's IRs (the
+    photo's bytes) or ``f32 [?,3,512,512]`` for the ONNX file (standardised floats)."""
+    import openvino as ov
+
+    port = ov.Core().read_model(str(model_file)).input(0)
+    return f"{port.get_element_type().get_type_name()} {port.get_partial_shape()}"
+
+
 def ir_files(xml: str | Path) -> list[Path]:
     """The two files of an OpenVINO IR: ``.xml`` (graph) and ``.bin`` (weights)."""
     xml = Path(xml)

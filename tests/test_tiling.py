@@ -98,7 +98,7 @@ def test_one_tile_equals_the_letterbox_postprocessing():
     np.testing.assert_array_equal(merged.labels, legacy.labels)
 
 
-@pytest.mark.parametrize("size", [(100, 90), (500, 330)])  # one tile; 2 x 2 with padding
+@pytest.mark.parametrize("size", [(100, 90), (500, 200), (500, 330)])  # 1 tile; 3, padded; 6
 def test_uint8_tiles_are_the_bytes_of_the_normalised_tiles(size):
     """A graph that standardises its pixels gets the same tiles, as bytes, in the same order."""
     rng = np.random.default_rng(3)

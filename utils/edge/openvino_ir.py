@@ -9,7 +9,8 @@ Every IR written here takes the photo's **uint8 pixels** (``[N, S, S, 3]``, as P
 them) and standardises them itself: OpenVINO's ``PrePostProcessor`` adds the conversion to
 float, the ImageNet mean and scale and the layout change in front of the graph, which the CPU
 plugin runs as one fused pass before the first convolution (its per-layer counters show a
-single ``Transpose`` node for them: 0.14 ms for a 512 px input, quiet machine). Measured on the INT8 IR on a 2-core Intel Xeon with AMX
+single ``Transpose`` node for them: 0.14 ms for a 512 px input, quiet machine). Measured on
+the INT8 IR on a 2-core Intel Xeon with AMX
 (2026-12-07, side script, 6 x 100 alternating calls of one 640 px photo): a call took 11.5
 instead of 12.6 ms, the graph's outputs bit for bit the same; preparing the pixels took 2.0
 instead of 2.3 ms, and the graph, which now reads a quarter of the bytes, 8.5 instead of 8.9 ms.

@@ -29,8 +29,7 @@ from .modelfile import (
     read_model_bytes,
     sniff_format,
 )
-from .processing import Detections, InferenceConfig, count_tiled, preprocess
-from .processing.pixels import NORMALIZED, UINT8
+from .processing import NORMALIZED, UINT8, Detections, InferenceConfig, count_tiled, preprocess
 
 ImageLike = Image.Image | np.ndarray
 
@@ -191,6 +190,14 @@ class OnnxPredictor(Predictor):
 # ----------------------------------------------------------------------------- OpenVINO
 
 
+def input_pixels(model: Any) -> str:
+    """The pixel form an OpenVINO model takes: UINT8 for the course's IRs, which standardise
+    the bytes inside (``edge.openvino_ir``); NORMALIZED for an ONNX file or an IR made elsewhere."""
+    import openvino as ov
+
+    return UINT8 if model.input(0).get_element_type() == ov.Type.u8 else NORMALIZED
+
+
 class OpenVinoPredictor(Predictor):
     """OpenVINO on an ``.onnx`` file or an IR (``.xml`` + ``.bin``); config from the file.
 
@@ -238,9 +245,7 @@ class OpenVinoPredictor(Predictor):
         except Exception as error:
             raise corrupt_error(shown, error) from error
         super().__init__(config or self._read_config(model, shown))
-        # The course's IRs take uint8 pixels and standardise them inside (edge.openvino_ir);
-        # an ONNX file, or an IR made elsewhere, takes the normalised floats.
-        self.pixels = UINT8 if model.input(0).get_element_type() == ov.Type.u8 else NORMALIZED
+        self.pixels = input_pixels(model)
         self._dtype = np.uint8 if self.pixels == UINT8 else np.float32
         properties: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         threads = threads or default_threads()
@@ -262,9 +267,10 @@ class OpenVinoPredictor(Predictor):
         return _config_from_props({}, shown)  # raises the "re-export" message
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if (np.asarray(batch).dtype == np.uint8) != (self.pixels == UINT8):
+        batch = np.asarray(batch)
+        if (batch.dtype == np.uint8) != (self.pixels == UINT8):
             raise ValueError(
-                f"{self.source} takes {self.pixels} pixels, got a {np.asarray(batch).dtype} batch: "
+                f"{self.source} takes {self.pixels} pixels, got a {batch.dtype} batch: "
                 "make it with predictor.prepare(images)"
             )
         self.request.infer({0: np.ascontiguousarray(batch, dtype=self._dtype)})

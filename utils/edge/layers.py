@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..processing import UINT8
+from ..runtime import input_pixels
+
 CONVOLUTIONS = ("Convolution", "GroupConvolution")
 
 
@@ -68,8 +71,7 @@ def profile_openvino(
         "INFERENCE_PRECISION_HINT": precision,
     }
     request = core.compile_model(model, "CPU", properties).create_infer_request()
-    pixels = np.uint8 if model.input(0).get_element_type() == ov.Type.u8 else np.float32
-    batch = np.zeros(shape, pixels)  # the course's IRs take uint8 pixels (openvino_ir)
+    batch = np.zeros(shape, np.uint8 if input_pixels(model) == UINT8 else np.float32)
     for _ in range(warmup):
         request.infer({0: batch})
     per_layer: dict[tuple[str, str], float] = defaultdict(float)

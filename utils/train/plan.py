@@ -87,8 +87,9 @@ def preset(fast: bool | None = None) -> TrainingPlan:
     The fast plan keeps its fixed steps (same run on every machine, as tests need). See
     ``docs/model_choice.md`` for how these were chosen. Validation every 5 (fast) or 8 (full)
     epochs: 6 or 14 points on the curve of notebook 02. Every 4 until 2026-12-07: its 28
-    validations of 0.5 s each (3 photos, then the mAP) were 15 of the full plan's 172-185 s on
-    an Intel Xeon. Validation never changes the weights; 14 points still draw the curve.
+    validations of 0.5 s each (3 photos, then the mAP) took about 15 s of the full plan's
+    172-194 s on an Intel Xeon. Validation never changes the weights; 14 points still draw the
+    curve.
     """
     if fast is None:
         fast = course_config.fast_mode(verbose=False)

@@ -66,6 +66,29 @@ def test_threads_are_set(files) -> None:
     assert str(ov.compiled.get_property("INFERENCE_PRECISION_HINT")) in ("<Type: 'float32'>", "f32")
 
 
+def test_openvino_fixes_a_dynamic_batch_at_one_and_runs_tiles_one_at_a_time(files, image) -> None:
+    """OpenVINO fuses the decoding's element-wise ops only for static shapes, so the predictor
+    compiles the IR (and an ONNX file) for one photo; a batch of two gives what each gives alone,
+    bit for bit, and a model that is already static is left as it is."""
+    import openvino as ov
+
+    from utils.runtime import fix_batch_at_one
+
+    for predictor in (OpenVinoPredictor(files["xml"]), OpenVinoPredictor(files["onnx"])):
+        assert predictor.one_at_a_time
+        assert predictor.compiled.input(0).get_partial_shape().is_static
+        assert predictor.compiled.input(0).get_shape()[0] == 1
+        batch, _, _ = predictor.prepare([image, image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)])
+        boxes, scores = predictor.run(batch)
+        assert boxes.shape[0] == scores.shape[0] == 2
+        for i in range(2):
+            alone_boxes, alone_scores = predictor.run(batch[i : i + 1])
+            np.testing.assert_array_equal(boxes[i : i + 1], alone_boxes)
+            np.testing.assert_array_equal(scores[i : i + 1], alone_scores)
+    model = ov.Core().read_model(str(files["xml"]))
+    assert fix_batch_at_one(model) and not fix_batch_at_one(model)  # the second time: static
+
+
 def test_onnx_predictor_from_bytes(files, image) -> None:
     predictor = OnnxPredictor(files["onnx"].read_bytes())
     assert predictor.predict(image).count == OnnxPredictor(files["onnx"]).predict(image).count

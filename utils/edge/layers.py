@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..processing import UINT8
-from ..runtime import input_pixels
+from ..runtime import fix_batch_at_one, input_pixels
 
 CONVOLUTIONS = ("Convolution", "GroupConvolution")
 
@@ -61,6 +61,7 @@ def profile_openvino(
 
     core = ov.Core()
     model = core.read_model(str(path))
+    fix_batch_at_one(model)  # as OpenVinoPredictor compiles it
     shape = [
         1 if dim.is_dynamic else dim.get_length() for dim in model.input(0).get_partial_shape()
     ]

@@ -204,7 +204,7 @@ def fix_batch_at_one(model: Any) -> bool:
     Why: OpenVINO's CPU plugin fuses the decoding's element-wise ops (sigmoid, the peak test,
     the box corners) into one generated kernel only for static shapes; with the batch left
     dynamic each runs on its own. The INT8 counter's graph took 6.2 ms instead of 8.4 (FP32:
-    48.5 instead of 51.5), README's edge section. Tiles then run one at a time.
+    48.5 instead of 51.5; README, "On another CPU"). A batch's photos then run one at a time.
     """
     shape = model.input(0).get_partial_shape()
     dims = list(shape)

@@ -141,6 +141,10 @@ def test_layer_profile_accounts_for_the_graph_by_type(tiny_export, tmp_path) -> 
     times = [ms for _, _, ms in profile.slowest]
     assert times == sorted(times, reverse=True)
     assert "convolutions" in profile.lines()[0] and len(profile.lines(top=2)) == 4
+    open_batch = edge.profile_openvino(
+        edge.to_openvino(path, tmp_path / "p.xml"), runs=3, warmup=1, one_photo=False
+    )  # the file's open batch, as exercise 4 of notebook 06 compares
+    assert open_batch.total_ms > 0 and 0 < open_batch.conv_ms <= open_batch.total_ms
 
 
 def test_nncf_int8_ir(tiny_export, images, tmp_path) -> None:

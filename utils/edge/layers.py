@@ -50,18 +50,26 @@ class LayerProfile:
 
 
 def profile_openvino(
-    path: str | Path, threads: int = 2, runs: int = 20, warmup: int = 5, precision: str = "f32"
+    path: str | Path,
+    threads: int = 2,
+    runs: int = 20,
+    warmup: int = 5,
+    precision: str = "f32",
+    one_photo: bool = True,
 ) -> LayerProfile:
     """Run an OpenVINO IR (or ONNX file) on zeros of its input size with per-layer counters.
 
     The input's content does not change a convolution's time, so zeros stand in for a photo.
-    ``precision`` pins the compute type as ``OpenVinoPredictor`` does (FP32 means FP32).
+    ``precision`` pins the compute type as ``OpenVinoPredictor`` does (FP32 means FP32);
+    ``one_photo``: compiled for one photo, as the predictor does (``runtime.fix_batch_at_one``);
+    False keeps the file's open batch, to see what fixing it saves.
     """
     import openvino as ov
 
     core = ov.Core()
     model = core.read_model(str(path))
-    fix_batch_at_one(model)  # as OpenVinoPredictor compiles it
+    if one_photo:
+        fix_batch_at_one(model)
     shape = [
         1 if dim.is_dynamic else dim.get_length() for dim in model.input(0).get_partial_shape()
     ]

@@ -314,6 +314,23 @@ def test_big_decodes_go_back_to_the_os_on_glibc():
     assert app.return_big_buffers_to_the_os() is True
 
 
+def test_gradio_routes_that_skip_the_queue_are_closed_as_on_a_space(server, images):
+    """Gradio serves ``POST /gradio_api/run/<name>`` (and ``/api/<name>``) outside its queue
+    unless the queue is closed to them, as Gradio does on a Space by default: open, they
+    bypassed the queue's concurrency limit and line. Closed here too; the queued call counts."""
+    body = base64_body(images[1], THRESHOLD)
+    for route in ("run", "api"):
+        response = requests.post(
+            f"{server}/gradio_api/{route}/{app.BASE64_API_NAME}",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=60,
+        )
+        assert response.status_code == 404, (route, response.status_code, response.text[:200])
+    status, answer = call_base64(server, body)
+    assert status == 200 and answer["count"] >= 0
+
+
 def test_a_burst_of_100_calls_is_queued_not_refused(server, images):
     """100 clients at the same moment: every one is counted (HTTP 503 'queue full' = error)."""
     from utils.bench.api import burst

@@ -282,7 +282,9 @@ def build_demo(
             postprocess=False,
         )
         gr.api(count_base64, api_name=BASE64_API_NAME)
-    demo.queue(default_concurrency_limit=limit, max_size=max_queue)
+    # api_open=False: Gradio's queue-less POST /gradio_api/run/<name> stays closed, as on a Space
+    # (where Gradio closes it by default); open, it skipped the queue's bounds on this machine.
+    demo.queue(default_concurrency_limit=limit, max_size=max_queue, api_open=False)
     demo.course_concurrency_limit = limit  # read by utils.bench.api
     demo.course_call_times = call_times  # read by utils.bench.api
     demo.course_guarded = safe  # its twin_calls: read by utils.bench.api

@@ -38,7 +38,9 @@ def read_result(session: requests.Session, url: str) -> list:
     event = None
     with session.get(url, stream=True, timeout=120) as response:
         response.raise_for_status()
-        for line in response.iter_lines(decode_unicode=True):
+        # 64 KB reads: the result line holds the annotated picture (~140 KB of base64), and
+        # requests' default 512-byte reads made parsing it cost about 9 ms of Python.
+        for line in response.iter_lines(chunk_size=1 << 16, decode_unicode=True):
             if line.startswith("event:"):
                 event = line[len("event:") :].strip()
             elif line.startswith("data:") and event in ("complete", "error"):

@@ -148,12 +148,20 @@ def call_rest_with_requests(
     return answer
 
 
+# How many bytes ``read_sse_result`` asks for at a time. Why: ``requests`` reads an event stream
+# 512 bytes at a time by default, and the result line carries the annotated picture (about
+# 140 KB of base64): reading it took 9.3 ms of Python a call against 0.2 ms in 64 KB reads (side
+# script, 20 calls of /count_base64), a tenth of a whole call. Each read returns as soon as the
+# server has sent something, so the first events arrive no later.
+SSE_READ_BYTES = 1 << 16
+
+
 def read_sse_result(http: Any, url: str, timeout: float = 60.0) -> tuple[str, Any]:
     """Read a Gradio server-sent-event stream until ``complete`` or ``error``."""
     event = None
     with http.get(url, stream=True, timeout=timeout) as response:
         response.raise_for_status()
-        for raw in response.iter_lines(decode_unicode=True):
+        for raw in response.iter_lines(chunk_size=SSE_READ_BYTES, decode_unicode=True):
             if not raw:
                 continue
             if raw.startswith("event:"):

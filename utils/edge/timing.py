@@ -116,7 +116,8 @@ def time_predictor(
 ) -> dict[str, float]:
     """Latency of one image: the graph alone (``run``), pre- and post-processing, end to end.
 
-    Throughput runs ``batch_size`` copies of the image in one batch.
+    Throughput runs ``batch_size`` copies of the image in one ``run`` call (which an
+    ``OpenVinoPredictor``, compiled for one photo, runs one copy after another).
     """
     config = predictor.config
     batch, scales, sizes = predictor.prepare([image])

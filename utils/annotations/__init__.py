@@ -1,4 +1,5 @@
-"""Read, write and check box annotations: Pascal VOC (labelImg) and COCO JSON (Label Studio, CVAT).
+"""Read, write and check box annotations: Pascal VOC (labelImg), COCO JSON (Label Studio, CVAT)
+and YOLO text labels (Roboflow, Ultralytics, CVAT).
 
 Every loader returns the same :class:`AnnotationSet`: a list of images with their boxes in
 pixels (x1, y1, x2, y2) and class names. Whatever tool you label with, the rest of the course
@@ -21,9 +22,11 @@ Decisions worth knowing:
   must not be mistaken for an image without cells. Save it in labelImg (an empty XML is fine)
   or move it out of the folder.
 - VOC coordinates are written as integers, rounded to the nearest pixel, as labelImg does.
+- YOLO: one split's folder at a time; an image without a label file holds no objects (the
+  format's convention), said in one ``UnlabelledImageWarning`` line (``yolo`` module).
 
 One module per job, imports running one way: ``data`` (the data model and the error),
-``checks`` (shared by every reader) <- ``voc``, ``coco`` <- ``load`` (``load_annotations``).
+``checks`` (shared by every reader) <- ``voc``, ``coco``, ``yolo`` <- ``load`` (``load_annotations``).
 """
 
 from .checks import BOX_TOLERANCE_PX, DroppedBoxWarning
@@ -31,6 +34,7 @@ from .coco import read_coco, write_coco
 from .data import AnnotatedImage, AnnotationError, AnnotationSet
 from .load import load_annotations
 from .voc import IMAGE_SUFFIXES, read_voc, voc_xml, write_voc
+from .yolo import UnlabelledImageWarning, read_yolo, write_yolo
 
 __all__ = [
     "BOX_TOLERANCE_PX",
@@ -39,10 +43,13 @@ __all__ = [
     "AnnotationError",
     "AnnotationSet",
     "DroppedBoxWarning",
+    "UnlabelledImageWarning",
     "load_annotations",
     "read_coco",
     "read_voc",
+    "read_yolo",
     "voc_xml",
     "write_coco",
     "write_voc",
+    "write_yolo",
 ]

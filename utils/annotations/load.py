@@ -1,4 +1,4 @@
-"""One entry point: a VOC folder, a COCO ``.json``, or a folder with one COCO json."""
+"""One entry point: a VOC folder, a COCO ``.json``, a folder with one COCO json, or a YOLO split."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from .checks import _check_classes
 from .coco import read_coco
 from .data import AnnotationError, AnnotationSet
 from .voc import read_voc
+from .yolo import is_yolo_folder, read_yolo, yolo_splits
 
 
 def load_annotations(
@@ -17,7 +18,8 @@ def load_annotations(
     class_names: Sequence[str] | None = None,
     images_dir: str | Path | None = None,
 ) -> AnnotationSet:
-    """Load whatever you labelled: a VOC folder, a COCO ``.json``, or a folder with one COCO json.
+    """Load whatever you labelled: a VOC folder, a COCO ``.json``, a folder with one COCO json,
+    or one split of a YOLO data set (``annotations.yolo``: Roboflow, Ultralytics, CVAT).
 
     ``images_dir`` is where a COCO file's images are (default: beside the JSON).
     """
@@ -27,6 +29,9 @@ def load_annotations(
     elif path.is_dir():
         if any(path.glob("*.xml")):
             return read_voc(path, class_names)
+        if is_yolo_folder(path):  # before the JSON: Label Studio's YOLO export holds notes.json
+            aset = read_yolo(path, class_names)
+            return _with_classes(aset, class_names, path)
         jsons = sorted(path.glob("*.json"))
         if len(jsons) == 1:
             aset = read_coco(jsons[0], images_dir)
@@ -35,15 +40,41 @@ def load_annotations(
                 [f"{len(jsons)} JSON files ({', '.join(p.name for p in jsons)}); pass one of them"],
                 path,
             )
-        else:
+        elif splits := yolo_splits(path):
             raise AnnotationError(
-                ["no Pascal VOC .xml files and no COCO .json file found; export your labels here"],
+                [
+                    f"a YOLO data set with the splits {', '.join(splits)}: pass one split's "
+                    f"folder, e.g. {display_path(path / splits[0])}"
+                ],
                 path,
             )
+        else:
+            raise AnnotationError(
+                [
+                    "no Pascal VOC .xml files, no COCO .json file and no YOLO labels found; "
+                    "export your labels here"
+                ],
+                path,
+            )
+    elif path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
+        splits = yolo_splits(path.parent) or ["train"]
+        raise AnnotationError(
+            [
+                f"{path.name} describes a whole YOLO data set: pass one split's folder, e.g. "
+                f"{display_path(path.parent / splits[0])}"
+            ]
+        )
     else:
         raise AnnotationError(
             [f"{display_path(path)}: not a folder or a .json file (does it exist?)"]
         )
+    return _with_classes(aset, class_names, path)
+
+
+def _with_classes(
+    aset: AnnotationSet, class_names: Sequence[str] | None, path: Path
+) -> AnnotationSet:
+    """``aset`` with ``class_names`` in their order, refusing a class they do not list."""
     if class_names is not None:
         problems: list[str] = []
         for img in aset.images:

@@ -1,4 +1,4 @@
-"""Pre-labels for review: the counter's boxes written as labelImg XML or COCO JSON load back
+"""Pre-labels for review: the counter's boxes written as labelImg XML, COCO JSON or YOLO load back
 through ``load_annotations`` with the same boxes, so a person can fix them and retrain."""
 
 from __future__ import annotations
@@ -103,6 +103,30 @@ def test_coco_prelabels_load_back_and_a_resumed_job_merges(model, photos) -> Non
             json.loads(row[batch.BOXES_KEY])["width"],
             json.loads(row[batch.BOXES_KEY])["height"],
         )
+
+
+def test_yolo_prelabels_load_back_and_never_overwrite_a_persons_labels(model, photos) -> None:
+    rows = _rows(model, photos)
+    mine = photos[2].with_suffix(".txt")
+    mine.write_text("0 0.5 0.5 0.1 0.1\n", "utf-8")  # a person's label file: kept as it is
+    message = write_prelabels(rows, ("Microalgae",), "yolo")
+    assert message.startswith("Wrote 2 YOLO pre-label file(s) and classes.txt")
+    assert "kept 1 existing .txt file(s)" in message
+    assert mine.read_text("utf-8") == "0 0.5 0.5 0.1 0.1\n"
+    aset = load_annotations(photos[0].parent)  # CVAT's YOLO 1.1 layout: beside the images
+    assert aset.class_names == ("Microalgae",) and [i.name for i in aset] == [p.name for p in photos]
+    for img, row in zip(aset.images[:2], rows[:2]):
+        # pixels rounded to 2 decimals, then fractions to 6: at most 0.005 + 0.0003 px apart
+        np.testing.assert_allclose(img.boxes, _boxes(row, 2), atol=0.006)
+
+
+def test_yolo_prelabels_refuse_a_classes_file_with_other_names(model, photos) -> None:
+    theirs = photos[0].parent / "classes.txt"
+    theirs.write_text("RBC\nWBC\n", "utf-8")
+    with pytest.raises(ValueError, match="classes.txt lists other classes than the model's"):
+        write_prelabels(_rows(model, photos), ("Microalgae",), "yolo")
+    assert not photos[0].with_suffix(".txt").exists()  # refused before writing anything
+    assert theirs.read_text("utf-8") == "RBC\nWBC\n"
 
 
 def test_error_rows_get_no_prelabels(model, photos) -> None:

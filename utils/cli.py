@@ -471,9 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else local)")
     count.add_argument(
         "--prelabels",
-        choices=("voc", "coco", "labelstudio"),
-        help="also write the boxes for review: voc = labelImg XML next to each image, "
-        "coco = one COCO JSON, labelstudio = Label Studio tasks with predictions (--prelabels-out)",
+        choices=("voc", "coco", "labelstudio", "yolo"),
+        help="also write the boxes for review: voc = labelImg XML next to each image, yolo = a "
+        ".txt there, coco = one COCO JSON, labelstudio = Label Studio tasks (--prelabels-out)",
     )
     count.add_argument("--prelabels-out", help="the JSON file for --prelabels coco|labelstudio")
     count.add_argument("--quiet", action="store_true", help="no progress bar")

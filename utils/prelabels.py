@@ -4,13 +4,16 @@
     write_voc_prelabels(aset)                    # labelImg: one XML next to each image
     write_coco_prelabels(aset, "photos/prelabels.json")   # Label Studio / CVAT import, COCO
     write_labelstudio_prelabels(rows, names, "photos/tasks.json")  # Label Studio predictions
+    write_yolo_prelabels(aset)                   # YOLO: a .txt next to each image, classes.txt
 
 Written with the public writers of ``utils.annotations`` (``voc_xml``, ``write_coco``), so
 ``load_annotations`` reads them back with the same boxes (whole pixels in VOC, as labelImg
 stores them; two decimals in COCO). A reviewer opens the folder in labelImg, fixes the
 misses, and ``python -m utils train --data <folder>`` retrains on the corrected labels.
 
-An existing XML file next to an image is never overwritten: it may be a person's labels.
+An existing XML (or YOLO ``.txt``) file next to an image is never overwritten: it may be a
+person's labels. YOLO pre-labels are CVAT's "YOLO 1.1" layout (labels beside the images, the
+class names in ``classes.txt``), which ``load_annotations`` reads back.
 
 Several classes: each box keeps its class name (``<name>`` in VOC, its category in COCO, its
 ``rectanglelabels`` in Label Studio) and the COCO categories are the model's classes in its
@@ -36,10 +39,11 @@ import numpy as np
 
 from . import atomicio
 from .annotations import AnnotatedImage, AnnotationSet, load_annotations, voc_xml, write_coco
+from .annotations.yolo import yolo_lines
 from .batch import BOXES_KEY, Row
 from .config import display_path
 
-FORMATS = ("voc", "coco", "labelstudio")
+FORMATS = ("voc", "coco", "labelstudio", "yolo")
 LS_IMAGE_PREFIX = "/data/local-files/?d="  # Label Studio's local-files storage (see below)
 
 
@@ -84,6 +88,32 @@ def write_voc_prelabels(aset: AnnotationSet, overwrite: bool = False) -> tuple[l
             continue
         atomicio.write_text(target, voc_xml(img, folder_name=img.image_path.parent.name))
         written.append(target)
+    return written, kept
+
+
+def write_yolo_prelabels(aset: AnnotationSet) -> tuple[list[Path], list[Path]]:
+    """A YOLO ``.txt`` next to each image and ``classes.txt`` in each folder (the model's classes
+    in id order); returns (written, kept because one existed). A ``classes.txt`` that lists
+    other names is refused before anything is written: the ids would mean other classes."""
+    names = "".join(f"{name}\n" for name in aset.class_names)
+    folders = sorted({img.image_path.parent for img in aset.images})
+    for folder in folders:
+        existing = folder / "classes.txt"
+        if existing.is_file() and existing.read_text(encoding="utf-8").split() != names.split():
+            raise ValueError(
+                f"{display_path(existing)} lists other classes than the model's "
+                f"{list(aset.class_names)}; move it away or write the pre-labels elsewhere"
+            )
+    written, kept = [], []
+    for img in aset.images:
+        target = img.image_path.with_suffix(".txt")
+        if target.exists():
+            kept.append(target)
+            continue
+        atomicio.write_text(target, yolo_lines(img, aset.class_names))
+        written.append(target)
+    for folder in folders:
+        atomicio.write_text(folder / "classes.txt", names)
     return written, kept
 
 
@@ -208,11 +238,11 @@ def boxes_by_class(aset: AnnotationSet) -> dict[str, int]:
 def write_prelabels(
     rows: Iterable[Row], class_names: Sequence[str], kind: str, json_path: str | Path | None = None
 ) -> str:
-    """Write pre-labels of ``kind`` (voc or coco) and return one sentence saying where."""
+    """Write pre-labels of ``kind`` (``FORMATS``) and return one sentence saying where."""
     if kind not in FORMATS:
         raise ValueError(f"unknown pre-label format {kind!r}; choose one of {list(FORMATS)}")
     rows = list(rows)
-    aset = prelabel_set(rows, class_names, whole_pixels=kind == "voc")
+    aset = prelabel_set(rows, class_names, whole_pixels=kind == "voc")  # YOLO: fractions
     found = sum(len(json.loads(r[BOXES_KEY])["boxes"]) for r in rows if r.get(BOXES_KEY))
     dropped = found - aset.num_boxes
     note = (
@@ -227,6 +257,13 @@ def write_prelabels(
         text = f"Wrote {len(written)} Pascal VOC pre-label file(s) next to the images{note}"
         if kept:
             text += f"; kept {len(kept)} existing XML file(s) (delete them to pre-label again)"
+        return text + "."
+    if kind == "yolo":
+        written, kept = write_yolo_prelabels(aset)
+        text = f"Wrote {len(written)} YOLO pre-label file(s) and classes.txt next to the images"
+        text += note
+        if kept:
+            text += f"; kept {len(kept)} existing .txt file(s) (delete them to pre-label again)"
         return text + "."
     if json_path is None:
         raise ValueError(f"{kind} pre-labels need a JSON file name (--prelabels-out)")

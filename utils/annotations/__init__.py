@@ -26,7 +26,8 @@ Decisions worth knowing:
   format's convention), said in one ``UnlabelledImageWarning`` line (``yolo`` module).
 
 One module per job, imports running one way: ``data`` (the data model and the error),
-``checks`` (shared by every reader) <- ``voc``, ``coco``, ``yolo`` <- ``load`` (``load_annotations``).
+``checks`` (shared by every reader) <- ``voc``, ``coco``, ``yolo`` <- ``load``
+(``load_annotations``).
 """
 
 from .checks import BOX_TOLERANCE_PX, DroppedBoxWarning

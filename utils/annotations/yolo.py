@@ -7,7 +7,8 @@ work:
 
 - Roboflow: ``dataset/train/images/*.jpg`` + ``dataset/train/labels/*.txt``, ``dataset/data.yaml``
   -> ``--data dataset/train``;
-- Ultralytics: ``dataset/images/train`` + ``dataset/labels/train`` -> ``--data dataset/images/train``;
+- Ultralytics: ``dataset/images/train`` + ``dataset/labels/train``
+  -> ``--data dataset/images/train``;
 - Label Studio: ``images/`` + ``labels/`` + ``classes.txt`` -> the export's folder;
 - CVAT "YOLO 1.1": ``obj_train_data/`` (images and ``.txt`` side by side), ``obj.names`` above it.
 
@@ -112,7 +113,8 @@ def _names_from(path: Path, problems: list[str]) -> list[str] | None:
         if None in ids or sorted(ids) != list(range(len(names))):  # type: ignore[type-var]
             problems.append(f"{where}: names must be numbered 0 to {len(names) - 1}")
             return None
-        names = [names[k] for k in sorted(names, key=lambda k: _integer(k))]  # type: ignore[arg-type, return-value]
+        by_id = {_integer(k): name for k, name in names.items()}
+        names = [by_id[i] for i in range(len(by_id))]
     if not isinstance(names, list) or not names or not all(str(n).strip() for n in names):
         problems.append(f"{where}: needs 'names', the class names in id order (a list)")
         return None

@@ -129,6 +129,37 @@ def test_yolo_prelabels_refuse_a_classes_file_with_other_names(model, photos) ->
     assert theirs.read_text("utf-8") == "RBC\nWBC\n"
 
 
+@pytest.mark.parametrize("kind", ["voc", "yolo"])
+def test_prelabels_of_phone_photos_with_an_orientation_tag_sit_on_the_cells(
+    model, originals, tmp_path, kind
+) -> None:
+    """A phone stores a photo sideways (or upside down) and tags it; the loader counts it
+    upright. Its pre-labels must load back on the same cells as the upright photo's."""
+    from PIL import Image
+
+    from utils.annotations.orientation import ORIENTATION_TAG
+
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    with Image.open(originals[1]) as img:  # 320 x 240
+        upright = img.convert("RGB")
+    upright.save(folder / "upright.png")
+    for tag, turn in [(3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_90)]:
+        exif = Image.Exif()
+        exif[ORIENTATION_TAG] = tag  # the stored pixels turned so that the tag makes them upright
+        upright.transpose(turn).save(folder / f"tag{tag}.png", exif=exif)
+    files = sorted(folder.glob("*.png"))
+    rows = [batch.count_image(load_predictor(model), p, THRESHOLD, boxes=True) for p in files]
+    write_prelabels(rows, ("Microalgae",), kind)
+    aset = {img.name: img for img in load_annotations(folder)}
+    reference = aset["upright.png"]
+    assert len(reference.boxes) > 3
+    for name in ("tag3.png", "tag6.png"):
+        img = aset[name]
+        assert (img.width, img.height) == (320, 240) and img.load_image().size == (320, 240)
+        np.testing.assert_allclose(img.boxes, reference.boxes, atol=0.01)  # YOLO: 6 decimals
+
+
 def test_error_rows_get_no_prelabels(model, photos) -> None:
     broken = photos[0].parent / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff truncated")

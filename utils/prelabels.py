@@ -67,7 +67,8 @@ def prelabel_image(row: Row, whole_pixels: bool = True) -> AnnotatedImage | None
     width, height = int(found["width"]), int(found["height"])
     boxes, keep = _rounded(np.asarray(found["boxes"]), width, height, whole_pixels)
     labels = [name for name, kept in zip(found["labels"], keep.tolist()) if kept]
-    return AnnotatedImage(Path(row["file"]), width, height, boxes, labels)
+    orientation = int(found.get("orientation", 1))  # boxes upright; voc_xml turns them back
+    return AnnotatedImage(Path(row["file"]), width, height, boxes, labels, orientation)
 
 
 def prelabel_set(

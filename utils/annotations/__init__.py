@@ -22,11 +22,15 @@ Decisions worth knowing:
   must not be mistaken for an image without cells. Save it in labelImg (an empty XML is fine)
   or move it out of the folder.
 - VOC coordinates are written as integers, rounded to the nearest pixel, as labelImg does.
+- Boxes are on the photo **upright**, as the app counts it: a phone photo stored sideways with
+  an EXIF orientation tag is turned by ``AnnotatedImage.load_image``, and each reader converts
+  what its format stores (VOC: the stored pixels, as labelImg shows them; COCO and YOLO: the
+  upright photo, as Label Studio, CVAT and Ultralytics show it; ``orientation`` module).
 - YOLO: one split's folder at a time; an image without a label file holds no objects (the
   format's convention), said in one ``UnlabelledImageWarning`` line (``yolo`` module).
 
 One module per job, imports running one way: ``data`` (the data model and the error),
-``checks`` (shared by every reader) <- ``voc``, ``coco``, ``yolo`` <- ``load``
+``orientation``, ``checks`` (shared by every reader) <- ``voc``, ``coco``, ``yolo`` <- ``load``
 (``load_annotations``).
 """
 

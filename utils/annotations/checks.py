@@ -17,18 +17,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .orientation import orientation_of
+
 BOX_TOLERANCE_PX = 1.0
 
 
-def _image_size(path: Path, problems: list[str], label: str) -> tuple[int, int] | None:
-    """(width, height) of a readable image, else a problem and None."""
+def _image_size(path: Path, problems: list[str], label: str) -> tuple[int, int, int] | None:
+    """(width, height) of a readable image as stored and its EXIF orientation tag
+    (``orientation``: 1 when upright as stored), else a problem and None."""
     if not path.is_file():
         problems.append(f"{label}: image file {path.name} is missing; copy it beside the labels")
         return None
     try:
         with Image.open(path) as img:
             img.load()  # decodes: catches truncated and corrupt files, not only bad headers
-            return img.size
+            return (*img.size, orientation_of(img))
     except Exception as err:  # PIL raises several types for broken files
         problems.append(
             f"{label}: image {path.name} cannot be read ({type(err).__name__}: {err}); "

@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import atomicio
 from .checks import _check_boxes, _image_size, _integer, _kind, _number, warn_dropped
 from .data import AnnotatedImage, AnnotationError, AnnotationSet
+from .orientation import to_upright, upright_size
 
 
 def _resolve_coco_image(file_name: str, images_dir: Path) -> Path:
@@ -121,21 +122,29 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
         size = _image_size(path, problems, where)
         if size is None:
             continue
-        width, height = size
-        if (
-            int(_number(entry.get("width")) or width) != width
-            or int(_number(entry.get("height")) or height) != height
-        ):
+        width, height, orientation = size
+        upright = upright_size(width, height, orientation)  # Label Studio and CVAT label on it
+        declared = (
+            int(_number(entry.get("width")) or upright[0]),
+            int(_number(entry.get("height")) or upright[1]),
+        )
+        if declared not in (upright, (width, height)):
+            turned = f" ({upright[0]}x{upright[1]} upright)" if upright != (width, height) else ""
             problems.append(
                 f"{where}: JSON says {entry.get('width')}x{entry.get('height')} but the file is "
-                f"{width}x{height}; the boxes were drawn on another version of the image"
+                f"{width}x{height}{turned}; the boxes were drawn on another version of the image"
             )
             continue
+        on_stored = declared != upright  # a sideways photo labelled as stored
         raw, names = per_image[image_id]
         n_before = len(problems)
-        boxes, kept = _check_boxes(raw, width, height, where, problems, dropped)
+        w, h = (width, height) if on_stored else upright
+        boxes, kept = _check_boxes(raw, w, h, where, problems, dropped)
+        if on_stored:
+            boxes = to_upright(boxes, (width, height), orientation)
         if len(problems) == n_before:
-            images.append(AnnotatedImage(path, width, height, boxes, [names[i] for i in kept]))
+            kept_names = [names[i] for i in kept]
+            images.append(AnnotatedImage(path, *upright, boxes, kept_names, orientation=orientation))
     if problems:
         raise AnnotationError(problems, json_path.parent)
     warn_dropped(dropped, label)

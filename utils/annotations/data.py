@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ..config import display_path
 
@@ -25,13 +25,19 @@ class AnnotationError(ValueError):
 
 @dataclass
 class AnnotatedImage:
-    """One image file and its boxes (x1, y1, x2, y2 in pixels of that file)."""
+    """One image file and its boxes (x1, y1, x2, y2 in pixels of the photo upright).
+
+    ``orientation``: the file's EXIF orientation tag (``annotations.orientation``); when it is
+    not 1, ``width``, ``height`` and the boxes are those of the photo turned upright, as
+    ``load_image`` returns it and as the app counts it.
+    """
 
     image_path: Path
     width: int
     height: int
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     labels: list[str] = field(default_factory=list)
+    orientation: int = 1
 
     def __post_init__(self) -> None:
         self.image_path = Path(self.image_path)
@@ -43,8 +49,10 @@ class AnnotatedImage:
             )
 
     def load_image(self) -> Image.Image:
-        """The image as PIL RGB."""
+        """The image as PIL RGB, upright (its EXIF orientation applied, as the boxes are)."""
         with Image.open(self.image_path) as img:
+            if self.orientation != 1:
+                return ImageOps.exif_transpose(img).convert("RGB")
             return img.convert("RGB")
 
     @property

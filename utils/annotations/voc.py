@@ -16,6 +16,7 @@ from .. import atomicio
 from ..config import display_path
 from .checks import _check_boxes, _check_classes, _image_size, _number, warn_dropped
 from .data import AnnotatedImage, AnnotationError, AnnotationSet
+from .orientation import to_stored, to_upright, upright_size
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -78,21 +79,29 @@ def _parse_voc_xml(
     _check_classes(labels, class_names, label, problems)
     if size is None or not ok:
         return None
-    width, height = size
+    width, height, orientation = size
+    upright = upright_size(width, height, orientation)
+    on_stored = True  # labelImg draws on the pixels as stored, ignoring an EXIF orientation tag
     xml_size = _number(_text(root, "size/width")), _number(_text(root, "size/height"))
     if all(v is not None and v > 0 for v in xml_size):  # labelImg writes 0 when unknown
-        xml_w, xml_h = (int(v) for v in xml_size)  # type: ignore[arg-type]
-        if (xml_w, xml_h) != (width, height):
+        declared = tuple(int(v) for v in xml_size)  # type: ignore[arg-type]
+        if declared == upright != (width, height):
+            on_stored = False  # a tool that turned the photo upright wrote this file
+        elif declared != (width, height):
             problems.append(
-                f"{label}: <size> says {xml_w}x{xml_h} but {image_path.name} is "
+                f"{label}: <size> says {declared[0]}x{declared[1]} but {image_path.name} is "
                 f"{width}x{height}; the boxes were drawn on another version of the image"
             )
             return None
     n_before = len(problems)
-    boxes, kept = _check_boxes(raw_boxes, width, height, label, problems, dropped)
+    w, h = (width, height) if on_stored else upright
+    boxes, kept = _check_boxes(raw_boxes, w, h, label, problems, dropped)
     if len(problems) > n_before:
         return None
-    return AnnotatedImage(image_path, width, height, boxes, [labels[i] for i in kept])
+    if on_stored:
+        boxes = to_upright(boxes, (width, height), orientation)
+    names = [labels[i] for i in kept]
+    return AnnotatedImage(image_path, *upright, boxes, names, orientation=orientation)
 
 
 def read_voc(folder: str | Path, class_names: Sequence[str] | None = None) -> AnnotationSet:
@@ -147,24 +156,30 @@ def _indent(elem: ET.Element, level: int = 0) -> None:
 
 
 def voc_xml(img: AnnotatedImage, folder_name: str = "", filename: str | None = None) -> str:
-    """The labelImg XML text of one image (``path`` holds the file name: no machine paths)."""
+    """The labelImg XML text of one image (``path`` holds the file name: no machine paths).
+
+    The boxes and ``<size>`` are on the pixels as stored, as labelImg shows them, also for a
+    photo with an EXIF orientation tag (``annotations.orientation``).
+    """
     filename = filename or img.image_path.name
+    stored = upright_size(img.width, img.height, img.orientation)  # a quarter turn swaps back
+    stored_boxes = to_stored(img.boxes, (img.width, img.height), img.orientation)
     root = ET.Element("annotation")
     ET.SubElement(root, "folder").text = folder_name
     ET.SubElement(root, "filename").text = filename
     ET.SubElement(root, "path").text = filename
     ET.SubElement(ET.SubElement(root, "source"), "database").text = "Unknown"
     size = ET.SubElement(root, "size")
-    ET.SubElement(size, "width").text = str(img.width)
-    ET.SubElement(size, "height").text = str(img.height)
+    ET.SubElement(size, "width").text = str(stored[0])
+    ET.SubElement(size, "height").text = str(stored[1])
     ET.SubElement(size, "depth").text = "3"
     ET.SubElement(root, "segmented").text = "0"
-    for box, name in zip(img.boxes.tolist(), img.labels):
+    for box, name in zip(stored_boxes.tolist(), img.labels):
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         obj = ET.SubElement(root, "object")
         ET.SubElement(obj, "name").text = name
         ET.SubElement(obj, "pose").text = "Unspecified"
-        touches = x1 <= 0 or y1 <= 0 or x2 >= img.width or y2 >= img.height
+        touches = x1 <= 0 or y1 <= 0 or x2 >= stored[0] or y2 >= stored[1]
         ET.SubElement(obj, "truncated").text = "1" if touches else "0"
         ET.SubElement(obj, "difficult").text = "0"
         bnd = ET.SubElement(obj, "bndbox")

@@ -32,6 +32,7 @@ from .. import atomicio
 from ..config import display_path
 from .checks import _check_boxes, _image_size, _integer, _number, warn_dropped
 from .data import AnnotatedImage, AnnotationError, AnnotationSet
+from .orientation import upright_size
 from .voc import IMAGE_SUFFIXES
 
 NAME_FILES = ("data.yaml", "data.yml", "dataset.yaml", "classes.txt", "obj.names")
@@ -192,7 +193,7 @@ def _read_image(
     size = _image_size(image, problems, _shown(image, folder))
     if size is None:
         return None
-    width, height = size
+    width, height = upright_size(*size)  # fractions of the photo upright (Ultralytics' rule)
     lines: list[str] = []
     if label.is_file():
         try:
@@ -212,7 +213,7 @@ def _read_image(
     boxes, kept = _check_boxes(raw, width, height, shown, problems, dropped)
     if len(problems) > n_before:
         return None
-    return AnnotatedImage(image, width, height, boxes, [labels[i] for i in kept])
+    return AnnotatedImage(image, width, height, boxes, [labels[i] for i in kept], size[2])
 
 
 def read_yolo(folder: str | Path, class_names: Sequence[str] | None = None) -> AnnotationSet:

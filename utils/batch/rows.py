@@ -37,13 +37,18 @@ class BatchError(ValueError):
 # ----------------------------------------------------------------------------- one image
 
 
-def _file_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) as stored in the file (what a label file's <size> must say)."""
+def _file_size(path: Path) -> tuple[int, int, int] | None:
+    """(width, height) of the photo upright at full size, and its EXIF orientation tag: the
+    loader turns a tagged photo upright, so the boxes are on that (``annotations.orientation``;
+    the VOC pre-labels turn them back onto the stored pixels that labelImg shows)."""
     from PIL import Image
+
+    from ..annotations.orientation import orientation_of, upright_size
 
     try:
         with Image.open(path) as img:
-            return img.size
+            orientation = orientation_of(img)
+            return (*upright_size(*img.size, orientation), orientation)
     except Exception:  # the loader's own message is the one to show
         return None
 
@@ -55,8 +60,8 @@ def count_image(
 
     ``scale``: the working scale to count at (default: the model's own; see ``processing``).
 
-    ``boxes=True`` adds :data:`BOXES_KEY`: the boxes in the file's own pixels (the loader
-    may have downsized a huge photo), for pre-labels.
+    ``boxes=True`` adds :data:`BOXES_KEY`: the boxes in the full-size photo's pixels, upright
+    (the loader may have downsized a huge photo), and its EXIF orientation tag, for pre-labels.
     """
 
     path = Path(path)
@@ -78,12 +83,13 @@ def count_image(
     if len(detections.class_names) > 1:
         row.update({f"count_{k}": n for k, n in detections.counts_by_class().items()})
     if boxes:
-        width, height = _file_size(path) or image.size
+        width, height, orientation = _file_size(path) or (*image.size, 1)
         scale = max(width, height) / max(image.size)  # 1.0 unless the loader downsized it
         row[BOXES_KEY] = json.dumps(
             {
                 "width": width,
                 "height": height,
+                "orientation": orientation,
                 "boxes": [[round(float(v) * scale, 2) for v in b] for b in detections.boxes],
                 "scores": [round(float(s), 4) for s in scores],
                 "labels": detections.label_names(),

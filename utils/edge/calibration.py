@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..images import load_image
 from ..processing import InferenceConfig, plan_tiles, tiles, working_image
 
 
@@ -24,8 +25,7 @@ def _pil_images(images: Iterable[Any], limit: int | None = None) -> list[Image.I
         if hasattr(item, "load_image"):
             out.append(item.load_image())
         elif isinstance(item, (str, os.PathLike)):
-            with Image.open(item) as img:
-                out.append(img.convert("RGB"))
+            out.append(load_image(item).image)  # as served: EXIF orientation, 16-bit, alpha
         elif isinstance(item, np.ndarray):
             out.append(Image.fromarray(item))
         else:

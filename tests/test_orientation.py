@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from tests.conftest import ROOT
 from utils.annotations import (
     AnnotatedImage,
     AnnotationError,
@@ -140,3 +141,33 @@ def test_yolo_fractions_are_of_the_upright_photo(tmp_path, orientation):
     np.testing.assert_allclose(img.boxes, box, atol=1e-3)
     picture = img.load_image()
     assert img.boxes[0].round().tolist() == _white_box(picture)
+
+
+def test_training_sees_the_pixels_the_app_serves_for_every_kind_of_upload(tmp_path):
+    """A labelled 16-bit camera TIFF, a tagged phone photo, a transparent PNG or a palette GIF
+    trains on the same RGB pixels the app and ``count`` compute from it (a 16-bit TIFF through
+    Pillow's ``convert("RGB")`` alone was white all over)."""
+    from utils.images import load_image, write_odd_uploads
+
+    photo = ROOT / "data" / "test" / "microalgae_000.jpg"
+    files = write_odd_uploads(tmp_path / "odd", photo, huge_side=900)
+    usable = [
+        p
+        for p in files.values()
+        if p.stem in ("phone_rotated", "camera_16bit", "cutout", "palette", "huge")
+    ]
+    assert len(usable) == 5
+    folder = tmp_path / "labelled"
+    folder.mkdir()
+    for path in usable:
+        (folder / path.name).write_bytes(path.read_bytes())
+        with Image.open(path) as img:
+            stored = img.size
+        labelled = AnnotatedImage(folder / path.name, *stored, np.array([[5, 5, 40, 30]]), ["Cell"])
+        (folder / f"{path.stem}.xml").write_text(voc_xml(labelled))
+    for img in read_voc(folder).images:
+        served = np.asarray(load_image(img.image_path).image)
+        trained = np.asarray(img.load_image())
+        assert trained.shape == (img.height, img.width, 3)
+        np.testing.assert_array_equal(trained, served, err_msg=img.name)
+        assert trained.std() > 10, img.name  # a photo, not a blank frame

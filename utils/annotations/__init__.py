@@ -26,6 +26,8 @@ Decisions worth knowing:
   an EXIF orientation tag is turned by ``AnnotatedImage.load_image``, and each reader converts
   what its format stores (VOC: the stored pixels, as labelImg shows them; COCO and YOLO: the
   upright photo, as Label Studio, CVAT and Ultralytics show it; ``orientation`` module).
+  ``load_image`` is the app's own loader (``utils.images``): 16-bit camera frames, alpha and
+  palettes train on the pixels the app serves.
 - YOLO: one split's folder at a time; an image without a label file holds no objects (the
   format's convention), said in one ``UnlabelledImageWarning`` line (``yolo`` module).
 

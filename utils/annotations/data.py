@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from ..config import display_path
 
@@ -49,11 +49,18 @@ class AnnotatedImage:
             )
 
     def load_image(self) -> Image.Image:
-        """The image as PIL RGB, upright (its EXIF orientation applied, as the boxes are)."""
-        with Image.open(self.image_path) as img:
-            if self.orientation != 1:
-                return ImageOps.exif_transpose(img).convert("RGB")
-            return img.convert("RGB")
+        """The photo as the app and ``count`` see it (``utils.images.load_image``), at full size:
+        8-bit RGB, upright (EXIF orientation applied, as the boxes are), 16-bit and float camera
+        frames scaled by their range, transparency on black, the first page of a TIFF.
+
+        Why: training on other pixels than those served teaches the wrong thing silently; a
+        16-bit microscope TIFF opened with Pillow's ``convert("RGB")`` is white all over.
+        """
+        from ..images import load_image
+
+        # No downsizing and no size limits: the boxes are in the file's full-size pixels, and
+        # a labelled file is the learner's own (Pillow's decompression-bomb check still holds).
+        return load_image(self.image_path, max_side=1 << 30, max_pixels=1 << 40, min_side=1).image
 
     @property
     def name(self) -> str:

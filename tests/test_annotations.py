@@ -461,3 +461,22 @@ def test_coco_image_field_types_are_named(tmp_path, aset, field, value, expected
     message = _coco_edit(tmp_path, aset, _set("images", 0, field, value))
     assert "labels.json" in message and expected in message
     assert "Traceback" not in message
+
+
+def test_class_names_that_differ_only_in_case_are_warned_about(tmp_path, aset) -> None:
+    aset.images[0].labels = ["Diatom", "diatom "]  # a labelling typo: two classes
+    folder = write_voc(
+        AnnotationSet(("Diatom", "Microalgae", "diatom "), aset.images), tmp_path / "v"
+    )
+    with pytest.warns(UserWarning, match=r"'Diatom' and 'diatom' differ only in case or spaces"):
+        loaded = load_annotations(folder)
+    assert loaded.class_names == ("Diatom", "diatom")  # nothing merged behind the learner's back
+
+
+def test_summary_counts_the_boxes_of_each_class(aset) -> None:
+    assert (
+        aset.summary()
+        == "3 images, 3 boxes, classes ['Diatom', 'Microalgae'] (2 Diatom, 1 Microalgae)"
+    )
+    one = AnnotationSet(("Diatom",), [aset.images[1]])
+    assert one.summary() == "1 images, 1 boxes, classes ['Diatom']"  # one class: as before

@@ -227,15 +227,6 @@ def read_labelstudio_prelabels(json_path: str | Path, class_names: Sequence[str]
     return AnnotationSet(tuple(class_names), images)
 
 
-def boxes_by_class(aset: AnnotationSet) -> dict[str, int]:
-    """Boxes written per class (every class of the set listed), for the one-line summary."""
-    counts = dict.fromkeys(aset.class_names, 0)
-    for img in aset.images:
-        for label in img.labels:
-            counts[label] = counts.get(label, 0) + 1
-    return counts
-
-
 def write_prelabels(
     rows: Iterable[Row], class_names: Sequence[str], kind: str, json_path: str | Path | None = None
 ) -> str:
@@ -252,7 +243,7 @@ def write_prelabels(
         else ""
     )
     if len(aset.class_names) > 1:
-        note = f" ({', '.join(f'{n} {k}' for k, n in boxes_by_class(aset).items())}){note}"
+        note = f" ({', '.join(f'{n} {k}' for k, n in aset.boxes_per_class().items())}){note}"
     if kind == "voc":
         written, kept = write_voc_prelabels(aset)
         text = f"Wrote {len(written)} Pascal VOC pre-label file(s) next to the images{note}"

@@ -144,7 +144,7 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
             boxes = to_upright(boxes, (width, height), orientation)
         if len(problems) == n_before:
             kept_names = [names[i] for i in kept]
-            images.append(AnnotatedImage(path, *upright, boxes, kept_names, orientation=orientation))
+            images.append(AnnotatedImage(path, *upright, boxes, kept_names, orientation))
     if problems:
         raise AnnotationError(problems, json_path.parent)
     warn_dropped(dropped, label)

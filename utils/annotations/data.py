@@ -104,6 +104,18 @@ class AnnotationSet:
         """A new set with the images at ``indices`` (same class names)."""
         return AnnotationSet(self.class_names, [self.images[i] for i in indices])
 
+    def boxes_per_class(self) -> dict[str, int]:
+        """Boxes of each class, every class listed (0 for one without boxes)."""
+        counts = dict.fromkeys(self.class_names, 0)
+        for img in self.images:
+            for label in img.labels:
+                counts[label] = counts.get(label, 0) + 1
+        return counts
+
     def summary(self) -> str:
-        """One line: images, boxes, classes."""
-        return f"{len(self)} images, {self.num_boxes} boxes, classes {list(self.class_names)}"
+        """One line: images, boxes, classes; with several classes the boxes of each, since a
+        rare class (one white cell a photo) learns from far fewer examples than the others."""
+        line = f"{len(self)} images, {self.num_boxes} boxes, classes {list(self.class_names)}"
+        if len(self.class_names) > 1:
+            line += f" ({', '.join(f'{n} {k}' for k, n in self.boxes_per_class().items())})"
+        return line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def load_annotations(
         aset = read_coco(path, images_dir)
     elif path.is_dir():
         if any(path.glob("*.xml")):
-            return read_voc(path, class_names)
+            return _with_classes(read_voc(path, class_names), None, path)
         if is_yolo_folder(path):  # before the JSON: Label Studio's YOLO export holds notes.json
             aset = read_yolo(path, class_names)
             return _with_classes(aset, class_names, path)
@@ -71,10 +72,28 @@ def load_annotations(
     return _with_classes(aset, class_names, path)
 
 
+def warn_similar_names(aset: AnnotationSet, source: str | Path) -> None:
+    """One warning when class names differ only in case or spaces ('RBC' and 'rbc'): they
+    train as separate classes, which a labelling typo rarely means."""
+    groups: dict[str, list[str]] = {}
+    for name in aset.class_names:
+        groups.setdefault(" ".join(name.casefold().split()), []).append(name)
+    similar = [names for names in groups.values() if len(names) > 1]
+    if similar:
+        listed = "; ".join(" and ".join(repr(n) for n in names) for names in similar)
+        warnings.warn(
+            f"{display_path(source)}: class names {listed} differ only in case or spaces and "
+            "train as separate classes; rename them alike in the labels to merge them",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def _with_classes(
     aset: AnnotationSet, class_names: Sequence[str] | None, path: Path
 ) -> AnnotationSet:
     """``aset`` with ``class_names`` in their order, refusing a class they do not list."""
+    warn_similar_names(aset, path)
     if class_names is not None:
         problems: list[str] = []
         for img in aset.images:

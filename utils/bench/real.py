@@ -133,7 +133,9 @@ def goals(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m utils.bench real", description=__doc__)
-    parser.add_argument("--train", required=True, help="labelled folder (VOC, YOLO split) or COCO .json")
+    parser.add_argument(
+        "--train", required=True, help="labelled folder (VOC, YOLO split) or COCO .json"
+    )
     parser.add_argument("--test", required=True, help="held-out labelled folder or .json")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
     parser.add_argument("--minutes", type=float, help="train's --minutes (default: its own)")

@@ -83,7 +83,11 @@ def test_the_root_of_a_data_set_and_its_yaml_point_to_a_split(tmp_path, aset):  
     for name in ("train", "valid"):
         write_yolo(aset, root / name)
     (root / "data.yaml").write_text("train: ../train/images\nnames: [Diatom, Microalgae]\n")
-    for path in (root, root / "data.yaml"):
+    ultralytics = tmp_path / "ultralytics"  # images/train + labels/train under one root
+    shutil.copytree(root / "train" / "images", ultralytics / "images" / "train")
+    shutil.copytree(root / "train" / "labels", ultralytics / "labels" / "train")
+    (ultralytics / "data.yaml").write_text("train: images/train\nnames: [Diatom, Microalgae]\n")
+    for path in (root, root / "data.yaml", ultralytics):
         with pytest.raises(AnnotationError, match="pass one split's folder, e.g. .*train"):
             load_annotations(path)
 

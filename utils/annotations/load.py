@@ -45,7 +45,7 @@ def load_annotations(
             raise AnnotationError(
                 [
                     f"a YOLO data set with the splits {', '.join(splits)}: pass one split's "
-                    f"folder, e.g. {display_path(path / splits[0])}"
+                    f"folder, e.g. {display_path(path)}/{splits[0]}"
                 ],
                 path,
             )
@@ -62,7 +62,7 @@ def load_annotations(
         raise AnnotationError(
             [
                 f"{path.name} describes a whole YOLO data set: pass one split's folder, e.g. "
-                f"{display_path(path.parent / splits[0])}"
+                f"{display_path(path.parent)}/{splits[0]}"
             ]
         )
     else:

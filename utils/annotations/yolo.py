@@ -236,7 +236,12 @@ def read_yolo(folder: str | Path, class_names: Sequence[str] | None = None) -> A
         else find_names(folder, problems)
     )
     images = _image_files(_images_folder(folder))
-    if not images:
+    if not images and (splits := yolo_splits(folder)):  # Ultralytics' root: images/train, ...
+        problems = [
+            f"a YOLO data set with the splits {', '.join(splits)}: pass one split's folder, "
+            f"e.g. {display_path(folder)}/{splits[0]}"
+        ]
+    elif not images:
         problems.append(f"{display_path(_images_folder(folder))}: no images found")
     if problems or names is None:
         raise AnnotationError(problems, folder)

@@ -116,6 +116,15 @@ def test_polygons_become_their_box_and_missing_labels_are_empty_with_a_warning(t
     assert poly.labels == ["Microalgae", "Diatom"] and len(empty.boxes) == 0
 
 
+def test_files_saved_by_windows_notepad_read_the_same(tmp_path):
+    """A byte-order mark and CRLF line ends (Notepad's UTF-8) change nothing."""
+    root = _split(tmp_path, {"a": "x"}, names="")
+    (root / "classes.txt").write_bytes(b"\xef\xbb\xbfDiatom\r\nMicroalgae\r\n")
+    (root / "labels" / "a.txt").write_bytes(b"\xef\xbb\xbf1 0.5 0.5 0.2 0.2\r\n")
+    got = read_yolo(root)
+    assert got.class_names == ("Diatom", "Microalgae") and got.images[0].labels == ["Microalgae"]
+
+
 def test_degenerate_boxes_are_dropped_with_one_warning_naming_file_and_line(tmp_path):
     root = _split(tmp_path, {"a": "0 0.5 0.5 0.0 0.1\n1 0.5 0.5 0.2 0.2\n"})
     with pytest.warns(DroppedBoxWarning, match=r"dropped 1 box.*: labels/a.txt: box 1"):

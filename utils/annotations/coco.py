@@ -31,7 +31,7 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
     images_dir = Path(images_dir) if images_dir is not None else json_path.parent
     label = json_path.name
     try:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
+        data = json.loads(json_path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise AnnotationError([f"{label}: file not found"], json_path.parent) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

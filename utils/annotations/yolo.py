@@ -95,7 +95,7 @@ def _names_from(path: Path, problems: list[str]) -> list[str] | None:
     """Class names from a ``data.yaml`` (``names``: list or ``{id: name}``) or a names file."""
     where = display_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
         problems.append(f"{where}: cannot be read ({err})")
         return None
@@ -197,7 +197,7 @@ def _read_image(
     lines: list[str] = []
     if label.is_file():
         try:
-            lines = label.read_text(encoding="utf-8").splitlines()
+            lines = label.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as err:
             problems.append(f"{shown}: cannot be read as text ({err}); re-export it")
             return None

@@ -6,7 +6,7 @@
     python -m utils count --checkpoint model.onnx archive/ --engine ray --out counts.parquet
     python -m utils export --checkpoint runs/a/model.pt --out runs/a/model.onnx
 
-``--data`` takes a Pascal VOC folder, a COCO ``.json`` or a YOLO split (``annotations.yolo``).
+``--data`` takes a VOC or labelme folder, a COCO ``.json`` or a YOLO split (``annotations``).
 ``count`` and ``evaluate`` take any model ``loading.load_predictor`` reads (.pt, .onnx, .xml).
 Bad input ends with exit code 1 and one line ``error: ...`` on stderr, never a traceback.
 ``count`` writes a row for every image, with an ``error`` column for those it could not
@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a detector; writes model.pt and metrics.json")
-    train.add_argument("--data", required=True, help="VOC folder, COCO .json or YOLO split")
+    train.add_argument("--data", required=True, help="VOC/labelme/YOLO folder or COCO .json")
     train.add_argument("--out", required=True, help="output folder")
     train.add_argument(
         "--epochs",
@@ -429,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="mAP and count error on labelled images")
     evaluate.add_argument("--checkpoint", required=True, help="model.pt (or .onnx / .xml)")
-    evaluate.add_argument("--data", required=True, help="VOC folder, COCO .json or YOLO split")
+    evaluate.add_argument("--data", required=True, help="VOC/labelme/YOLO folder or COCO .json")
     evaluate.add_argument("--threshold", type=float, help="counting threshold (default: stored)")
     evaluate.add_argument("--tta", action="store_true", help=TTA_HELP)
     evaluate.set_defaults(func=cmd_evaluate)

@@ -1,5 +1,5 @@
-"""Read, write and check box annotations: Pascal VOC (labelImg), COCO JSON (Label Studio, CVAT)
-and YOLO text labels (Roboflow, Ultralytics, CVAT).
+"""Read, write and check box annotations: Pascal VOC (labelImg), labelme's JSON, COCO JSON (Label
+Studio, CVAT) and YOLO text labels (Roboflow, Ultralytics, CVAT).
 
 Every loader returns the same :class:`AnnotationSet`: a list of images with their boxes in
 pixels (x1, y1, x2, y2) and class names. Whatever tool you label with, the rest of the course
@@ -32,13 +32,15 @@ Decisions worth knowing:
   format's convention), said in one ``UnlabelledImageWarning`` line (``yolo`` module).
 
 One module per job, imports running one way: ``data`` (the data model and the error),
-``orientation``, ``checks`` (shared by every reader) <- ``voc``, ``coco``, ``yolo`` <- ``load``
+``orientation``, ``checks`` (shared by every reader) <- ``voc``, ``labelme``, ``coco``, ``yolo``
+<- ``load``
 (``load_annotations``).
 """
 
 from .checks import BOX_TOLERANCE_PX, DroppedBoxWarning
 from .coco import read_coco, write_coco
 from .data import AnnotatedImage, AnnotationError, AnnotationSet
+from .labelme import read_labelme
 from .load import load_annotations
 from .voc import IMAGE_SUFFIXES, read_voc, voc_xml, write_voc
 from .yolo import UnlabelledImageWarning, read_yolo, write_yolo
@@ -53,6 +55,7 @@ __all__ = [
     "UnlabelledImageWarning",
     "load_annotations",
     "read_coco",
+    "read_labelme",
     "read_voc",
     "read_yolo",
     "voc_xml",

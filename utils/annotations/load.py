@@ -1,4 +1,4 @@
-"""One entry point: a VOC folder, a COCO ``.json``, a folder with one COCO json, or a YOLO split."""
+"""One entry point for every label format: VOC, labelme, COCO (a file or a folder), a YOLO split."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from ..config import display_path
 from .checks import _check_classes
 from .coco import read_coco
 from .data import AnnotationError, AnnotationSet
+from .labelme import is_labelme_file, is_labelme_folder, read_labelme
 from .voc import read_voc
 from .yolo import is_yolo_folder, read_yolo, yolo_splits
 
@@ -19,17 +20,24 @@ def load_annotations(
     class_names: Sequence[str] | None = None,
     images_dir: str | Path | None = None,
 ) -> AnnotationSet:
-    """Load whatever you labelled: a VOC folder, a COCO ``.json``, a folder with one COCO json,
-    or one split of a YOLO data set (``annotations.yolo``: Roboflow, Ultralytics, CVAT).
+    """Load whatever you labelled: a VOC folder (labelImg), a labelme folder, a COCO ``.json`` or
+    a folder with one, or one split of a YOLO data set (``annotations.yolo``: Roboflow,
+    Ultralytics, CVAT).
 
     ``images_dir`` is where a COCO file's images are (default: beside the JSON).
     """
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".json":
+        if is_labelme_file(path):
+            raise AnnotationError(
+                [f"{path.name} is one labelme file: pass its folder, {display_path(path.parent)}"]
+            )
         aset = read_coco(path, images_dir)
     elif path.is_dir():
         if any(path.glob("*.xml")):
             return _with_classes(read_voc(path, class_names), None, path)
+        if is_labelme_folder(path):  # before COCO: a folder of per-image JSON files
+            return _with_classes(read_labelme(path, class_names), None, path)
         if is_yolo_folder(path):  # before the JSON: Label Studio's YOLO export holds notes.json
             aset = read_yolo(path, class_names)
             return _with_classes(aset, class_names, path)

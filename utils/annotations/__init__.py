@@ -37,12 +37,12 @@ One module per job, imports running one way: ``data`` (the data model and the er
 (``load_annotations``).
 """
 
-from .checks import BOX_TOLERANCE_PX, DroppedBoxWarning
+from .checks import BOX_TOLERANCE_PX, IMAGE_SUFFIXES, DroppedBoxWarning
 from .coco import read_coco, write_coco
 from .data import AnnotatedImage, AnnotationError, AnnotationSet
 from .labelme import read_labelme
 from .load import load_annotations
-from .voc import IMAGE_SUFFIXES, read_voc, voc_xml, write_voc
+from .voc import read_voc, voc_xml, write_voc
 from .yolo import UnlabelledImageWarning, read_yolo, write_yolo
 
 __all__ = [

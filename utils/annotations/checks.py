@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -20,6 +21,7 @@ from PIL import Image
 from .orientation import orientation_of
 
 BOX_TOLERANCE_PX = 1.0
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def _image_size(path: Path, problems: list[str], label: str) -> tuple[int, int, int] | None:
@@ -144,3 +146,31 @@ def _kind(value: object) -> str:
         return "a list" if isinstance(value, list) else "an object"
     text = repr(value)
     return text if len(text) <= 20 else text[:17] + "..."
+
+
+def _unlabelled_images(
+    folder: Path, labelled: Callable[[Path], bool], kind: str, empty: str, problems: list[str]
+) -> None:
+    """A problem for each image in ``folder`` without its label file (``kind``): an unlabelled
+    photo must not be mistaken for a photo without cells (``empty`` says how to mark one)."""
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES and not labelled(path):
+            problems.append(
+                f"{path.name}: image without {kind}; label it ({empty} means 'no cells') or "
+                "move it out of the folder"
+            )
+
+
+def _folder_set(
+    images: Sequence[Any], problems: list[str], dropped: list[str], folder: Path, class_names
+):
+    """The folder's ``AnnotationSet`` (class names sorted unless given), or every problem."""
+    from ..config import display_path
+    from .data import AnnotationError, AnnotationSet
+
+    if problems:
+        raise AnnotationError(problems, folder)
+    warn_dropped(dropped, display_path(folder))
+    found = [img for img in images if img is not None]
+    names = class_names or sorted({name for img in found for name in img.labels})
+    return AnnotationSet(tuple(names), found)

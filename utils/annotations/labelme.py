@@ -16,11 +16,16 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import display_path
-from .checks import _check_boxes, _check_classes, _image_size, _number, warn_dropped
-from .data import AnnotatedImage, AnnotationError, AnnotationSet
+from .checks import (
+    _check_boxes,
+    _check_classes,
+    _folder_set,
+    _image_size,
+    _number,
+    _unlabelled_images,
+)
+from .data import AnnotatedImage, AnnotationSet
 from .orientation import to_upright, upright_size
-from .voc import IMAGE_SUFFIXES, _sorted_names
 
 BOX_SHAPES = ("rectangle", "polygon", "circle")
 
@@ -150,15 +155,11 @@ def read_labelme(folder: str | Path, class_names: Sequence[str] | None = None) -
         for p, data in contents.items()
         if isinstance(data, dict) and isinstance(data.get("imagePath"), str)
     }
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.resolve() not in labelled:
-            problems.append(
-                f"{path.name}: image without a labelme file; label it (a file with no shapes "
-                "means 'no cells') or move it out of the folder"
-            )
-    if problems:
-        raise AnnotationError(problems, folder)
-    warn_dropped(dropped, display_path(folder))
-    found = [img for img in images if img is not None]
-    names = tuple(class_names) if class_names is not None else _sorted_names(found)
-    return AnnotationSet(names, found)
+    _unlabelled_images(
+        folder,
+        lambda p: p.resolve() in labelled,
+        "a labelme file",
+        "a file with no shapes",
+        problems,
+    )
+    return _folder_set(images, problems, dropped, folder, class_names)

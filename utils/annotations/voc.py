@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from .. import atomicio
 from ..config import display_path
-from .checks import _check_boxes, _check_classes, _image_size, _number, warn_dropped
+from .checks import (
+    _check_boxes,
+    _check_classes,
+    _folder_set,
+    _image_size,
+    _number,
+    _unlabelled_images,
+)
 from .data import AnnotatedImage, AnnotationError, AnnotationSet
 from .orientation import to_stored, to_upright, upright_size
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def _text(node: ET.Element, path: str) -> str | None:
@@ -123,22 +128,10 @@ def read_voc(folder: str | Path, class_names: Sequence[str] | None = None) -> An
     dropped: list[str] = []
     images = [_parse_voc_xml(p, class_names, problems, dropped) for p in xml_files]
     labelled = {p.stem for p in xml_files}
-    for img_path in sorted(folder.iterdir()):
-        if img_path.suffix.lower() in IMAGE_SUFFIXES and img_path.stem not in labelled:
-            problems.append(
-                f"{img_path.name}: image without an XML file; label it (an empty XML means "
-                "'no cells') or move it out of the folder"
-            )
-    if problems:
-        raise AnnotationError(problems, folder)
-    warn_dropped(dropped, display_path(folder))
-    found = [img for img in images if img is not None]
-    names = tuple(class_names) if class_names is not None else _sorted_names(found)
-    return AnnotationSet(names, found)
-
-
-def _sorted_names(images: Iterable[AnnotatedImage]) -> tuple[str, ...]:
-    return tuple(sorted({name for img in images for name in img.labels}))
+    _unlabelled_images(
+        folder, lambda p: p.stem in labelled, "an XML file", "an empty XML", problems
+    )
+    return _folder_set(images, problems, dropped, folder, class_names)
 
 
 def _indent(elem: ET.Element, level: int = 0) -> None:

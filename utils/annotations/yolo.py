@@ -30,10 +30,9 @@ from pathlib import Path
 
 from .. import atomicio
 from ..config import display_path
-from .checks import _check_boxes, _image_size, _integer, _number, warn_dropped
+from .checks import IMAGE_SUFFIXES, _check_boxes, _image_size, _integer, _number, warn_dropped
 from .data import AnnotatedImage, AnnotationError, AnnotationSet
 from .orientation import upright_size
-from .voc import IMAGE_SUFFIXES
 
 NAME_FILES = ("data.yaml", "data.yml", "dataset.yaml", "classes.txt", "obj.names")
 # Text files in a label folder that are not labels: names and the tools' image lists.

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .orientation import orientation_of
+from .orientation import orientation_of, to_upright, upright_size
 
 BOX_TOLERANCE_PX = 1.0
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -174,3 +174,31 @@ def _folder_set(
     found = [img for img in images if img is not None]
     names = class_names or sorted({name for img in found for name in img.labels})
     return AnnotationSet(tuple(names), found)
+
+
+def _upright_image(
+    path: Path,
+    size: tuple[int, int, int],
+    raw: list[tuple[float, float, float, float]],
+    labels: Sequence[str],
+    on_stored: bool,
+    where: str,
+    problems: list[str],
+    dropped: list[str],
+):
+    """The ``AnnotatedImage`` of a photo (``size``: stored width, height, EXIF orientation) with
+    its boxes on the photo upright, or None with the problems noted. The boxes are checked in
+    the coordinates they were drawn in: the stored pixels (``on_stored``) or the upright photo."""
+    from .data import AnnotatedImage
+
+    width, height, orientation = size
+    upright = upright_size(width, height, orientation)
+    n_before = len(problems)
+    boxes, kept = _check_boxes(
+        raw, *((width, height) if on_stored else upright), where, problems, dropped
+    )
+    if len(problems) > n_before:
+        return None
+    if on_stored:
+        boxes = to_upright(boxes, (width, height), orientation)
+    return AnnotatedImage(path, *upright, boxes, [labels[i] for i in kept], orientation)

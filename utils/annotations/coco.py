@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from .. import atomicio
-from .checks import _check_boxes, _image_size, _integer, _kind, _number, warn_dropped
+from .checks import _image_size, _integer, _kind, _number, _upright_image, warn_dropped
 from .data import AnnotatedImage, AnnotationError, AnnotationSet
-from .orientation import to_upright, upright_size
+from .orientation import upright_size
 
 
 def _resolve_coco_image(file_name: str, images_dir: Path) -> Path:
@@ -137,14 +137,9 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
             continue
         on_stored = declared != upright  # a sideways photo labelled as stored
         raw, names = per_image[image_id]
-        n_before = len(problems)
-        w, h = (width, height) if on_stored else upright
-        boxes, kept = _check_boxes(raw, w, h, where, problems, dropped)
-        if on_stored:
-            boxes = to_upright(boxes, (width, height), orientation)
-        if len(problems) == n_before:
-            kept_names = [names[i] for i in kept]
-            images.append(AnnotatedImage(path, *upright, boxes, kept_names, orientation))
+        found = _upright_image(path, size, raw, names, on_stored, where, problems, dropped)
+        if found is not None:
+            images.append(found)
     if problems:
         raise AnnotationError(problems, json_path.parent)
     warn_dropped(dropped, label)

@@ -17,15 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .checks import (
-    _check_boxes,
     _check_classes,
     _folder_set,
     _image_size,
     _number,
     _unlabelled_images,
+    _upright_image,
 )
 from .data import AnnotatedImage, AnnotationSet
-from .orientation import to_upright, upright_size
+from .orientation import upright_size
 
 BOX_SHAPES = ("rectangle", "polygon", "circle")
 
@@ -129,14 +129,7 @@ def _read_file(
         )
         return None
     on_stored = declared != upright  # a sideways photo labelled as stored
-    n_before = len(problems)
-    w, h = (width, height) if on_stored else upright
-    boxes, kept = _check_boxes(raw, w, h, label, problems, dropped)
-    if len(problems) > n_before:
-        return None
-    if on_stored:
-        boxes = to_upright(boxes, (width, height), orientation)
-    return AnnotatedImage(image, *upright, boxes, [names[i] for i in kept], orientation)
+    return _upright_image(image, size, raw, names, on_stored, label, problems, dropped)
 
 
 def read_labelme(folder: str | Path, class_names: Sequence[str] | None = None) -> AnnotationSet:

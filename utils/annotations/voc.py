@@ -15,15 +15,15 @@ from pathlib import Path
 from .. import atomicio
 from ..config import display_path
 from .checks import (
-    _check_boxes,
     _check_classes,
     _folder_set,
     _image_size,
     _number,
     _unlabelled_images,
+    _upright_image,
 )
 from .data import AnnotatedImage, AnnotationError, AnnotationSet
-from .orientation import to_stored, to_upright, upright_size
+from .orientation import to_stored, upright_size
 
 
 def _text(node: ET.Element, path: str) -> str | None:
@@ -98,15 +98,7 @@ def _parse_voc_xml(
                 f"{width}x{height}; the boxes were drawn on another version of the image"
             )
             return None
-    n_before = len(problems)
-    w, h = (width, height) if on_stored else upright
-    boxes, kept = _check_boxes(raw_boxes, w, h, label, problems, dropped)
-    if len(problems) > n_before:
-        return None
-    if on_stored:
-        boxes = to_upright(boxes, (width, height), orientation)
-    names = [labels[i] for i in kept]
-    return AnnotatedImage(image_path, *upright, boxes, names, orientation=orientation)
+    return _upright_image(image_path, size, raw_boxes, labels, on_stored, label, problems, dropped)
 
 
 def read_voc(folder: str | Path, class_names: Sequence[str] | None = None) -> AnnotationSet:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .. import atomicio
 from ..config import display_path
-from .checks import IMAGE_SUFFIXES, _check_boxes, _image_size, _integer, _number, warn_dropped
+from .checks import IMAGE_SUFFIXES, _image_size, _integer, _number, _upright_image, warn_dropped
 from .data import AnnotatedImage, AnnotationError, AnnotationSet
 from .orientation import upright_size
 
@@ -209,10 +209,9 @@ def _read_image(
                 cls, x1, y1, x2, y2 = parsed
                 raw.append((x1 * width, y1 * height, x2 * width, y2 * height))
                 labels.append(names[cls])
-    boxes, kept = _check_boxes(raw, width, height, shown, problems, dropped)
     if len(problems) > n_before:
         return None
-    return AnnotatedImage(image, width, height, boxes, [labels[i] for i in kept], size[2])
+    return _upright_image(image, size, raw, labels, False, shown, problems, dropped)
 
 
 def read_yolo(folder: str | Path, class_names: Sequence[str] | None = None) -> AnnotationSet:

@@ -38,7 +38,15 @@ def _read_json(path: Path) -> object:
 
 
 def is_labelme_file(path: Path) -> bool:
-    """A JSON object with labelme's ``shapes`` and ``imagePath``."""
+    """A JSON object with labelme's ``shapes`` and ``imagePath``. labelme writes ``shapes``
+    among its first keys, so a file whose start lacks it (a COCO file of 100 MB) is not
+    parsed here."""
+    try:
+        with open(path, "rb") as f:
+            if b'"shapes"' not in f.read(1 << 16):
+                return False
+    except OSError:
+        return False
     data = _read_json(path)
     return isinstance(data, dict) and "shapes" in data and "imagePath" in data
 

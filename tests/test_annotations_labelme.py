@@ -11,7 +11,7 @@ import pytest
 
 from tests.test_annotations import _image, _same, aset  # noqa: F401 (aset: a fixture)
 from tests.test_orientation import BOX, STORED, _photo, _white_box
-from utils.annotations import AnnotationError, AnnotationSet, load_annotations
+from utils.annotations import AnnotationError, load_annotations
 from utils.annotations.orientation import to_upright, upright_size
 
 
@@ -116,4 +116,4 @@ def test_labelme_draws_on_the_upright_photo(tmp_path, orientation):
     _write(folder, "p.png", [_shape("Cell", [[x1, y1], [x2, y2]])], size=upright)
     (img,) = load_annotations(folder).images
     assert img.boxes[0].tolist() == _white_box(img.load_image())
-    assert isinstance(load_annotations(folder), AnnotationSet)
+    assert img.orientation == orientation and (img.width, img.height) == upright

@@ -39,7 +39,7 @@ import numpy as np
 
 from . import atomicio
 from .annotations import AnnotatedImage, AnnotationSet, load_annotations, voc_xml, write_coco
-from .annotations.yolo import yolo_lines
+from .annotations.yolo import read_names_file, yolo_lines
 from .batch import BOXES_KEY, Row
 from .config import display_path
 
@@ -79,17 +79,27 @@ def prelabel_set(
     return AnnotationSet(tuple(class_names), sorted(images, key=lambda i: i.image_path))
 
 
-def write_voc_prelabels(aset: AnnotationSet, overwrite: bool = False) -> tuple[list[Path], list[Path]]:
-    """One labelImg XML next to each image; returns (written, kept because one existed)."""
+def _write_beside(
+    aset: AnnotationSet, suffix: str, text_of, overwrite: bool = False
+) -> tuple[list[Path], list[Path]]:
+    """A label file (``suffix``) next to each image; returns (written, kept because one existed:
+    it may be a person's labels)."""
     written, kept = [], []
     for img in aset.images:
-        target = img.image_path.with_suffix(".xml")
+        target = img.image_path.with_suffix(suffix)
         if target.exists() and not overwrite:
             kept.append(target)
             continue
-        atomicio.write_text(target, voc_xml(img, folder_name=img.image_path.parent.name))
+        atomicio.write_text(target, text_of(img))
         written.append(target)
     return written, kept
+
+
+def write_voc_prelabels(aset: AnnotationSet, overwrite: bool = False) -> tuple[list[Path], list[Path]]:
+    """One labelImg XML next to each image; returns (written, kept because one existed)."""
+    return _write_beside(
+        aset, ".xml", lambda img: voc_xml(img, folder_name=img.image_path.parent.name), overwrite
+    )
 
 
 def write_yolo_prelabels(aset: AnnotationSet) -> tuple[list[Path], list[Path]]:
@@ -100,19 +110,12 @@ def write_yolo_prelabels(aset: AnnotationSet) -> tuple[list[Path], list[Path]]:
     folders = sorted({img.image_path.parent for img in aset.images})
     for folder in folders:
         existing = folder / "classes.txt"
-        if existing.is_file() and existing.read_text(encoding="utf-8").split() != names.split():
+        if existing.is_file() and read_names_file(existing, []) != list(aset.class_names):
             raise ValueError(
                 f"{display_path(existing)} lists other classes than the model's "
                 f"{list(aset.class_names)}; move it away or write the pre-labels elsewhere"
             )
-    written, kept = [], []
-    for img in aset.images:
-        target = img.image_path.with_suffix(".txt")
-        if target.exists():
-            kept.append(target)
-            continue
-        atomicio.write_text(target, yolo_lines(img, aset.class_names))
-        written.append(target)
+    written, kept = _write_beside(aset, ".txt", lambda img: yolo_lines(img, aset.class_names))
     for folder in folders:
         atomicio.write_text(folder / "classes.txt", names)
     return written, kept
@@ -244,18 +247,14 @@ def write_prelabels(
     )
     if len(aset.class_names) > 1:
         note = f" ({', '.join(f'{n} {k}' for k, n in aset.boxes_per_class().items())}){note}"
-    if kind == "voc":
-        written, kept = write_voc_prelabels(aset)
-        text = f"Wrote {len(written)} Pascal VOC pre-label file(s) next to the images{note}"
+    if kind in ("voc", "yolo"):
+        voc = kind == "voc"
+        written, kept = write_voc_prelabels(aset) if voc else write_yolo_prelabels(aset)
+        what = "Pascal VOC pre-label file(s)" if voc else "YOLO pre-label file(s) and classes.txt"
+        text = f"Wrote {len(written)} {what} next to the images{note}"
         if kept:
-            text += f"; kept {len(kept)} existing XML file(s) (delete them to pre-label again)"
-        return text + "."
-    if kind == "yolo":
-        written, kept = write_yolo_prelabels(aset)
-        text = f"Wrote {len(written)} YOLO pre-label file(s) and classes.txt next to the images"
-        text += note
-        if kept:
-            text += f"; kept {len(kept)} existing .txt file(s) (delete them to pre-label again)"
+            kind_of = "XML" if voc else ".txt"
+            text += f"; kept {len(kept)} existing {kind_of} file(s) (delete them to pre-label anew)"
         return text + "."
     if json_path is None:
         raise ValueError(f"{kind} pre-labels need a JSON file name (--prelabels-out)")

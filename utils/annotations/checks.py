@@ -92,14 +92,18 @@ class DroppedBoxWarning(UserWarning):
     """Boxes dropped while loading: zero or negative area, or wholly outside the image."""
 
 
+def first_few(items: Sequence[str], shown: int = 5, sep: str = "; ") -> str:
+    """The first ``shown`` items and how many more: a warning names a few, not 290."""
+    more = f"{sep}and {len(items) - shown} more" if len(items) > shown else ""
+    return sep.join(items[:shown]) + more
+
+
 def warn_dropped(dropped: Sequence[str], source: str, shown: int = 5) -> None:
     """One warning line for a whole folder: how many boxes, and the first few by file and box."""
     if not dropped:
         return
-    listed = "; ".join(dropped[:shown])
-    more = f"; and {len(dropped) - shown} more" if len(dropped) > shown else ""
     warnings.warn(
-        f"{source}: dropped {len(dropped)} box(es): {listed}{more}",
+        f"{source}: dropped {len(dropped)} box(es): {first_few(dropped, shown)}",
         DroppedBoxWarning,
         stacklevel=3,
     )

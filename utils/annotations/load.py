@@ -12,7 +12,7 @@ from .coco import read_coco
 from .data import AnnotationError, AnnotationSet
 from .labelme import is_labelme_file, is_labelme_folder, read_labelme
 from .voc import read_voc
-from .yolo import is_yolo_folder, read_yolo, yolo_splits
+from .yolo import is_yolo_folder, read_yolo, split_hint
 
 
 def load_annotations(
@@ -49,29 +49,20 @@ def load_annotations(
                 [f"{len(jsons)} JSON files ({', '.join(p.name for p in jsons)}); pass one of them"],
                 path,
             )
-        elif splits := yolo_splits(path):
-            raise AnnotationError(
-                [
-                    f"a YOLO data set with the splits {', '.join(splits)}: pass one split's "
-                    f"folder, e.g. {display_path(path)}/{splits[0]}"
-                ],
-                path,
-            )
+        elif hint := split_hint(path):
+            raise AnnotationError([hint], path)
         else:
             raise AnnotationError(
                 [
-                    "no Pascal VOC .xml files, no COCO .json file and no YOLO labels found; "
-                    "export your labels here"
+                    "no Pascal VOC .xml files, labelme or COCO .json files and no YOLO labels "
+                    "found; export your labels here"
                 ],
                 path,
             )
     elif path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
-        splits = yolo_splits(path.parent) or ["train"]
+        hint = split_hint(path.parent, f"{path.name} describes a YOLO data set")
         raise AnnotationError(
-            [
-                f"{path.name} describes a whole YOLO data set: pass one split's folder, e.g. "
-                f"{display_path(path.parent)}/{splits[0]}"
-            ]
+            [hint or f"{path.name} describes a whole YOLO data set: pass one split's folder"]
         )
     else:
         raise AnnotationError(

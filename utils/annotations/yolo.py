@@ -30,7 +30,15 @@ from pathlib import Path
 
 from .. import atomicio
 from ..config import display_path
-from .checks import IMAGE_SUFFIXES, _image_size, _integer, _number, _upright_image, warn_dropped
+from .checks import (
+    IMAGE_SUFFIXES,
+    _image_size,
+    _integer,
+    _number,
+    _upright_image,
+    first_few,
+    warn_dropped,
+)
 from .data import AnnotatedImage, AnnotationError, AnnotationSet
 from .orientation import upright_size
 
@@ -90,7 +98,18 @@ def yolo_splits(folder: str | Path) -> list[str]:
     return [p.relative_to(folder).as_posix() for p in found]
 
 
-def _names_from(path: Path, problems: list[str]) -> list[str] | None:
+def split_hint(root: Path, what: str = "a YOLO data set") -> str | None:
+    """What to pass instead of a YOLO data set's root (or its ``data.yaml``): one split."""
+    splits = yolo_splits(root)
+    if not splits:
+        return None
+    return (
+        f"{what} with the splits {', '.join(splits)}: pass one split's folder, "
+        f"e.g. {display_path(root)}/{splits[0]}"
+    )
+
+
+def read_names_file(path: Path, problems: list[str]) -> list[str] | None:
     """Class names from a ``data.yaml`` (``names``: list or ``{id: name}``) or a names file."""
     where = display_path(path)
     try:
@@ -124,12 +143,20 @@ def _names_from(path: Path, problems: list[str]) -> list[str] | None:
     return [str(n).strip() for n in names]
 
 
-def find_names(folder: Path, problems: list[str]) -> list[str] | None:
+def names_file(folder: Path) -> Path | None:
     """The nearest names file in ``folder`` or up to two folders above it."""
     for level in (folder, folder.parent, folder.parent.parent):
         for name in NAME_FILES:
             if (level / name).is_file():
-                return _names_from(level / name, problems)
+                return level / name
+    return None
+
+
+def find_names(folder: Path, problems: list[str]) -> list[str] | None:
+    """The class names from :func:`names_file`, or a problem that says where to put them."""
+    found = names_file(folder)
+    if found is not None:
+        return read_names_file(found, problems)
     problems.append(
         f"{display_path(folder)}: no class names found; put a classes.txt (one name per line, "
         "in id order) or the data set's data.yaml in this folder or the one above"
@@ -223,22 +250,13 @@ def read_yolo(folder: str | Path, class_names: Sequence[str] | None = None) -> A
     """
     folder = Path(folder)
     problems: list[str] = []
-    has_names = any(
-        (lvl / n).is_file()
-        for lvl in (folder, folder.parent, folder.parent.parent)
-        for n in NAME_FILES
-    )
-    names = (
-        list(class_names)
-        if class_names is not None and not has_names
-        else find_names(folder, problems)
-    )
+    if class_names is not None and names_file(folder) is None:
+        names: list[str] | None = list(class_names)
+    else:
+        names = find_names(folder, problems)
     images = _image_files(_images_folder(folder))
-    if not images and (splits := yolo_splits(folder)):  # Ultralytics' root: images/train, ...
-        problems = [
-            f"a YOLO data set with the splits {', '.join(splits)}: pass one split's folder, "
-            f"e.g. {display_path(folder)}/{splits[0]}"
-        ]
+    if not images and (hint := split_hint(folder)):  # Ultralytics' root: images/train, ...
+        problems = [hint]
     elif not images:
         problems.append(f"{display_path(_images_folder(folder))}: no images found")
     if problems or names is None:
@@ -266,12 +284,9 @@ def read_yolo(folder: str | Path, class_names: Sequence[str] | None = None) -> A
     warn_dropped(dropped, display_path(folder))
     unlabelled = [image.name for image in images if not label_path(image).is_file()]
     if unlabelled:
-        listed = ", ".join(unlabelled[:5]) + (
-            f" and {len(unlabelled) - 5} more" if len(unlabelled) > 5 else ""
-        )
         warnings.warn(
             f"{display_path(folder)}: {len(unlabelled)} image(s) without a label file, "
-            f"read as images with no objects: {listed}",
+            f"read as images with no objects: {first_few(unlabelled, sep=', ')}",
             UnlabelledImageWarning,
             stacklevel=3,
         )

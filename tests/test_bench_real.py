@@ -75,3 +75,13 @@ def test_bench_real_needs_both_folders(missing, capsys) -> None:
     with pytest.raises(SystemExit):
         bench_main(argv)
     assert missing in capsys.readouterr().err
+
+
+def test_bench_real_passes_a_validation_folder_to_train(monkeypatch, tmp_path) -> None:
+    """``--val`` reaches ``train`` as a learner would type it (and only when given)."""
+    seen: list[list[str]] = []
+    monkeypatch.setattr("utils.cli.main", lambda argv: seen.append(argv) or 0)
+    real.train_cli(tmp_path / "d", tmp_path / "o", 0, None, True, val=tmp_path / "v")
+    real.train_cli(tmp_path / "d", tmp_path / "o", 0, None, True)
+    assert seen[0][seen[0].index("--val") + 1] == str(tmp_path / "v")
+    assert "--val" not in seen[1]

@@ -6,7 +6,8 @@
     python -m utils count --checkpoint model.onnx archive/ --engine ray --out counts.parquet
     python -m utils export --checkpoint runs/a/model.pt --out runs/a/model.onnx
 
-``--data`` takes a VOC or labelme folder, a COCO ``.json`` or a YOLO split (``annotations``).
+``--data`` takes a VOC or labelme folder, a COCO ``.json`` or a YOLO split (``annotations``);
+``train --data`` also a data set's root with its own splits (``cli_data``).
 ``count`` and ``evaluate`` take any model ``loading.load_predictor`` reads (.pt, .onnx, .xml).
 Bad input ends with exit code 1 and one line ``error: ...`` on stderr, never a traceback.
 ``count`` writes a row for every image, with an ``error`` column for those it could not
@@ -27,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import atomicio, config
+from .cli_data import add_data_options, training_sets
 from .cli_pretrain import add_pretrain_command, add_pretrained_option, pretrained_value
 from .config import display_path, one_line
 from .images import ImageError, load_image
@@ -108,27 +110,16 @@ def _serving_predictor(
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import warnings
-
-    from .annotations import DroppedBoxWarning, load_annotations
-    from .dataset import split_or_all
     from .model import is_heatmap_model
     from .train import fit, preset
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DroppedBoxWarning)
-        aset = load_annotations(args.data)
-    for warning in caught:  # one line each, without the source line Python would add
-        print(f"warning: {warning.message}", file=sys.stderr)
-    if len(aset) < 2:
-        raise CliError(f"{display_path(args.data)} holds {len(aset)} image(s); need at least 2")
     if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):
         raise CliError(f"--minutes must be a positive number, got {args.minutes}")
+    train, val, about = training_sets(args)
     plan = preset(args.fast or config.fast_mode(verbose=False))
-    train, val = split_or_all(aset, args.val_fraction, args.seed)  # val None: --val-fraction 0
     (out := Path(args.out)).mkdir(parents=True, exist_ok=True)
     held = f"validating on {len(val)}" if val else "no validation, threshold chosen on them"
-    print(f"Training on {len(train)} images, {held} ({aset.summary()}).")
+    print(f"Training on {len(train)} images, {held} ({about}).")
     overrides = {
         "model_name": args.model,
         "image_size": args.size,
@@ -396,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a detector; writes model.pt and metrics.json")
-    train.add_argument("--data", required=True, help="VOC/labelme/YOLO folder or COCO .json")
+    add_data_options(train)
     train.add_argument("--out", required=True, help="output folder")
     train.add_argument(
         "--epochs",
@@ -411,16 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
         "are measured on the first ones",
     )
     train.add_argument("--size", type=int, help="input size in pixels (multiple of 32)")
-    train.add_argument("--model", help="centernet_resnet18_s2 (default), centernet_resnet18 (its "
-                       "stride-4 heatmap), fcos_resnet18 or retinanet_resnet18")
+    train.add_argument(
+        "--model",
+        help="centernet_resnet18_s2 (default), centernet_resnet18 (its "
+        "stride-4 heatmap), fcos_resnet18 or retinanet_resnet18",
+    )
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
-    train.add_argument(
-        "--val-fraction",
-        type=float,
-        help="held back to validate (default: 0.2, at most 20 photos); 0: train on every image, "
-        "no validation (docs/real_data.md)",
-    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--fast", action="store_true", help="the short plan (as COURSE_FAST=1)")
     add_pretrained_option(train)

@@ -75,6 +75,12 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def holds_photos(folder: Path) -> bool:
+    """Are there photos in ``folder`` itself or in its ``images/`` (one split, not a root)?"""
+    images = _images_folder(folder)
+    return images.is_dir() and bool(_image_files(images))
+
+
 def is_yolo_folder(folder: str | Path) -> bool:
     """Does ``folder`` look like one split of a YOLO data set (see the module docstring)?"""
     folder = Path(folder)

@@ -6,8 +6,10 @@ the saved checkpoint, as a learner would: training time, mAP@[.5:.95], mAP@.5, m
 class's AP and each class's count error (MAE; MAPE only over photos with at least
 ``evaluate.MAPE_MIN_CELLS`` cells of that class; the error of the class's total), and the
 headline again as ``count --tta`` counts (flip test-time augmentation). It ends with the goals
-of issue 19, met or not (on the default; the ``--tta`` figure beside each). Any labelled folder works (Pascal VOC or COCO);
-``docs/real_data.md`` has the figures measured on BCCD.
+of issue 19, met or not (on the default; the ``--tta`` figure beside each). Any labelled folder
+works (Pascal VOC, labelme, COCO, a YOLO split), and ``--train`` also a data set's root with its
+own ``train/`` and ``valid/`` (``--val`` names a validation folder); ``docs/real_data.md`` has
+the figures measured on BCCD.
 
 Results go to ``artifacts/bench_real.json``; the models to ``artifacts/bench_real/seed_N``.
 """
@@ -41,6 +43,7 @@ def train_cli(
     quiet: bool,
     pretrained: str | None = None,
     val_fraction: float | None = None,
+    val: Path | None = None,
 ) -> float:
     """``python -m utils train`` as a learner types it; its wall-clock seconds."""
     from .. import cli
@@ -52,6 +55,8 @@ def train_cli(
         argv += ["--pretrained", pretrained]
     if val_fraction is not None:
         argv += ["--val-fraction", str(val_fraction)]
+    if val is not None:
+        argv += ["--val", str(val)]
     if quiet:
         argv.append("--quiet")
     started = time.perf_counter()
@@ -134,8 +139,12 @@ def goals(rows: Sequence[dict[str, Any]]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m utils.bench real", description=__doc__)
     parser.add_argument(
-        "--train", required=True, help="labelled folder (VOC, YOLO split) or COCO .json"
+        "--train",
+        required=True,
+        help="labelled folder (VOC, labelme, YOLO split) or COCO .json, or a data set's root "
+        "with train/ and valid/ (train's --data)",
     )
+    parser.add_argument("--val", help="train's --val: a labelled folder to validate on")
     parser.add_argument("--test", required=True, help="held-out labelled folder or .json")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
     parser.add_argument("--minutes", type=float, help="train's --minutes (default: its own)")
@@ -149,15 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import json
-    import warnings
 
-    from ..annotations import DroppedBoxWarning, load_annotations
+    from ..cli_data import load_labelled
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DroppedBoxWarning)
-        test = load_annotations(args.test)
-    for warning in caught:
-        print(f"warning: {warning.message}")
+    test = load_labelled(args.test)
     host = machine()
     print(
         f"real photos: train {config.display_path(args.train)}, test {len(test)} photos "
@@ -176,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.quiet,
             args.pretrained,
             args.val_fraction,
+            Path(args.val) if args.val else None,
         )
         trained = json.loads((out / "metrics.json").read_text())
         row = {
@@ -193,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_run(row), flush=True)
     report = {"train": config.display_path(args.train), "test": config.display_path(args.test)}
     report.update(minutes=args.minutes, pretrained=args.pretrained, val_fraction=args.val_fraction)
+    report["val"] = config.display_path(args.val) if args.val else None
     report.update(machine=host, runs=rows)
     report["goals"] = goals(rows)
     print("\ngoals (mean over seeds; time: the slowest run's whole train command):")

@@ -85,6 +85,19 @@ def test_ultralytics_and_coco_roots(tmp_path) -> None:
     assert found is not None and found.train == ultra / "images" / "train"
     assert found.val == ultra / "images" / "val" and found.test is None
 
+    other = tmp_path / "coco_style"  # names a data.yaml lists, not ``train``/``val``
+    for split, name in (("train", "train2017"), ("valid", "val2017")):
+        shutil.copytree(written / split / "images", other / "images" / name)
+        shutil.copytree(written / split / "labels", other / "labels" / name)
+    (other / "data.yaml").write_text(
+        f"path: {other}\ntrain: images/train2017\nval: images/val2017\nnames: [Microalgae]\n"
+    )
+    found = find_splits(other)
+    assert found is not None and found.train == other / "images" / "train2017"
+    assert found.val == other / "images" / "val2017"
+    roboflow = find_splits(written / "data.yaml")  # ``../train/images``: the split beside it
+    assert roboflow is not None and roboflow.train == written / "train"
+
     coco = tmp_path / "coco"
     for split, seeds in (("train", (3, 4)), ("valid", (5,))):
         aset = _photos(coco / split, seeds)

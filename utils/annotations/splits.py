@@ -40,26 +40,60 @@ def is_one_split(folder: Path) -> bool:
     return holds_photos(folder) or any(folder.glob("*.xml")) or any(folder.glob("*.json"))
 
 
-def find_splits(path: str | Path) -> Splits | None:
-    """The splits below a data set's root (or beside its ``data.yaml``), found by their folder
-    names; None when ``path`` is one split itself or has no ``train`` folder with labels.
+def _listed(root: Path, yaml_file: Path | None, key: str) -> Path | None:
+    """The split a ``data.yaml`` lists under ``key``, where it exists with labels.
 
-    Folder names, not the paths a ``data.yaml`` lists: Roboflow writes ``../train/images``
-    there, relative to a folder the download does not have.
+    Tried below the file's ``path:`` and beside the file, and without leading ``../`` (Roboflow
+    writes ``../train/images``, relative to a folder the download does not have); a split's
+    ``images`` folder stands for the split.
+    """
+    if yaml_file is None:
+        return None
+    import yaml
+
+    try:
+        meta = yaml.safe_load(yaml_file.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None  # the split's own reading reports a broken data.yaml
+    listed = meta.get(key) if isinstance(meta, dict) else None
+    if not isinstance(listed, str):
+        return None
+    base = root / str(meta.get("path") or ".")
+    stripped = listed
+    while stripped.startswith("../"):
+        stripped = stripped[3:]
+    for candidate in (base / listed, root / listed, root / stripped):
+        if candidate.name == "images" and (candidate.parent / "labels").is_dir():
+            candidate = candidate.parent
+        if candidate.is_dir() and holds_labels(candidate):
+            return candidate.resolve() if ".." in candidate.parts else candidate
+    return None
+
+
+def find_splits(path: str | Path) -> Splits | None:
+    """The splits below a data set's root (or beside its ``data.yaml``): those its
+    ``data.yaml`` lists, else the folders named ``train``, ``valid``... (Roboflow's
+    ``train/``, Ultralytics' ``images/train``). None when ``path`` is one split itself or no
+    training split with labels is found.
     """
     path = Path(path)
     is_yaml = path.is_file() and path.suffix.lower() in (".yaml", ".yml")
     root = path.parent if is_yaml else path
     if not root.is_dir() or is_one_split(root):
         return None
+    yaml_file = path if is_yaml else next(iter(sorted(root.glob("*.yaml"))), None)
 
-    def first(names: tuple[str, ...]) -> Path | None:
-        for base in (root, root / "images"):  # Roboflow's train/, Ultralytics' images/train
+    def first(key: str, names: tuple[str, ...]) -> Path | None:
+        if (listed := _listed(root, yaml_file, key)) is not None:
+            return listed
+        for base in (root, root / "images"):
             for name in names:
                 folder = base / name
                 if folder.is_dir() and holds_labels(folder):
                     return folder
         return None
 
-    train = first(TRAIN)
-    return None if train is None else Splits(root, train, first(VALIDATION), first(TEST))
+    train = first("train", TRAIN)
+    if train is None:
+        return None
+    return Splits(root, train, first("val", VALIDATION), first("test", TEST))

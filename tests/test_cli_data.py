@@ -9,25 +9,25 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_cli import SIZE, _tiny
 from utils import cli
 from utils.annotations import AnnotatedImage, AnnotationSet, write_coco, write_voc, write_yolo
 from utils.annotations.splits import find_splits
 from utils.cli_data import DataError, training_sets
-from utils.synth import generate_image
-
-SIZE = 128
 
 
 def _photos(folder: Path, seeds, names=("Microalgae",)) -> AnnotationSet:
-    """Generated photos saved in ``folder``; boxes labelled in turn with ``names``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    items = []
-    for seed in seeds:
-        image, boxes, _ = generate_image(seed, SIZE)
-        path = folder / f"photo_{seed}.jpg"
-        image.save(path, quality=92)
-        labels = [names[k % len(names)] for k in range(len(boxes))]
-        items.append(AnnotatedImage(path, SIZE, SIZE, boxes, labels))
+    """``test_cli``'s generated photos; boxes labelled in turn with ``names``."""
+    items = [
+        AnnotatedImage(
+            i.image_path,
+            i.width,
+            i.height,
+            i.boxes,
+            [names[k % len(names)] for k in range(len(i.boxes))],
+        )
+        for i in _tiny(folder, seeds).images
+    ]
     return AnnotationSet(tuple(names), items)
 
 

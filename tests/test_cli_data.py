@@ -149,3 +149,19 @@ def test_train_command_on_a_roots_splits(roboflow, tmp_path, capsys) -> None:
     assert metrics["threshold_photos"]["validation"] == 2
     code = cli.main([str(a) for a in [*argv, "--val-fraction", "0.5", "--val", roboflow / "valid"]])
     assert code == 1 and "--val and --val-fraction" in capsys.readouterr().err
+
+
+def test_a_zip_is_unpacked_beside_it_once(roboflow, tmp_path, capsys) -> None:
+    """Roboflow's download as it comes: the .zip of the root; a damaged one is refused."""
+    zipped = Path(shutil.make_archive(str(tmp_path / "export"), "zip", roboflow))
+    train, val, _ = training_sets(_args(zipped))
+    assert (len(train), len(val)) == (3, 2)
+    assert "unpacked into" in capsys.readouterr().out
+    assert (tmp_path / "export" / "valid" / "data.yaml").is_file()
+    training_sets(_args(zipped))  # the second time: the folder, not a second unpacking
+    assert "unpacked before" in capsys.readouterr().out
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(zipped.read_bytes()[: zipped.stat().st_size // 2])  # a download cut short
+    with pytest.raises(DataError, match=r"cut\.zip is not a readable \.zip"):
+        training_sets(_args(cut))
+    assert not (tmp_path / "cut").exists()

@@ -3,6 +3,7 @@
     python -m utils train --data dataset --out runs/a                 # its train/ and valid/
     python -m utils train --data dataset/train --val dataset/valid --out runs/a
     python -m utils train --data my_photos --out runs/a               # a fifth held back
+    python -m utils train --data roboflow_export.zip --out runs/a     # unpacked beside it
 
 A data set exported with its own splits (Roboflow, Ultralytics: ``annotations.splits``) trains
 on its train split and validates on its validation split; a single folder holds back a fifth of
@@ -14,6 +15,7 @@ its photos (at most 20) to validate on, or none with ``--val-fraction 0``. Kept 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -31,7 +33,8 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
         "--data",
         required=True,
         help="VOC/labelme/YOLO folder or COCO .json; or a data set's root with its own "
-        "train/ and valid/ (Roboflow, Ultralytics): trains on train, validates on valid",
+        "train/ and valid/ (Roboflow, Ultralytics): trains on train, validates on valid; "
+        "or a .zip of either, unpacked beside it",
     )
     parser.add_argument(
         "--val",
@@ -58,16 +61,49 @@ def load_labelled(path: str | Path):
     return aset
 
 
+def unpacked(path: Path) -> Path:
+    """A ``.zip`` (Roboflow's download, an upload to Colab) unpacked into the folder beside it
+    named after it, once; any other path as it is.
+
+    An existing folder of that name is used as it is (said in one line), so a second run does
+    not unpack again and nothing already there is overwritten.
+    """
+    if path.suffix.lower() != ".zip" or not path.is_file():
+        return path
+    import zipfile
+
+    folder = path.with_suffix("")
+    if folder.exists():
+        print(f"{display_path(path)}: using {display_path(folder)}, unpacked before")
+        return folder
+    part = folder.with_name(folder.name + ".unpacking")  # renamed once whole
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if damaged := archive.testzip():  # checked before anything is written
+                raise zipfile.BadZipFile(f"{damaged} inside it is damaged")
+            shutil.rmtree(part, ignore_errors=True)  # what an interrupted run left
+            archive.extractall(part)  # zipfile drops absolute paths and ".." from names
+    except (zipfile.BadZipFile, EOFError) as error:
+        raise DataError(
+            f"{display_path(path)} is not a readable .zip ({error}); download it again, or unpack "
+            "it yourself and pass the folder"
+        ) from error
+    part.rename(folder)
+    print(f"{display_path(path)}: unpacked into {display_path(folder)}")
+    return folder
+
+
 def _where(args: argparse.Namespace) -> tuple[Path, Path | None]:
     """The training folder and the validation folder (None: split from the training one)."""
     from .annotations.splits import find_splits
 
-    val = Path(args.val) if args.val else None
+    val = unpacked(Path(args.val)) if args.val else None
     if val is not None and args.val_fraction is not None:
         raise DataError("--val and --val-fraction both choose the validation photos: give one")
-    splits = find_splits(args.data)
+    data = unpacked(Path(args.data))
+    splits = find_splits(data)
     if splits is None:
-        return Path(args.data), val
+        return data, val
     if val is None and args.val_fraction is None:
         val = splits.val
     chosen = f"validating on {display_path(val)}" if val else "its validation split: none"

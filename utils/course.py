@@ -57,7 +57,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("03_export.ipynb", "Export to ONNX", "export, runtime, processing", "`model.onnx`"),
     Stage("04_hub.ipynb", "Hugging Face Hub", "hub", "a model repo on the Hub"),
     Stage("05_demo.ipynb", "Gradio demo + Space", "app, space, images", "`space/`"),
-    Stage("06_edge.ipynb", "Edge: INT8, OpenVINO", "edge", "INT8 / OpenVINO models, a scorecard"),
+    Stage("06_edge.ipynb", "Edge: INT8, OpenVINO", "edge", "INT8 / OpenVINO models (`edge/`)"),
     Stage("07_api_clients.ipynb", "API clients (phone app)", "app, clients/", "—"),
     Stage("08_static_space.ipynb", "Free static Space (browser)", "web, space", "`static_space/`"),
     Stage(

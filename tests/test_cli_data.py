@@ -150,6 +150,19 @@ def test_train_command_on_a_roots_splits(roboflow, tmp_path, capsys) -> None:
     code = cli.main([str(a) for a in [*argv, "--val-fraction", "0.5", "--val", roboflow / "valid"]])
     assert code == 1 and "--val and --val-fraction" in capsys.readouterr().err
 
+    # evaluate on the root: its test split (1 photo), said on stderr; stdout starts with JSON
+    model = tmp_path / "run" / "model.pt"
+    code = cli.main(["evaluate", "--checkpoint", str(model), "--data", str(roboflow)])
+    out, err = capsys.readouterr()
+    assert code == 0 and json.loads(out.splitlines()[0])["images"] == 1
+    assert "evaluating on its test split" in err
+    no_test = tmp_path / "no_test"
+    shutil.copytree(roboflow / "train", no_test / "train")
+    shutil.copytree(roboflow / "valid", no_test / "valid")
+    code = cli.main(["evaluate", "--checkpoint", str(model), "--data", str(no_test)])
+    err = capsys.readouterr().err
+    assert code == 1 and "without a test split" in err and "valid" in err
+
 
 def test_a_zip_is_unpacked_beside_it_once(roboflow, tmp_path, capsys) -> None:
     """Roboflow's download as it comes: the .zip of the root; a damaged one is refused."""

@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import atomicio, config
-from .cli_data import add_data_options, training_sets
+from .cli_data import add_data_options, held_out_set, training_sets
 from .cli_pretrain import add_pretrain_command, add_pretrained_option, pretrained_value
 from .config import display_path, one_line
 from .images import ImageError, load_image
@@ -165,11 +165,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .annotations import load_annotations
     from .evaluate import evaluate, summary
 
     predictor = _load_predictor(args.checkpoint, args.tta)
-    aset = _with_model_classes(load_annotations(args.data), predictor.config.class_names, args)
+    aset = _with_model_classes(held_out_set(args.data), predictor.config.class_names, args)
     metrics = evaluate(predictor, aset, threshold=args.threshold)
     print(
         json.dumps(
@@ -417,7 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="mAP and count error on labelled images")
     evaluate.add_argument("--checkpoint", required=True, help="model.pt (or .onnx / .xml)")
-    evaluate.add_argument("--data", required=True, help="VOC/labelme/YOLO folder or COCO .json")
+    evaluate.add_argument(
+        "--data",
+        required=True,
+        help="VOC/labelme/YOLO folder or COCO .json, or a data set's root "
+        "(or .zip): its test split",
+    )
     evaluate.add_argument("--threshold", type=float, help="counting threshold (default: stored)")
     evaluate.add_argument("--tta", action="store_true", help=TTA_HELP)
     evaluate.set_defaults(func=cmd_evaluate)

@@ -146,3 +146,24 @@ def training_sets(args: argparse.Namespace):
 
     val = AnnotationSet(aset.class_names, val.images)  # scored in the model's class order
     return aset, val, f"{aset.summary()}; validation: {val.summary()}"
+
+
+def held_out_set(path: str | Path):
+    """``evaluate``'s photos: a labelled folder, or a data set's test split when ``path`` is its
+    root (or the ``.zip`` of it), said in one line on stderr (stdout's first line is JSON)."""
+    from .annotations.splits import find_splits
+
+    data = unpacked(Path(path))
+    splits = find_splits(data)
+    if splits is None:
+        return load_labelled(data)
+    if splits.test is None:
+        raise DataError(
+            f"{display_path(data)} is a data set without a test split: pass the folder to "
+            f"evaluate on, e.g. {display_path(splits.val or splits.train)}"
+        )
+    print(
+        f"{display_path(data)}: evaluating on its test split, {display_path(splits.test)}",
+        file=sys.stderr,
+    )
+    return load_labelled(splits.test)

@@ -108,7 +108,7 @@ def test_ultralytics_and_coco_roots(tmp_path) -> None:
     assert (len(train), len(val)) == (2, 1)
 
 
-def test_what_is_not_a_root(roboflow, tmp_path) -> None:
+def test_what_is_not_a_root(roboflow, tmp_path, capsys) -> None:
     assert find_splits(roboflow / "train") is None  # one split: loaded as it is
     voc = tmp_path / "voc"
     write_voc(_photos(voc, (3, 4)), voc, copy_images=False)
@@ -119,6 +119,7 @@ def test_what_is_not_a_root(roboflow, tmp_path) -> None:
     assert found is not None and found.train == only / "trainval" and found.val is None
     train, val, _ = training_sets(_args(only))
     assert (len(train), len(val)) == (4, 1)
+    assert "held back from it (no validation split found)" in capsys.readouterr().out
 
 
 def test_val_folder_in_the_models_class_order_and_its_errors(tmp_path) -> None:

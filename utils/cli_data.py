@@ -106,9 +106,11 @@ def _where(args: argparse.Namespace) -> tuple[Path, Path | None]:
         return data, val
     if val is None and args.val_fraction is None:
         val = splits.val
-    chosen = f"validating on {display_path(val)}" if val else "its validation split: none"
-    if val is None and args.val_fraction is not None:
-        chosen = "validation photos held back by --val-fraction"
+    chosen = f"validating on {display_path(val)}" if val else "validating on photos held back"
+    if val is None and args.val_fraction is None:
+        chosen += " from it (no validation split found)"
+    elif val is None:
+        chosen += " by --val-fraction"
     test = f"; {display_path(splits.test)} is left for evaluate" if splits.test else ""
     print(
         f"{display_path(splits.root)}: a data set with its own splits; training on "

@@ -81,7 +81,8 @@ def find_splits(path: str | Path) -> Splits | None:
     root = path.parent if is_yaml else path
     if not root.is_dir() or is_one_split(root):
         return None
-    yaml_file = path if is_yaml else next(iter(sorted(root.glob("*.yaml"))), None)
+    yamls = [root / "data.yaml", *sorted(root.glob("*.yaml")), *sorted(root.glob("*.yml"))]
+    yaml_file = path if is_yaml else next((p for p in yamls if p.is_file()), None)
 
     def first(key: str, names: tuple[str, ...]) -> Path | None:
         if (listed := _listed(root, yaml_file, key)) is not None:

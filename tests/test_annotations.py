@@ -427,6 +427,24 @@ def test_coco_image_without_annotations_is_valid(tmp_path, aset):
     assert len(empty) == 1 and empty[0].labels == []
 
 
+def test_roboflows_group_category_is_not_a_class(tmp_path, aset):
+    """Roboflow's COCO lists the data set's name as category 0, every class's supercategory,
+    with no box: dropped in one warning line. A group name that labels boxes stays a class."""
+    path = write_coco(aset, tmp_path / "src" / "labels.json")
+    data = json.loads(path.read_text())
+    for cat in data["categories"]:
+        cat["supercategory"] = "cells-xyz"
+    data["categories"].insert(0, {"id": 0, "name": "cells-xyz", "supercategory": "none"})
+    path.write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match=r"'cells-xyz' \(id 0\) .* not a class") as caught:
+        loaded = read_coco(path)
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert loaded.class_names == aset.class_names and loaded.num_boxes == aset.num_boxes
+    data["annotations"][0]["category_id"] = 0  # now it labels a box: a class like any other
+    path.write_text(json.dumps(data))
+    assert read_coco(path).class_names == ("cells-xyz", *aset.class_names)
+
+
 def test_load_annotations_of_nothing_is_an_error(tmp_path):
     assert "not a folder" in _error(load_annotations, tmp_path / "nope")
 

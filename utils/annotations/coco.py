@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from .. import atomicio
@@ -48,6 +49,7 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
         raise AnnotationError(problems)
 
     categories: dict[int, str] = {}
+    parents = {c.get("supercategory") for c in data["categories"] if isinstance(c, dict)}
     for k, cat in enumerate(data["categories"]):
         if not isinstance(cat, dict) or "id" not in cat or "name" not in cat:
             problems.append(f"{label}: categories[{k}] is missing required field 'id' or 'name'")
@@ -59,7 +61,6 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
             problems.append(f"{label}: categories[{k}].name must be a non-empty string")
         else:
             categories[_integer(cat["id"])] = cat["name"]  # type: ignore[index]
-    class_names = tuple(categories[i] for i in sorted(categories))
 
     entries: dict[int, dict] = {}
     for k, entry in enumerate(data["images"]):
@@ -144,7 +145,28 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
         raise AnnotationError(problems, json_path.parent)
     warn_dropped(dropped, label)
     images.sort(key=lambda img: img.image_path.name)
-    return AnnotationSet(class_names, images)
+    return AnnotationSet(_class_names(categories, parents, images, label), images)
+
+
+def _class_names(
+    categories: dict[int, str], parents: set, images: list[AnnotatedImage], label: str
+) -> tuple[str, ...]:
+    """The category names in id order, less a group name that labels no box.
+
+    Roboflow's COCO export lists the data set's own name as category 0, the supercategory of
+    the real classes, with no box: trained as a class it would be a heatmap channel that never
+    fires and a class of 0 in every count. It is dropped, in one warning line.
+    """
+    used = {name for img in images for name in img.labels}
+    groups = {i: name for i, name in categories.items() if name in parents and name not in used}
+    for i, name in groups.items():
+        warnings.warn(
+            f"{label}: category {name!r} (id {i}) is the other categories' supercategory and "
+            "labels no box (Roboflow writes one): not a class",
+            UserWarning,
+            stacklevel=3,
+        )
+    return tuple(categories[i] for i in sorted(categories) if i not in groups)
 
 
 def _bad_image_entry(entry: dict) -> str | None:

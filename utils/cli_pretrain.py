@@ -22,7 +22,7 @@ PRETRAINED_HELP = (
     "pretrain`. Its trunk, FPN and box head are copied; the heatmap head starts fresh, so its "
     "classes may differ. Measured (docs/real_data.md): on BCCD with the 10-minute clock, 2 "
     "seeds, test mAP 0.587 / mAP@.5 0.894 from scenes against 0.583 / 0.893 from random "
-    "weights; with --minutes 2, seed 0, 0.546 / 0.898 against 0.392 / 0.813; on the course's "
+    "weights; with --minutes 2, seed 0, 0.557 / 0.875 against 0.515 / 0.875; on the course's "
     "fast plan, 3 seeds, mAP 0.642 against 0.584 but count error 2.7 against 2.5 percent"
 )
 

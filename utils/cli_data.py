@@ -93,6 +93,15 @@ def unpacked(path: Path) -> Path:
     return folder
 
 
+def _shown(path: Path, root: Path) -> str:
+    """A split as learners see it: below its data set's root (``dataset/train``), even when
+    the root lies outside the course folder (where ``display_path`` keeps only a name)."""
+    try:
+        return f"{display_path(root)}/{path.relative_to(root).as_posix()}"
+    except ValueError:  # a split listed outside the root, or --val elsewhere
+        return display_path(path)
+
+
 def _where(args: argparse.Namespace) -> tuple[Path, Path | None]:
     """The training folder and the validation folder (None: split from the training one)."""
     from .annotations.splits import find_splits
@@ -106,15 +115,17 @@ def _where(args: argparse.Namespace) -> tuple[Path, Path | None]:
         return data, val
     if val is None and args.val_fraction is None:
         val = splits.val
-    chosen = f"validating on {display_path(val)}" if val else "validating on photos held back"
+    chosen = (
+        f"validating on {_shown(val, splits.root)}" if val else "validating on photos held back"
+    )
     if val is None and args.val_fraction is None:
         chosen += " from it (no validation split found)"
     elif val is None:
         chosen += " by --val-fraction"
-    test = f"; {display_path(splits.test)} is left for evaluate" if splits.test else ""
+    test = f"; {_shown(splits.test, splits.root)} is left for evaluate" if splits.test else ""
     print(
         f"{display_path(splits.root)}: a data set with its own splits; training on "
-        f"{display_path(splits.train)}, {chosen}{test}."
+        f"{_shown(splits.train, splits.root)}, {chosen}{test}."
     )
     return splits.train, val
 
@@ -162,10 +173,10 @@ def held_out_set(path: str | Path):
     if splits.test is None:
         raise DataError(
             f"{display_path(data)} is a data set without a test split: pass the folder to "
-            f"evaluate on, e.g. {display_path(splits.val or splits.train)}"
+            f"evaluate on, e.g. {_shown(splits.val or splits.train, splits.root)}"
         )
     print(
-        f"{display_path(data)}: evaluating on its test split, {display_path(splits.test)}",
+        f"{display_path(data)}: evaluating on its test split, {_shown(splits.test, splits.root)}",
         file=sys.stderr,
     )
     return load_labelled(splits.test)

@@ -145,7 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "with train/ and valid/ (train's --data)",
     )
     parser.add_argument("--val", help="train's --val: a labelled folder to validate on")
-    parser.add_argument("--test", required=True, help="held-out labelled folder or .json")
+    parser.add_argument(
+        "--test", required=True, help="held-out labelled folder or .json, or a data set's root"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
     parser.add_argument("--minutes", type=float, help="train's --minutes (default: its own)")
     parser.add_argument(
@@ -159,9 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import json
 
-    from ..cli_data import load_labelled
+    from ..cli_data import held_out_set
 
-    test = load_labelled(args.test)
+    test = held_out_set(args.test)  # a data set's root: its test split
     host = machine()
     print(
         f"real photos: train {config.display_path(args.train)}, test {len(test)} photos "

@@ -134,6 +134,7 @@ def training_sets(args: argparse.Namespace):
     """(training photos, validation photos or None, a summary of the photos read) as ``--data``,
     ``--val`` and ``--val-fraction`` ask; every problem is a :class:`DataError` (or an
     ``AnnotationError`` naming the file)."""
+    from .annotations import AnnotationSet
     from .dataset import split_or_all
 
     data, val_path = _where(args)
@@ -155,8 +156,6 @@ def training_sets(args: argparse.Namespace):
             f"classes {list(aset.class_names)}; label them in {display_path(data)} too, or "
             "validate on photos of the training classes"
         )
-    from .annotations import AnnotationSet
-
     val = AnnotationSet(aset.class_names, val.images)  # scored in the model's class order
     return aset, val, f"{aset.summary()}; validation: {val.summary()}"
 
